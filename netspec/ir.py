@@ -1,0 +1,178 @@
+"""The typed IR: what a spec means, with every shape known and every attribute normalised.
+
+Backends read only this. Attributes store meaning, not a framework's parameter:
+explicit begin/end padding per spatial axis, pooling rounding, whether an average
+counts padding, BatchNorm momentum in the spec's convention, shared-layer
+identity. Source spans ride along for diagnostics but are excluded from dumps
+and comparisons of meaning (:meth:`Program.meaning`).
+"""
+
+from __future__ import annotations
+
+from math import prod
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .source import Span
+
+Dim = int | str
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+class TensorType(_Frozen):
+    """A per-sample tensor type: dtype and shape (ints, or names for run-time sizes)."""
+
+    dtype: str = "float32"
+    shape: tuple[Dim, ...] = ()
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def is_static(self) -> bool:
+        return all(isinstance(d, int) for d in self.shape)
+
+    @property
+    def size(self) -> int | None:
+        """Number of elements per sample, or None when a dimension is dynamic."""
+        return prod(self.shape) if self.is_static else None
+
+    @property
+    def is_integer(self) -> bool:
+        return self.dtype.startswith(("int", "uint"))
+
+    def __str__(self) -> str:
+        dims = ", ".join(str(d) for d in self.shape)
+        return f"[{dims}]" if self.dtype == "float32" else f"{self.dtype}[{dims}]"
+
+
+class Value(_Frozen):
+    """A named model input or training target."""
+
+    name: str
+    type: TensorType
+    span: Span | None = Field(default=None, exclude=True, repr=False)
+
+
+class Param(_Frozen):
+    """One weight tensor of a layer, in the canonical layout (see docs/weights.md)."""
+
+    name: str
+    shape: tuple[int, ...]
+    trainable: bool = True
+    init: dict[str, Any] = Field(default_factory=lambda: {"name": "zeros"})
+    regularizer: dict[str, Any] | None = None
+
+    @property
+    def size(self) -> int:
+        return prod(self.shape)
+
+
+class Node(_Frozen):
+    """One op applied at one place in the network.
+
+    ``name`` is unique and hierarchical (``stage2.0.main.conv2d``); ``inputs``
+    name values (other nodes or network inputs); ``layer`` names the weight
+    owner: equal to ``name`` unless the node is a use of a shared ``layer``.
+    ``params`` are listed on every use; they count once per ``layer``.
+    """
+
+    name: str
+    op: str
+    attrs: dict[str, Any] = Field(default_factory=dict)
+    inputs: tuple[str, ...] = ()
+    type: TensorType
+    layer: str
+    params: tuple[Param, ...] = ()
+    macs: int = 0
+    span: Span | None = Field(default=None, exclude=True, repr=False)
+
+    @property
+    def shared(self) -> bool:
+        return self.layer != self.name
+
+
+class LossTerm(_Frozen):
+    """``weight * fn(args..., attrs)``: one term of the loss sum."""
+
+    fn: str
+    args: tuple[str, ...]
+    attrs: dict[str, Any] = Field(default_factory=dict)
+    weight: float = 1.0
+    span: Span | None = Field(default=None, exclude=True, repr=False)
+
+
+class Optimizer(_Frozen):
+    name: str
+    attrs: dict[str, Any] = Field(default_factory=dict)
+    span: Span | None = Field(default=None, exclude=True, repr=False)
+
+
+class Network(_Frozen):
+    """One network: inputs, targets, nodes in topological order, outputs, training setup."""
+
+    name: str
+    inputs: tuple[Value, ...]
+    targets: tuple[Value, ...] = ()
+    nodes: tuple[Node, ...]
+    outputs: tuple[str, ...]
+    output_names: tuple[str, ...] = ()
+    loss: tuple[LossTerm, ...] = ()
+    optimizer: Optimizer | None = None
+    span: Span | None = Field(default=None, exclude=True, repr=False)
+
+    def type_of(self, value: str) -> TensorType:
+        """The type of a node output, input or target."""
+        for v in (*self.inputs, *self.targets):
+            if v.name == value:
+                return v.type
+        return self.node(value).type
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def layers(self) -> dict[str, tuple[Param, ...]]:
+        """Weight owners and their params, each shared layer once, in first-use order."""
+        out: dict[str, tuple[Param, ...]] = {}
+        for n in self.nodes:
+            if n.params and n.layer not in out:
+                out[n.layer] = n.params
+        return out
+
+    def param_counts(self) -> tuple[int, int]:
+        """(trainable, non-trainable) parameter counts, shared layers counted once."""
+        trainable = non = 0
+        for params in self.layers().values():
+            for p in params:
+                if p.trainable:
+                    trainable += p.size
+                else:
+                    non += p.size
+        return trainable, non
+
+
+class Program(_Frozen):
+    """Every network of one spec file."""
+
+    file: str
+    networks: tuple[Network, ...]
+
+    def network(self, name: str | None = None) -> Network:
+        if name is None:
+            return self.networks[0]
+        for n in self.networks:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def meaning(self) -> dict:
+        """A plain dump without file names and spans: two specs mean the same iff equal."""
+        return self.model_dump(exclude={"file"})

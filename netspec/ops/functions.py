@@ -1,0 +1,249 @@
+"""Activations, merges, and the training families: losses, optimisers, initialisers, regularisers."""
+
+from __future__ import annotations
+
+from math import prod
+
+from ..ir import TensorType
+from .base import Attr, Bool, Float, InferError, Int, IntsOrInt, OpDef, norm_axis
+
+# Activations ---------------------------------------------------------------------------
+
+
+class _Activation(OpDef):
+    category = "activation"
+    formula = ""
+
+    def infer(self, attrs, inputs):
+        t = inputs[0]
+        return TensorType(shape=t.shape), attrs
+
+
+def _act(name, formula, attrs=None, positional=(), infer=None):
+    ns = {"name": name, "formula": formula, "doc": formula, "attrs": attrs or {}, "positional": positional}
+    if infer:
+        ns["infer"] = infer
+    return type(name.title().replace("_", ""), (_Activation,), ns)
+
+
+def _softmax_infer(self, attrs, inputs):
+    t = inputs[0]
+    axis = norm_axis(attrs["axis"], t.rank, "softmax axis")
+    return TensorType(shape=t.shape), {**attrs, "axis": axis}
+
+
+ACTIVATIONS = [
+    _act("linear", "x"),
+    _act("relu", "max(x, 0)"),
+    _act("relu6", "min(max(x, 0), 6)"),
+    _act("sigmoid", "1 / (1 + exp(-x))"),
+    _act("tanh", "tanh(x)"),
+    _act("softmax", "exp(x) / sum(exp(x), axis)", {"axis": Attr(Int(), -1, "the axis that sums to 1")},
+         ("axis",), _softmax_infer),
+    _act("leaky_relu", "x if x > 0 else alpha * x", {"alpha": Attr(Float(0.0), 0.01, "slope for x < 0")}, ("alpha",)),
+    _act("elu", "x if x > 0 else alpha * (exp(x) - 1)", {"alpha": Attr(Float(0.0), 1.0)}, ("alpha",)),
+    _act("gelu", "x * Phi(x) (exact, with erf); approximate=true uses the tanh form",
+         {"approximate": Attr(Bool(), False)}),
+    _act("swish", "x * sigmoid(x)"),
+    _act("softplus", "log(1 + exp(x))"),
+    _act("hard_sigmoid", "max(0, min(1, x / 6 + 1 / 2))"),
+]
+
+
+# Merges -------------------------------------------------------------------------------------
+
+
+def broadcast(shapes: list[tuple]) -> tuple | None:
+    """NumPy broadcasting of per-sample shapes; None when incompatible."""
+    rank = max(len(s) for s in shapes)
+    out = []
+    for i in range(rank):
+        dims = {s[len(s) - rank + i] for s in shapes if len(s) - rank + i >= 0} - {1}
+        if len(dims) > 1:
+            return None
+        out.append(dims.pop() if dims else 1)
+    return tuple(out)
+
+
+class _Elementwise(OpDef):
+    category = "merge"
+    min_inputs = 2
+    max_inputs = None
+    shape_rule = "equal or broadcastable shapes -> the broadcast shape"
+
+    def infer(self, attrs, inputs):
+        shape = broadcast([t.shape for t in inputs])
+        if shape is None:
+            got = ", ".join(str(t) for t in inputs)
+            raise InferError(f"{self.name} needs equal or broadcastable shapes; received: {got}", code="E402")
+        return TensorType(shape=shape), attrs
+
+
+def _merge(name, doc, max_inputs=None):
+    return type(name.title(), (_Elementwise,), {"name": name, "doc": doc, "max_inputs": max_inputs,
+                                                 "min_inputs": 2})
+
+
+class Concat(OpDef):
+    name = "concat"
+    category = "merge"
+    min_inputs = 2
+    max_inputs = None
+    attrs = {"axis": Attr(Int(), 0, "per-sample axis; 0 is the channel axis")}
+    doc = "Concatenate along `axis`; every other axis must be equal."
+    shape_rule = "sizes along axis add up"
+
+    def infer(self, attrs, inputs):
+        ranks = {t.rank for t in inputs}
+        if len(ranks) != 1:
+            raise InferError("concat needs inputs of one rank; received: " + ", ".join(map(str, inputs)),
+                             code="E402")
+        rank = ranks.pop()
+        axis = norm_axis(attrs["axis"], rank, "concat axis")
+        for i in range(rank):
+            if i != axis and len({t.shape[i] for t in inputs}) > 1:
+                got = ", ".join(str(t) for t in inputs)
+                raise InferError(f"concat along axis {axis} needs equal sizes on axis {i}; received: {got}",
+                                 code="E402")
+        sizes = [t.shape[axis] for t in inputs]
+        if all(isinstance(s, int) for s in sizes):
+            total = sum(sizes)
+        else:
+            total = "+".join(str(s) for s in sizes)
+        shape = list(inputs[0].shape)
+        shape[axis] = total
+        return TensorType(shape=tuple(shape)), {**attrs, "axis": axis}
+
+
+class Dot(OpDef):
+    name = "dot"
+    category = "merge"
+    min_inputs = 2
+    max_inputs = 2
+    attrs = {"axes": Attr(IntsOrInt(), -1, "the contracted axis of each input (one int for both)"),
+             "normalize": Attr(Bool(), False, "L2-normalise both inputs along the axes first (cosine)")}
+    doc = "Dot product per sample along one axis of each input."
+    shape_rule = "a without axes[0] + b without axes[1]; [1] when nothing is left"
+
+    def infer(self, attrs, inputs):
+        a, b = inputs
+        axes = attrs["axes"] if isinstance(attrs["axes"], tuple) else (attrs["axes"],) * 2
+        if len(axes) != 2:
+            raise InferError(f"dot axes needs one int or a pair; received: {attrs['axes']}", code="E301",
+                             arg="axes")
+        ia, ib = norm_axis(axes[0], a.rank, "dot axis"), norm_axis(axes[1], b.rank, "dot axis")
+        if a.shape[ia] != b.shape[ib]:
+            raise InferError(f"dot contracts axis {ia} of {a} with axis {ib} of {b}: sizes "
+                             f"{a.shape[ia]} and {b.shape[ib]} differ", code="E402")
+        shape = a.shape[:ia] + a.shape[ia + 1:] + b.shape[:ib] + b.shape[ib + 1:]
+        return TensorType(shape=shape or (1,)), {**attrs, "axes": (ia, ib)}
+
+    def macs(self, attrs, inputs, out):
+        a = inputs[0]
+        k = a.shape[attrs["axes"][0]]
+        return prod(d if isinstance(d, int) else 1 for d in out.shape) * (k if isinstance(k, int) else 1)
+
+
+MERGES = [
+    _merge("add", "a + b + ..."),
+    _merge("subtract", "a - b", 2),
+    _merge("multiply", "a * b * ..."),
+    _merge("average", "(a + b + ...) / n"),
+    _merge("maximum", "elementwise max"),
+    _merge("minimum", "elementwise min"),
+    Concat,
+    Dot,
+]
+
+
+# Training families ------------------------------------------------------------------------
+
+
+class _Member(OpDef):
+    """A member of a family used as an argument value (initialiser, regulariser) or statement."""
+
+
+def _member(category, name, doc, attrs=None, positional=()):
+    return type(f"{category}_{name}", (_Member,), {"name": name, "category": category, "doc": doc,
+                                                    "attrs": attrs or {}, "positional": positional})
+
+
+_gain = {"gain": Attr(Float(0.0), 1.0)}
+INITIALIZERS = [
+    _member("initializer", "zeros", "0"),
+    _member("initializer", "ones", "1"),
+    _member("initializer", "constant", "value", {"value": Attr(Float(), 0.0)}, ("value",)),
+    _member("initializer", "normal", "N(mean, std^2)",
+            {"std": Attr(Float(0.0), 0.05), "mean": Attr(Float(), 0.0)}, ("std", "mean")),
+    _member("initializer", "uniform", "U(a, b)", {"a": Attr(Float(), -0.05), "b": Attr(Float(), 0.05)}, ("a", "b")),
+    _member("initializer", "glorot_uniform", "U(-l, l), l = sqrt(6 / (fan_in + fan_out))"),
+    _member("initializer", "glorot_normal", "N(0, 2 / (fan_in + fan_out))"),
+    _member("initializer", "he_uniform", "U(-l, l), l = sqrt(6 / fan_in)"),
+    _member("initializer", "he_normal", "N(0, 2 / fan_in)"),
+    _member("initializer", "lecun_uniform", "U(-l, l), l = sqrt(3 / fan_in)"),
+    _member("initializer", "lecun_normal", "N(0, 1 / fan_in)"),
+    _member("initializer", "orthogonal", "a (semi-)orthogonal matrix times gain", _gain, ("gain",)),
+]
+
+REGULARIZERS = [
+    _member("regularizer", "l1", "l1 * sum(|w|)", {"l1": Attr(Float(0.0), 0.01)}, ("l1",)),
+    _member("regularizer", "l2", "l2 * sum(w^2)", {"l2": Attr(Float(0.0), 0.01)}, ("l2",)),
+    _member("regularizer", "l1_l2", "l1 * sum(|w|) + l2 * sum(w^2)",
+            {"l1": Attr(Float(0.0), 0.0), "l2": Attr(Float(0.0), 0.0)}, ("l1", "l2")),
+]
+
+
+class _Loss(OpDef):
+    category = "loss"
+    kind = "pair"  # pair: (prediction, target) ; normal: (mu, logvar)
+
+
+def _loss(name, doc, attrs=None, kind="pair"):
+    return type(f"loss_{name}", (_Loss,), {"name": name, "doc": doc, "attrs": attrs or {}, "kind": kind})
+
+
+_logits = {"from_logits": Attr(Bool(), False, "the prediction is raw scores, not probabilities")}
+_axis = {"axis": Attr(Int(), -1, "the class axis")}
+LOSSES = [
+    _loss("mse", "mean((p - t)^2)"),
+    _loss("mae", "mean(|p - t|)"),
+    _loss("huber", "mean(0.5 e^2 if |e| <= delta else delta (|e| - 0.5 delta)), e = p - t",
+          {"delta": Attr(Float(0.0, min_open=True), 1.0)}),
+    _loss("binary_crossentropy", "mean(-(t log p + (1 - t) log(1 - p)))", dict(_logits)),
+    _loss("categorical_crossentropy", "mean(-sum(t log p, axis))", {**_logits, **_axis}),
+    _loss("sparse_categorical_crossentropy", "mean(-log p[t], over every position)", {**_logits, **_axis}),
+    _loss("hinge", "mean(max(1 - t p, 0)), t in {-1, 1}"),
+    _loss("kl_divergence", "mean(sum(t log(t / p), -1))"),
+    _loss("cosine_similarity", "mean(-cos(p, t) along the last axis)"),
+    _loss("kl_normal", "mean over the batch of -0.5 sum(1 + logvar - mu^2 - exp(logvar))", kind="normal"),
+]
+
+
+def _opt(name, doc, attrs):
+    return type(f"optimizer_{name}", (OpDef,), {"name": name, "category": "optimizer", "doc": doc,
+                                                "attrs": attrs})
+
+
+_lr = lambda v: {"lr": Attr(Float(0.0, min_open=True), v, "learning rate")}  # noqa: E731
+_eps = lambda v: {"eps": Attr(Float(0.0), v, "numerical stability term")}  # noqa: E731
+_wd = {"weight_decay": Attr(Float(0.0), 0.0, "decoupled weight decay: w -= lr * weight_decay * w")}
+OPTIMIZERS = [
+    _opt("sgd", "SGD with optional (Nesterov) momentum",
+         {**_lr(0.01), "momentum": Attr(Float(0.0, 1.0, max_open=True), 0.0),
+          "nesterov": Attr(Bool(), False), **_wd}),
+    _opt("rmsprop", "RMSprop", {**_lr(0.001), "rho": Attr(Float(0.0, 1.0, max_open=True), 0.9),
+                                "momentum": Attr(Float(0.0, 1.0, max_open=True), 0.0),
+                                "centered": Attr(Bool(), False), **_eps(1e-7), **_wd}),
+    _opt("adagrad", "Adagrad", {**_lr(0.001), "initial_accumulator": Attr(Float(0.0), 0.1), **_eps(1e-7), **_wd}),
+    _opt("adadelta", "Adadelta", {**_lr(1.0), "rho": Attr(Float(0.0, 1.0, max_open=True), 0.95),
+                                  **_eps(1e-7), **_wd}),
+    _opt("adam", "Adam", {**_lr(0.001), "beta1": Attr(Float(0.0, 1.0, max_open=True), 0.9),
+                          "beta2": Attr(Float(0.0, 1.0, max_open=True), 0.999), **_eps(1e-7),
+                          "amsgrad": Attr(Bool(), False), **_wd}),
+    _opt("adamw", "Adam with decoupled weight decay",
+         {**_lr(0.001), "beta1": Attr(Float(0.0, 1.0, max_open=True), 0.9),
+          "beta2": Attr(Float(0.0, 1.0, max_open=True), 0.999), **_eps(1e-7),
+          "amsgrad": Attr(Bool(), False),
+          "weight_decay": Attr(Float(0.0), 0.004, "decoupled weight decay: w -= lr * weight_decay * w")}),
+]
+

@@ -1,0 +1,30 @@
+"""The registry: every op and family member, listed once."""
+
+from __future__ import annotations
+
+from .base import OpDef
+from .functions import ACTIVATIONS, INITIALIZERS, LOSSES, MERGES, OPTIMIZERS, REGULARIZERS
+from .layers import LAYER_OPS
+
+
+def _index(classes) -> dict[str, OpDef]:
+    out: dict[str, OpDef] = {}
+    for cls in classes:
+        assert cls.name not in out, f"op {cls.name} registered twice"
+        out[cls.name] = cls()
+    return out
+
+
+#: Ops usable as chain steps (layers and activations) or as merge sources.
+OPS: dict[str, OpDef] = _index([*LAYER_OPS, *ACTIVATIONS, *MERGES])
+ACTIVATION_OPS = {k: v for k, v in OPS.items() if v.category == "activation"}
+MERGE_OPS = {k: v for k, v in OPS.items() if v.category == "merge"}
+LOSS_FNS: dict[str, OpDef] = _index(LOSSES)
+OPTIMIZER_DEFS: dict[str, OpDef] = _index(OPTIMIZERS)
+
+#: Families of callables used as argument values.
+FAMILIES: dict[str, dict[str, OpDef]] = {
+    "activation": ACTIVATION_OPS,
+    "initializer": _index(INITIALIZERS),
+    "regularizer": _index(REGULARIZERS),
+}
