@@ -33,6 +33,37 @@ class Spec:
 
         return build_report(self.program)
 
+    def compile(self, target: str, network: str | None = None, **options) -> str:
+        """Generated source for ``target`` ("torch" or "keras"); the code ``netspec compile`` writes."""
+        from .backends import generator
+
+        return generator(target).generate(self.network(network), **options)
+
+    def init_weights(self, seed: int = 0, network: str | None = None):
+        """Deterministic canonical weights (numpy) drawn from the spec's initialisers."""
+        from .weights import init_weights
+
+        return init_weights(self.program, seed, network)
+
+    def to_torch(self, weights=None, network: str | None = None):
+        """A ``torch.nn.Module`` built by executing the generated source; canonical ``weights`` loaded if given."""
+        from .backends import torch as backend
+
+        return backend.build(self.network(network), weights)
+
+    def to_keras(self, weights=None, network: str | None = None, layout: str = "channels_last"):
+        """A ``keras.Model`` built by executing the generated source; canonical ``weights`` loaded if given."""
+        from .backends import keras as backend
+
+        return backend.build(self.network(network), weights, layout=layout)
+
+    def to_onnx(self, weights=None, network: str | None = None, opset: int | None = None,
+                keep_bn: bool = False, seed: int = 0):
+        """An ``onnx.ModelProto`` emitted straight from the IR (no torch, no tensorflow)."""
+        from .backends import onnx as backend
+
+        return backend.export(self.network(network), weights, opset=opset, keep_bn=keep_bn, seed=seed)
+
 
 def parse_text(text: str, name: str = "<string>.net") -> Spec:
     """Parse and check spec text; the name's extension chooses the form."""

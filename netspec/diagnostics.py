@@ -51,6 +51,9 @@ CODES: dict[str, str] = {
     # E5xx: training setup
     "E501": "invalid loss",
     "E502": "invalid optimizer",
+    # E6xx: backends
+    "E601": "unsupported by a backend",
+    "E602": "weights do not fit the spec",
 }
 
 

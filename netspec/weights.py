@@ -1,0 +1,167 @@
+"""Canonical weights: framework-neutral numpy arrays keyed ``<layer>.<param>``.
+
+The layout of each parameter is the one its op declares (see docs/weights.md):
+dense ``kernel [units, in]``; convolution ``kernel [out, in / groups, *window]``;
+transposed convolution ``kernel [in, out / groups, *window]``; recurrent
+``kernel [gates * units, features]`` with gates in PyTorch's order. Every backend
+loads and exports this form. numpy is needed here (a backend extra), not by the
+core checker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from math import prod, sqrt
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from . import ir
+
+Weights = dict[str, "np.ndarray"]
+
+
+def fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    """(fan_in, fan_out) of a canonical weight: dim 0 is outputs, dim 1 inputs, the rest the window."""
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive = prod(shape[2:]) if len(shape) > 2 else 1
+    return shape[1] * receptive, shape[0] * receptive
+
+
+def _rng(seed: int, name: str):
+    import numpy as np
+
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return np.random.Generator(np.random.PCG64(int.from_bytes(digest[:8], "little")))
+
+
+def _truncated_normal(rng, std: float, shape) -> np.ndarray:
+    """Normal truncated at two standard deviations, rescaled so the variance is ``std**2``."""
+    import numpy as np
+
+    scale = std / 0.87962566103423978
+    out = rng.standard_normal(shape)
+    bad = np.abs(out) > 2.0
+    while bad.any():
+        out[bad] = rng.standard_normal(int(bad.sum()))
+        bad = np.abs(out) > 2.0
+    return out * scale
+
+
+def draw(init: dict, shape: tuple[int, ...], rng) -> np.ndarray:
+    """Draw one tensor from an initialiser description (the IR's ``Param.init``)."""
+    import numpy as np
+
+    name = init["name"]
+    fan_in, fan_out = fans(shape)
+    if name == "zeros":
+        out = np.zeros(shape)
+    elif name == "ones":
+        out = np.ones(shape)
+    elif name == "constant":
+        out = np.full(shape, init["value"])
+    elif name == "normal":
+        out = rng.normal(init["mean"], init["std"], shape)
+    elif name == "uniform":
+        out = rng.uniform(init["a"], init["b"], shape)
+    elif name in ("glorot_uniform", "he_uniform", "lecun_uniform"):
+        scale = {"glorot_uniform": 6 / (fan_in + fan_out), "he_uniform": 6 / fan_in,
+                 "lecun_uniform": 3 / fan_in}[name]
+        out = rng.uniform(-sqrt(scale), sqrt(scale), shape)
+    elif name in ("glorot_normal", "he_normal", "lecun_normal"):
+        var = {"glorot_normal": 2 / (fan_in + fan_out), "he_normal": 2 / fan_in, "lecun_normal": 1 / fan_in}[name]
+        out = _truncated_normal(rng, sqrt(var), shape)
+    elif name == "orthogonal":
+        rows = shape[0] if shape else 1
+        cols = prod(shape[1:]) if len(shape) > 1 else 1
+        a = rng.standard_normal((max(rows, cols), min(rows, cols)))
+        q, r = np.linalg.qr(a)
+        q = q * np.sign(np.diag(r))
+        if rows < cols:
+            q = q.T
+        out = init.get("gain", 1.0) * q.reshape(shape)
+    else:  # pragma: no cover - the registry lists every initialiser
+        raise ValueError(f"unknown initializer {name}")
+    if init.get("unit_forget_bias") and len(shape) == 1:
+        units = shape[0] // 4
+        out = out.copy()
+        out[units:2 * units] = 1.0
+    return out.astype(np.float32)
+
+
+def init_weights(spec, seed: int = 0, network: str | None = None) -> Weights:
+    """Deterministic canonical weights drawn from the spec's initialisers.
+
+    ``spec`` is a :class:`netspec.Spec`, an :class:`ir.Program` or an
+    :class:`ir.Network`. Each tensor's stream depends only on the seed and its
+    canonical name, so adding a layer does not change the others' weights.
+    """
+    net = _network(spec, network)
+    out: Weights = {}
+    for layer, params in net.layers().items():
+        for p in params:
+            key = f"{layer}.{p.name}"
+            out[key] = draw(p.init, p.shape, _rng(seed, key))
+    return out
+
+
+def _network(spec, name: str | None) -> ir.Network:
+    from . import ir
+
+    if isinstance(spec, ir.Network):
+        return spec
+    program = spec if isinstance(spec, ir.Program) else spec.program
+    return program.network(name)
+
+
+def expected_shapes(spec, network: str | None = None) -> dict[str, tuple[int, ...]]:
+    """Canonical name -> shape for every weight of a network."""
+    net = _network(spec, network)
+    return {f"{layer}.{p.name}": p.shape for layer, params in net.layers().items() for p in params}
+
+
+def save_weights(weights: Weights, path: str | Path) -> None:
+    """Write canonical weights as safetensors (atomically)."""
+    import os
+    import tempfile
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: np.ascontiguousarray(v) for k, v in sorted(weights.items())}, tmp,
+                  metadata={"format": "netspec-canonical"})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_weights(path: str | Path) -> Weights:
+    """Read canonical weights from a safetensors file."""
+    from safetensors.numpy import load_file
+
+    return dict(load_file(str(path)))
+
+
+def check_weights(weights: Weights, spec, network: str | None = None) -> None:
+    """Raise ValueError naming every missing, unexpected or misshapen tensor."""
+    want = expected_shapes(spec, network)
+    problems = []
+    for key, shape in want.items():
+        if key not in weights:
+            problems.append(f"missing {key} {list(shape)}")
+        elif tuple(weights[key].shape) != shape:
+            problems.append(f"{key}: expected shape {list(shape)}, received {list(weights[key].shape)}")
+    for key in sorted(set(weights) - set(want)):
+        problems.append(f"unexpected {key}")
+    if problems:
+        raise ValueError("weights do not fit the spec: " + "; ".join(problems))
