@@ -189,7 +189,7 @@ class _NetworkBuilder:
                 self.bag.error("E304", f"dimensions must be positive; received: {d}", t.span)
                 return
         if self.define(stmt.name, stmt.span, scope):
-            value = ir.Value(name=stmt.name, type=ir.TensorType(dtype=dtype, shape=t.dims), span=stmt.span)
+            value = ir.Value.model_construct(name=stmt.name, type=ir.TensorType.model_construct(dtype=dtype, shape=t.dims), span=stmt.span)
             (self.inputs if stmt.kind == "input" else self.targets).append(value)
             self.types[stmt.name] = value.type
             scope.values[stmt.name] = stmt.name
@@ -436,7 +436,7 @@ class _NetworkBuilder:
         out, attrs = self.infer(op, attrs, types, at)
         name = self.fresh(prefix, base)
         params = tuple(op.params(attrs, types, out))
-        node = ir.Node(name=name, op=op.name, attrs=attrs, inputs=tuple(inputs), type=out, layer=name,
+        node = ir.Node.model_construct(name=name, op=op.name, attrs=attrs, inputs=tuple(inputs), type=out, layer=name,
                        params=params, macs=op.macs(attrs, types, out), span=_span_of(at))
         self.nodes.append(node)
         self.types[name] = out
@@ -468,7 +468,7 @@ class _NetworkBuilder:
             raise _Poisoned
         layer.uses += 1
         name = self.fresh(prefix, at.id)
-        node = ir.Node(name=name, op=op.name, attrs=attrs, inputs=(value,), type=out, layer=layer.name,
+        node = ir.Node.model_construct(name=name, op=op.name, attrs=attrs, inputs=(value,), type=out, layer=layer.name,
                        params=layer.params, macs=op.macs(attrs, types, out), span=at.span)
         self.nodes.append(node)
         self.types[name] = out
@@ -612,7 +612,7 @@ class _NetworkBuilder:
         if pred is None or target is None:
             raise _Poisoned
         self.check_loss_shapes(fn, attrs, pred, target, call)
-        return ir.LossTerm(fn=fn.name, args=tuple(values), attrs=attrs, weight=float(weight), span=call.span)
+        return ir.LossTerm.model_construct(fn=fn.name, args=tuple(values), attrs=attrs, weight=float(weight), span=call.span)
 
     def check_loss_shapes(self, fn: OpDef, attrs, pred: ir.TensorType, target: ir.TensorType, call) -> None:
         if pred.is_integer:
@@ -658,7 +658,7 @@ class _NetworkBuilder:
             return None
         except _Poisoned:
             return None
-        return ir.Optimizer(name=opt.name, attrs=attrs, span=call.span)
+        return ir.Optimizer.model_construct(name=opt.name, attrs=attrs, span=call.span)
 
 
 def _text(expr) -> str:
@@ -729,7 +729,7 @@ class Checker:
             if built is not None:
                 networks.append(built)
         self.bag.raise_if_any()
-        return ir.Program(file=self.module.file, networks=tuple(networks))
+        return ir.Program.model_construct(file=self.module.file, networks=tuple(networks))
 
 
 def check_module(module: ast.Module, source: Source | None = None) -> ir.Program:

@@ -53,11 +53,30 @@ class _PostLex:
             yield pending
 
 
+def _cache_path(grammar: str, start: str) -> str | bool:
+    """Where lark keeps the built LALR tables: a per-user cache keyed by grammar, start and versions."""
+    import hashlib
+    import os
+    import sys
+    import tempfile
+
+    import lark
+
+    key = hashlib.sha256(f"{grammar}\0{start}\0{lark.__version__}\0{sys.version}".encode()).hexdigest()[:16]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(base, "netspec")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        folder = tempfile.gettempdir()
+    return os.path.join(folder, f"grammar-{start}-{key}.lark.cache")
+
+
 @lru_cache(maxsize=None)
 def parser(start: str = "start") -> Lark:
     """The LALR parser for one start symbol (cached; built once per process)."""
     grammar = resources.files("netspec.grammar").joinpath("netspec.lark").read_text()
-    return Lark(grammar, parser="lalr", lexer="basic", start=start, postlex=_PostLex(),
+    return Lark(grammar, parser="lalr", lexer="basic", start=start, postlex=_PostLex(), cache=_cache_path(grammar, start),
                 propagate_positions=True, maybe_placeholders=True)
 
 
