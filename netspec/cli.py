@@ -92,7 +92,7 @@ def cmd_check(args) -> int:
 def cmd_fmt(args) -> int:
     from .checker import check_module
     from .frontend import form_of, parse_source, read_source
-    from .frontend.format import extract_comments, format_module
+    from .frontend.format import format_module, source_comments
 
     form = form_of(args.file)
     source = read_source(args.file)
@@ -103,7 +103,7 @@ def cmd_fmt(args) -> int:
         exc.sources.setdefault(source.name, source)
         raise
     target = args.to or form
-    comments = extract_comments(source.text) if form == "net" else ()
+    comments = source_comments(source.text, form)
     text = format_module(module, target, comments=comments, keep_breaks=form == "net")
     if args.check:
         if text != source.text:

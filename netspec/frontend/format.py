@@ -84,6 +84,23 @@ def tensor_type(t: ast.TensorType) -> str:
 # .net -----------------------------------------------------------------------------------
 
 
+def header_comments(text: str) -> list[tuple[int, int, str]]:
+    """The comment lines at the top of a file, before anything else (kept by every conversion)."""
+    out = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            out.append((lineno, line.index("#") + 1, stripped))
+        elif stripped:
+            break
+    return out
+
+
+def source_comments(text: str, form: str) -> list[tuple[int, int, str]]:
+    """Comments the formatter keeps: all of a .net file's, the header of a YAML file's."""
+    return extract_comments(text) if form == "net" else header_comments(text)
+
+
 def extract_comments(text: str) -> list[tuple[int, int, str]]:
     """(line, column, text) of every ``#`` comment, skipping ``#`` inside strings."""
     out = []
@@ -122,7 +139,12 @@ def _align(lines: list[str]) -> list[str]:
     for line in lines:
         if _MARK in line:
             code, comment = line.split(_MARK, 1)
-            run.append((code, comment.replace(_MARK, "  ")))
+            comment = comment.replace(_MARK, "  ")
+            if code.endswith("{") or code.startswith("}"):  # declaration lines stand alone
+                flush()
+                out.append(f"{code}  {comment}")
+                continue
+            run.append((code, comment))
         else:
             flush()
             out.append(line)
@@ -145,6 +167,7 @@ class _NetWriter:
     def leading(self, span, indent: str, blank_ok: bool) -> None:
         if span is None:
             return
+        blank_ok = blank_ok and self.keep_breaks
         first = span.line
         cs = self.take(first)
         start = cs[0][0] if cs else first
@@ -252,8 +275,9 @@ def _line_span(span, line):
 def format_net(module: ast.Module, comments=(), keep_breaks: bool = True) -> str:
     """Canonical .net text of a module, comments kept.
 
-    ``keep_breaks``: keep the line breaks of multi-line chains (for .net sources;
-    a module from YAML breaks by width only).
+    ``keep_breaks``: keep the author's layout, the line breaks of multi-line
+    chains and single blank lines (for .net sources; a module from YAML breaks
+    by width only).
     """
     w = _NetWriter(comments, keep_breaks)
     for i, d in enumerate(module.decls):
@@ -337,7 +361,6 @@ def format_yaml(module: ast.Module, header: list[str] | None = None) -> str:
 def format_module(module: ast.Module, form: str = "net", comments=(), keep_breaks: bool = True) -> str:
     """Canonical text in ``form`` ("net" or "yaml")."""
     if form == "yaml":
-        header = []
         first = module.decls[0].span.line if module.decls and module.decls[0].span else 1
         header = [t for line, col, t in comments if line < first and col == 1]
         return format_yaml(module, header)

@@ -1,0 +1,216 @@
+"""Checker semantics: normalised attributes, naming, blocks, shared layers, losses, error collection."""
+
+import pytest
+
+import netspec
+from netspec import SpecError
+
+
+def net(body: str, blocks: str = ""):
+    return netspec.parse_text(f"{blocks}\nnetwork N {{\n{body}\n}}\n", "t.net").network()
+
+
+def node(n, name):
+    return n.node(name)
+
+
+@pytest.mark.parametrize(("size", "kernel", "stride", "pads", "out"), [
+    (5, 3, 2, (1, 1), 3), (6, 3, 2, (0, 1), 3), (7, 3, 3, (1, 1), 3), (8, 3, 3, (0, 1), 3),
+    (6, 4, 2, (1, 1), 3), (5, 2, 2, (0, 1), 3), (9, 4, 3, (0, 1), 3), (4, 4, 1, (1, 2), 4),
+])
+def test_same_padding_is_explicit_begin_end(size, kernel, stride, pads, out):
+    n = net(f"input x: [1, {size}, {size}]\ny = x -> conv2d(2, {kernel}, stride={stride}, padding=same)\noutput y")
+    conv = node(n, "y.conv2d")
+    assert conv.attrs["padding"] == (pads, pads)
+    assert conv.type.shape == (2, out, out)
+
+
+def test_padding_forms_normalise():
+    n = net("input x: [1, 9, 9]\n"
+            "a = x -> conv2d(2, 3, padding=1)\nb = x -> conv2d(2, 3, padding=(1, 2))\n"
+            "c = x -> conv2d(2, 3, padding=((0, 1), (2, 3)))\nd = x -> conv2d(2, 3)\noutput a, b, c, d")
+    assert node(n, "a.conv2d").attrs["padding"] == ((1, 1), (1, 1))
+    assert node(n, "b.conv2d").attrs["padding"] == ((1, 1), (2, 2))
+    assert node(n, "c.conv2d").attrs["padding"] == ((0, 1), (2, 3))
+    assert node(n, "c.conv2d").type.shape == (2, 8, 12)
+    assert node(n, "d.conv2d").attrs["padding"] == ((0, 0), (0, 0))
+
+
+def test_dilation_and_groups():
+    n = net("input x: [8, 16, 16]\ny = x -> conv2d(4, 3, dilation=2, groups=4)\noutput y")
+    conv = node(n, "y.conv2d")
+    assert conv.type.shape == (4, 12, 12)
+    assert [p.shape for p in conv.params] == [(4, 2, 3, 3), (4,)]
+    with pytest.raises(SpecError, match=r"groups=3 must divide the input channels \(8\)"):
+        net("input x: [8, 16, 16]\ny = x -> conv2d(6, 3, groups=3)\noutput y")
+
+
+def test_transposed_conv_same_and_output_padding():
+    n = net("input x: [4, 5, 5]\na = x -> conv_transpose2d(2, 3, stride=2, padding=same)\n"
+            "b = x -> conv_transpose2d(2, 3, stride=2, padding=1, output_padding=1)\n"
+            "c = x -> conv_transpose2d(2, 1, stride=3, padding=same)\noutput a, b, c")
+    a, b, c = (node(n, f"{v}.conv_transpose2d") for v in "abc")
+    assert a.type.shape == (2, 10, 10) and a.attrs["padding"] == ((0, 1), (0, 1))
+    assert b.type.shape == (2, 10, 10) and b.attrs["output_padding"] == (1, 1)
+    assert c.type.shape == (2, 15, 15) and c.attrs["output_padding"] == (2, 2)
+    assert [p.shape for p in a.params] == [(4, 2, 3, 3), (2,)]
+
+
+def test_pooling_stride_default_ceil_mode_and_count_include_pad():
+    n = net("input x: [1, 5, 5]\na = x -> maxpool2d(2)\nb = x -> maxpool2d(2, ceil_mode=true)\n"
+            "c = x -> avgpool2d(3, stride=2, padding=1, count_include_pad=true)\noutput a, b, c")
+    assert node(n, "a.maxpool2d").attrs["stride"] == (2, 2)
+    assert node(n, "a.maxpool2d").type.shape == (1, 2, 2)
+    assert node(n, "b.maxpool2d").type.shape == (1, 3, 3)
+    c = node(n, "c.avgpool2d")
+    assert c.attrs["count_include_pad"] is True and c.type.shape == (1, 3, 3)
+    assert node(n, "a.maxpool2d").attrs.get("count_include_pad") is None
+
+
+def test_batchnorm_momentum_meaning_and_counts():
+    n = net("input x: [3, 4, 4]\ny = x -> batchnorm(momentum=0.9, eps=1e-5)\noutput y")
+    bn = node(n, "y.batchnorm")
+    assert bn.attrs["momentum"] == 0.9 and bn.attrs["eps"] == 1e-5 and bn.attrs["axis"] == 0
+    assert [(p.name, p.trainable) for p in bn.params] == [
+        ("gamma", True), ("beta", True), ("moving_mean", False), ("moving_variance", False)]
+    assert n.param_counts() == (6, 6)
+
+
+def test_rnn_counts_follow_keras():
+    n = net("input x: [T, 8]\na = x -> lstm(4, return_sequences=true)\nb = x -> gru(4)\n"
+            "c = x -> bidirectional(simple_rnn(4))\noutput a, b, c")
+    assert node(n, "a.lstm").type.shape == ("T", 4)
+    assert sum(p.size for p in node(n, "a.lstm").params) == 4 * (8 * 4 + 4 * 4 + 4)
+    assert sum(p.size for p in node(n, "b.gru").params) == 3 * (8 * 4 + 4 * 4 + 2 * 4)
+    assert node(n, "c.bidirectional").type.shape == (8,)
+    assert sum(p.size for p in node(n, "c.bidirectional").params) == 2 * (8 * 4 + 4 * 4 + 4)
+
+
+def test_shared_layer_counts_once_and_names_its_owner():
+    n = net("input a: [8]\ninput b: [8]\nlayer enc = dense(4)\nx = a -> enc\ny = b -> enc\n"
+            "z = add(x, y)\noutput z")
+    uses = [node(n, "x.enc"), node(n, "y.enc")]
+    assert {u.layer for u in uses} == {"enc"}
+    assert n.param_counts() == (36, 0)
+    assert list(n.layers()) == ["enc"]
+
+
+def test_shared_layer_with_other_width_is_an_error():
+    with pytest.raises(SpecError, match="shared layer 'enc' was built for input"):
+        net("input a: [8]\ninput b: [9]\nlayer enc = dense(4)\nx = a -> enc\ny = b -> enc\noutput x, y")
+
+
+BLOCKS = """
+block unit(n, act=relu) {
+    h = in -> dense(n) -> act
+    return add(h, in) -> act
+}
+block pair(n) {
+    return in -> unit(n) -> unit(n)
+}
+"""
+
+
+def test_block_naming_repeats_and_nesting():
+    n = net("input x: [4]\ny = x -> unit(4) * 2 -> pair(4) -> dense(2) -> dense(2)\noutput y", BLOCKS)
+    names = [x.name for x in n.nodes]
+    assert names[:3] == ["y.0.h.dense", "y.0.h.relu", "y.0.add"]
+    assert "y.1.h.dense" in names and "y.2.0.h.dense" in names and "y.2.1.add" in names
+    assert names[-2:] == ["y.dense", "y.dense_1"]
+
+
+def test_block_parameter_as_op_and_arithmetic():
+    n = net("input x: [4]\ny = x -> unit(2 * 2, act=tanh)\noutput y", BLOCKS)
+    assert [x.op for x in n.nodes] == ["dense", "tanh", "add", "tanh"]
+
+
+def test_recursive_block_is_an_error():
+    with pytest.raises(SpecError, match="E207"):
+        net("input x: [4]\ny = x -> loop\noutput y", "block loop() {\n    return in -> loop\n}\n")
+
+
+def test_nested_merges_and_in_as_argument():
+    n = net("input x: [4]\ninput y: [4]\nz = add(multiply(x, y), x, maximum(x, y))\noutput z")
+    assert [x.op for x in n.nodes] == ["multiply", "maximum", "add"]
+    assert node(n, "z.add").inputs == ("z.multiply", "x", "z.maximum")
+
+
+def test_merge_shapes():
+    n = net("input a: [2, 3]\ninput b: [1, 3]\ns = add(a, b)\nc = concat(a, a, axis=-1)\n"
+            "d = dot(a, a, axes=1)\ne = dot(s, s, axes=(0, 0))\noutput s, c, d, e")
+    assert node(n, "s.add").type.shape == (2, 3)
+    assert node(n, "c.concat").type.shape == (2, 6) and node(n, "c.concat").attrs["axis"] == 1
+    assert node(n, "d.dot").type.shape == (2, 2)
+    assert node(n, "e.dot").type.shape == (3, 3)
+    n = net("input a: [5]\nd = dot(a, a, axes=0, normalize=true)\noutput d")
+    assert node(n, "d.dot").type.shape == (1,)
+
+
+def test_loss_terms_and_weights():
+    n = net("input x: [4]\ntarget t: [4]\ny = x -> dense(4)\noutput y\n"
+            "loss mse(y, t) - 0.5 * mae(y, t) + huber(y, t, delta=2.0) / 4")
+    assert [(t.fn, t.weight) for t in n.loss] == [("mse", 1.0), ("mae", -0.5), ("huber", 0.25)]
+    assert n.loss[2].attrs["delta"] == 2.0
+
+
+def test_inputs_may_be_loss_targets_but_targets_not_model_inputs():
+    n = net("input x: [4]\ny = x -> dense(4)\noutput y\nloss mse(y, x)")
+    assert n.loss[0].args == ("y.dense", "x")
+    with pytest.raises(SpecError, match="'t' is a target"):
+        net("input x: [4]\ntarget t: [4]\ny = t -> dense(4)\noutput y")
+
+
+def test_sparse_crossentropy_target_shapes():
+    net("input x: [4]\ntarget t: int64[]\ny = x -> dense(3)\noutput y\n"
+        "loss sparse_categorical_crossentropy(y, t, from_logits=true)")
+    net("input x: [3, 8, 8]\ntarget t: int64[8, 8]\ny = x -> conv2d(5, 1)\noutput y\n"
+        "loss sparse_categorical_crossentropy(y, t, axis=0)")
+    with pytest.raises(SpecError, match="needs a target of shape"):
+        net("input x: [4]\ntarget t: int64[2]\ny = x -> dense(3)\noutput y\n"
+            "loss sparse_categorical_crossentropy(y, t)")
+
+
+def test_optimizer_defaults_are_filled():
+    n = net("input x: [4]\ny = x -> dense(4)\noutput y\noptimizer adam(lr=0.01)")
+    assert n.optimizer.attrs == {"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-7, "amsgrad": False,
+                                 "weight_decay": 0.0}
+
+
+def test_dynamic_dims():
+    n = net("input x: int64[T]\n"
+            "y = x -> embedding(100, 8) -> permute(1, 0) -> conv1d(4, 3, padding=same) -> permute(1, 0) -> lstm(2)\n"
+            "output y")
+    assert node(n, "y.embedding").type.shape == ("T", 8)
+    assert node(n, "y.conv1d").type.shape == (4, "T")
+    with pytest.raises(SpecError, match=r"permute\(1, 0\)"):
+        net("input x: [T, 8]\ny = x -> conv1d(4, 3)\noutput y")
+    with pytest.raises(SpecError, match="E404"):
+        net("input x: [T, 4]\ny = x -> flatten\noutput y")
+
+
+def test_independent_errors_are_all_reported_once():
+    with pytest.raises(SpecError) as info:
+        net("input x: [3, 4, 4]\na = x -> conv2d(8, 5) -> relu -> dense(3)\n"
+            "b = x -> dense(4, activaton=relu)\nc = q -> relu\nd = a -> relu\noutput a, b, c, d")
+    codes = [d.code for d in info.value.diagnostics]
+    assert codes == ["E401", "E303", "E201"]
+
+
+def test_float_expected_everywhere_but_embedding():
+    with pytest.raises(SpecError, match="dense expects a float input; received: int64"):
+        net("input x: int64[4]\ny = x -> dense(2)\noutput y")
+    with pytest.raises(SpecError, match="embedding expects integer ids"):
+        net("input x: [4]\ny = x -> embedding(10, 2)\noutput y")
+
+
+def test_activation_argument_is_normalised():
+    n = net("input x: [4]\ny = x -> dense(2, activation=leaky_relu(0.2)) -> dense(2, activation=softmax)\n"
+            "output y")
+    assert node(n, "y.dense").attrs["activation"] == {"name": "leaky_relu", "alpha": 0.2}
+    assert node(n, "y.dense_1").attrs["activation"] == {"name": "softmax", "axis": 0}
+
+
+def test_ir_is_frozen():
+    n = net("input x: [4]\ny = x -> dense(2)\noutput y")
+    with pytest.raises(Exception):
+        n.nodes[0].op = "conv2d"
