@@ -59,10 +59,14 @@ def _count(shape) -> int:
 
 def _spatial_input(op: OpDef, t: TensorType) -> tuple[int, tuple]:
     want = op.rank + 1
+    layout = {1: "[C, L]", 2: "[C, H, W]", 3: "[C, D, H, W]"}[op.rank]
     if t.rank != want:
-        layout = {1: "[C, L]", 2: "[C, H, W]", 3: "[C, D, H, W]"}[op.rank]
         raise InferError(f"{op.name} expects a rank-{want} input {layout}; received: {t}")
-    return static(t.shape[0], f"{op.name}'s channel axis"), t.shape[1:]
+    if not isinstance(t.shape[0], int):
+        notes = ("a sequence [T, F] becomes channels-first [F, T] with `permute(1, 0)`",) if t.rank == 2 else ()
+        raise InferError(f"{op.name} expects a channels-first input {layout} with a static channel axis; "
+                         f"received: {t}", code="E404", notes=notes)
+    return t.shape[0], t.shape[1:]
 
 
 def _resolve_padding(op: OpDef, padding, sizes, kernel, stride, dilation):
