@@ -153,6 +153,33 @@ def cmd_export(args) -> int:
     return EXIT_OK
 
 
+def cmd_verify(args) -> int:
+    from . import verify as v
+
+    spec = _load(args.file)
+    network = _network_name(spec, args.network)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = [b for b in backends if b not in v.BACKENDS]
+    if unknown or not backends:
+        raise _UsageError(f"unknown backend(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(v.BACKENDS)}")
+    weights = None
+    if args.weights:
+        from .weights import load_weights
+
+        try:
+            weights = load_weights(args.weights)
+        except Exception as exc:  # safetensors raises several types for bad files
+            raise _UsageError(f"cannot read weights '{args.weights}': {exc}") from None
+    nets = [spec.network(network)] if network else list(spec.networks)
+    results = [v.verify(n, backends, weights, seed=args.seed, batch=args.batch, atol=args.atol, rtol=args.rtol)
+               for n in nets]
+    if args.format == "json":
+        print(json.dumps({"file": args.file, "networks": [r.to_json() for r in results]}, indent=2))
+    else:
+        print("\n\n".join(r.render() for r in results))
+    return EXIT_OK if all(r.passed for r in results) else EXIT_SPEC
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -191,6 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--network", metavar="NAME")
     e.add_argument("--keep-bn", action="store_true", help="keep BatchNorm nodes instead of folding them")
     e.set_defaults(func=cmd_export)
+
+    v = sub.add_parser("verify", help="build every backend from one checkpoint and compare their outputs")
+    v.add_argument("file", metavar="FILE")
+    v.add_argument("--backends", default="torch,keras,onnx", help="comma-separated (default: torch,keras,onnx)")
+    v.add_argument("--network", metavar="NAME", help="one network (default: all)")
+    v.add_argument("--weights", metavar="W", help="canonical weights (.safetensors); default: init_weights(--seed)")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--batch", type=int, default=2)
+    v.add_argument("--atol", type=float, default=1e-5, help="absolute tolerance, scaled by max(1, |reference|)")
+    v.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0)")
+    v.add_argument("--format", choices=("text", "json"), default="text")
+    v.set_defaults(func=cmd_verify)
     return p
 
 

@@ -1,0 +1,123 @@
+"""The conformance table: micro-specs covering every op and every cross-framework pitfall.
+
+Each case is a tiny network verified across every backend (``netspec verify``
+machinery) by the test suite and by ``scripts/conformance_report.py``, which
+writes docs/conformance.md. A case is ``(name, what it covers, body)``; the body
+is a network body with one input ``x`` (unless it declares its own) and one or
+more outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    covers: str
+    body: str
+    blocks: str = ""
+
+    def text(self) -> str:
+        """The whole spec text of the case."""
+        body = "\n".join("    " + line.strip() for line in self.body.strip().splitlines())
+        return f"{self.blocks}\nnetwork {_camel(self.name)} {{\n{body}\n}}\n"
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def _conv(name, covers, inp, step):
+    return Case(name, covers, f"input x: {inp}\ny = x -> {step}\noutput y")
+
+
+CASES: list[Case] = [
+    # dense and activations
+    Case("dense", "dense with bias and activation", "input x: [7]\ny = x -> dense(5, activation=tanh)\noutput y"),
+    Case("dense_sequence", "dense on the last axis of [T, F]", "input x: [4, 6]\ny = x -> dense(3)\noutput y"),
+    Case("dense_no_bias", "use_bias=false", "input x: [6]\ny = x -> dense(4, use_bias=false)\noutput y"),
+    *[Case("act_" + "".join(ch if ch.isalnum() else "_" for ch in a).strip("_").replace("__", "_"), f"activation {a}", f"input x: [3, 5]\ny = x -> {a}\noutput y") for a in (
+        "relu", "sigmoid", "tanh", "softmax", "leaky_relu", "leaky_relu(0.3)", "elu", "elu(0.5)", "gelu",
+        "gelu(approximate=true)", "swish", "softplus", "relu6", "hard_sigmoid", "linear")],
+    Case("softmax_axis0", "softmax on a non-last axis", "input x: [4, 5]\ny = x -> softmax(axis=0)\noutput y"),
+    # convolutions and 'same' padding
+    *[_conv(f"same_s{s}_k{k}_i{i}", f"'same' padding, stride {s}, kernel {k}, size {i}", f"[2, {i}, {i}]",
+            f"conv2d(3, {k}, stride={s}, padding=same)")
+      for s, k, i in ((1, 3, 7), (2, 3, 7), (2, 3, 8), (3, 3, 7), (3, 3, 8), (2, 4, 7), (2, 4, 8), (1, 4, 6),
+                      (3, 5, 10))],
+    _conv("conv_explicit_asymmetric", "explicit (begin, end) padding", "[2, 6, 7]",
+          "conv2d(3, 3, padding=((0, 2), (1, 0)))"),
+    _conv("conv_dilation", "dilation 2", "[2, 9, 9]", "conv2d(3, 3, dilation=2)"),
+    _conv("conv_dilation_same", "dilation with 'same'", "[2, 9, 9]", "conv2d(3, 3, dilation=2, padding=same)"),
+    _conv("conv_groups", "groups=2", "[4, 6, 6]", "conv2d(6, 3, groups=2)"),
+    _conv("conv_rect", "rectangular kernel and stride", "[2, 9, 8]", "conv2d(3, (3, 2), stride=(2, 1))"),
+    _conv("conv1d", "1-D convolution", "[3, 11]", "conv1d(4, 3, stride=2, padding=same)"),
+    _conv("conv3d", "3-D convolution", "[2, 5, 6, 6]", "conv3d(3, 3, padding=1)"),
+    _conv("depthwise", "depthwise convolution", "[3, 7, 7]", "depthwise_conv2d(3, depth_multiplier=2, padding=same)"),
+    _conv("separable", "separable convolution", "[3, 7, 7]", "separable_conv2d(4, 3, padding=same)"),
+    _conv("conv_transpose", "transposed conv, valid", "[3, 4, 4]", "conv_transpose2d(2, 3, stride=2)"),
+    _conv("conv_transpose_pad_outpad", "transposed conv with padding and output_padding", "[3, 4, 5]",
+          "conv_transpose2d(2, 3, stride=2, padding=1, output_padding=1)"),
+    _conv("conv_transpose_same", "transposed conv 'same'", "[3, 4, 4]",
+          "conv_transpose2d(2, 3, stride=2, padding=same)"),
+    _conv("conv_transpose_k_lt_s", "transposed conv with kernel < stride", "[3, 4, 4]",
+          "conv_transpose2d(2, 1, stride=2)"),
+    _conv("conv_transpose1d", "1-D transposed conv", "[3, 5]", "conv_transpose1d(2, 4, stride=2, padding=1)"),
+    # pooling
+    _conv("maxpool", "max pooling", "[2, 7, 7]", "maxpool2d(2)"),
+    _conv("maxpool_pad", "max pooling with padding (-inf)", "[2, 7, 7]", "maxpool2d(3, stride=2, padding=1)"),
+    _conv("maxpool_ceil", "max pooling, ceil_mode", "[2, 7, 7]", "maxpool2d(2, ceil_mode=true)"),
+    _conv("maxpool_same", "max pooling 'same'", "[2, 7, 7]", "maxpool2d(3, stride=2, padding=same)"),
+    _conv("avgpool", "average pooling", "[2, 7, 7]", "avgpool2d(2)"),
+    _conv("avgpool_pad_exclude", "avg pool, count_include_pad=false", "[2, 7, 7]",
+          "avgpool2d(3, stride=2, padding=1)"),
+    _conv("avgpool_pad_include", "avg pool, count_include_pad=true", "[2, 7, 7]",
+          "avgpool2d(3, stride=2, padding=1, count_include_pad=true)"),
+    _conv("avgpool_ceil_exclude", "avg pool, ceil_mode, excluding padding", "[2, 8, 8]",
+          "avgpool2d(3, stride=2, padding=1, ceil_mode=true)"),
+    _conv("avgpool_ceil_include", "avg pool, ceil_mode, including padding", "[2, 8, 8]",
+          "avgpool2d(3, stride=2, padding=1, ceil_mode=true, count_include_pad=true)"),
+    _conv("avgpool_same", "avg pool 'same'", "[2, 7, 7]", "avgpool2d(3, stride=2, padding=same)"),
+    _conv("maxpool1d", "1-D max pooling", "[2, 9]", "maxpool1d(3, stride=2)"),
+    _conv("global_avgpool", "global average pooling", "[3, 5, 4]", "global_avgpool2d"),
+    _conv("global_maxpool", "global max pooling", "[3, 5, 4]", "global_maxpool2d"),
+    # shape ops
+    Case("flatten_dense", "flatten (channels-first order) then dense",
+         "input x: [3, 4, 5]\ny = x -> conv2d(2, 3) -> flatten -> dense(4)\noutput y"),
+    _conv("reshape", "reshape", "[2, 6]", "reshape([3, -1])"),
+    _conv("permute", "permute", "[2, 3, 4]", "permute(2, 0, 1)"),
+    _conv("zeropad", "asymmetric zero padding", "[2, 4, 5]", "zeropad2d(((1, 0), (2, 3)))"),
+    _conv("upsample_nearest", "nearest upsampling", "[2, 3, 4]", "upsample2d(2)"),
+    _conv("upsample_bilinear", "bilinear upsampling", "[2, 3, 4]", "upsample2d(2, mode=bilinear)"),
+    _conv("dropout", "dropout is the identity at inference", "[6]", "dropout(0.5)"),
+    # normalisation
+    _conv("batchnorm", "BatchNorm (inference) with non-default eps", "[3, 4, 4]", "batchnorm(eps=1e-2)"),
+    _conv("batchnorm_dense", "BatchNorm on features", "[6]", "batchnorm"),
+    _conv("layernorm", "LayerNorm", "[4, 6]", "layernorm(eps=1e-5)"),
+    # embeddings and recurrent layers
+    Case("embedding", "embedding", "input x: int64[5]\ny = x -> embedding(11, 4)\noutput y"),
+    *[Case(f"{rnn}_{'seq' if seq else 'last'}", f"{rnn}, return_sequences={str(seq).lower()}",
+           f"input x: [5, 3]\ny = x -> {rnn}(4, return_sequences={str(seq).lower()})\noutput y")
+      for rnn in ("simple_rnn", "lstm", "gru") for seq in (True, False)],
+    Case("bidirectional_lstm", "bidirectional LSTM", "input x: [5, 3]\ny = x -> bidirectional(lstm(4))\noutput y"),
+    Case("bidirectional_gru_seq", "bidirectional GRU sequences",
+         "input x: [5, 3]\ny = x -> bidirectional(gru(4, return_sequences=true))\noutput y"),
+    # merges
+    *[Case(f"merge_{m}", f"merge {m}", f"input a: [2, 3]\ninput b: [2, 3]\ny = {m}(a, b)\noutput y")
+      for m in ("add", "subtract", "multiply", "average", "maximum", "minimum")],
+    Case("merge_broadcast", "add with broadcasting", "input a: [2, 3]\ninput b: [1, 3]\ny = add(a, b)\noutput y"),
+    Case("concat_channels", "concat on the channel axis",
+         "input a: [2, 3, 3]\ninput b: [1, 3, 3]\ny = concat(a, b, axis=0)\noutput y"),
+    Case("concat_last", "concat on the last axis", "input a: [2, 3]\ninput b: [2, 4]\ny = concat(a, b, axis=-1)\noutput y"),
+    Case("dot", "dot product", "input a: [5]\ninput b: [5]\ny = dot(a, b, axes=0)\noutput y"),
+    Case("dot_normalize", "cosine (dot with normalize)",
+         "input a: [5]\ninput b: [5]\ny = dot(a, b, axes=0, normalize=true)\noutput y"),
+    Case("dot_matrix", "dot of matrices", "input a: [3, 4]\ninput b: [3, 5]\ny = dot(a, b, axes=0)\noutput y"),
+    Case("shared_layer", "one layer used twice",
+         "input a: [4]\ninput b: [4]\nlayer enc = dense(3)\nu = a -> enc\nv = b -> enc\ny = add(u, v)\noutput y"),
+]
+
+CASES_BY_NAME = {c.name: c for c in CASES}
+assert len(CASES_BY_NAME) == len(CASES), "conformance case names must be unique"
