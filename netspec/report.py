@@ -25,6 +25,7 @@ class LayerRow:
 class NetworkReport:
     name: str
     inputs: tuple[ir.Value, ...]
+    targets: tuple[ir.Value, ...]
     outputs: tuple[tuple[str, ir.TensorType], ...]
     rows: tuple[LayerRow, ...]
     trainable: int
@@ -45,13 +46,15 @@ class NetworkReport:
         return {
             "name": self.name,
             "inputs": [{"name": v.name, "shape": list(v.type.shape), "dtype": v.type.dtype} for v in self.inputs],
-            "outputs": [{"name": n, "shape": list(t.shape)} for n, t in self.outputs],
+            "outputs": [{"name": n, "shape": list(t.shape), "dtype": t.dtype} for n, t in self.outputs],
+            "targets": [{"name": v.name, "shape": list(v.type.shape), "dtype": v.type.dtype} for v in self.targets],
             "layers": [{"name": r.name, "op": r.op, "shape": list(r.shape), "params": r.params, "macs": r.macs,
                         **({"shared_with": r.shared_with} if r.shared_with else {})} for r in self.rows],
             "params": {"total": self.total, "trainable": self.trainable, "non_trainable": self.non_trainable},
             "param_bytes": self.param_bytes,
             "macs": self.macs,
             "activation_bytes": self.activation_bytes,
+            "dynamic": self.dynamic,
         }
 
 
@@ -91,7 +94,7 @@ def network_report(net: ir.Network) -> NetworkReport:
         dynamic = dynamic or not node.type.is_static
     trainable, non = net.param_counts()
     outputs = tuple((name, net.type_of(v)) for name, v in zip(net.output_names, net.outputs))
-    return NetworkReport(net.name, net.inputs, outputs, tuple(rows), trainable, non,
+    return NetworkReport(net.name, net.inputs, net.targets, outputs, tuple(rows), trainable, non,
                          sum(n.macs for n in net.nodes), act, dynamic)
 
 
@@ -143,7 +146,7 @@ def render_network(rep: NetworkReport) -> str:
         f"trainable params:     {rep.trainable:,}",
         f"non-trainable params: {rep.non_trainable:,}",
         f"parameter memory:     {human_bytes(rep.param_bytes)} (float32)",
-        f"MACs per sample:      {rep.macs:,} ({human_count(rep.macs)}){note}",
+        f"MACs per sample:      {rep.macs:,}" + (f" ({human_count(rep.macs)})" if rep.macs >= 1000 else "") + note,
         f"activation memory:    {human_bytes(rep.activation_bytes)} per sample{note}",
     ]
     return "\n".join(out)

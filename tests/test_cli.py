@@ -38,7 +38,7 @@ def test_check_json_schema(capsys, in_root):
     (net,) = data["networks"]
     assert net["name"] == "ResNet50"
     assert net["inputs"] == [{"name": "image", "shape": [3, 224, 224], "dtype": "float32"}]
-    assert net["outputs"] == [{"name": "logits", "shape": [1000]}]
+    assert net["outputs"] == [{"name": "logits", "shape": [1000], "dtype": "float32"}]
     assert net["params"] == {"total": 25_610_152, "trainable": 25_557_032, "non_trainable": 53_120}
     first = net["layers"][0]
     assert first == {"name": "stem.conv2d", "op": "conv2d", "shape": [64, 112, 112], "params": 9408,
