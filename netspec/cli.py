@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from .diagnostics import SpecError
@@ -22,21 +20,14 @@ class _UsageError(Exception):
     pass
 
 
-def write_atomic(path: str | Path, data: str | bytes) -> None:
-    """Write a whole file or nothing: a temp file beside it, then rename."""
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise _UsageError(f"cannot write '{path}': no such directory '{parent}'")
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
+def write_atomic(path: str | Path, data) -> None:
+    """Write a whole file or nothing (see :func:`netspec.files.write_atomic`)."""
+    from .files import write_atomic as write
+
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        write(path, data)
+    except FileNotFoundError as exc:
+        raise _UsageError(f"cannot write '{path}': {exc}") from None
 
 
 def _load(path: str):
@@ -148,8 +139,12 @@ def cmd_export(args) -> int:
             weights = load_weights(args.weights)
         except Exception as exc:  # safetensors raises several types for bad files
             raise _UsageError(f"cannot read weights '{args.weights}': {exc}") from None
+    from .backends import onnx as backend
+
     model = spec.to_onnx(weights, network, opset=args.opset, keep_bn=args.keep_bn, seed=args.seed)
-    write_atomic(args.output, model.SerializeToString(deterministic=True))
+    if not (Path(args.output).parent if str(Path(args.output).parent) else Path(".")).is_dir():
+        raise _UsageError(f"cannot write '{args.output}': no such directory '{Path(args.output).parent}'")
+    backend.save(model, args.output)
     return EXIT_OK
 
 

@@ -127,22 +127,13 @@ def expected_shapes(spec, network: str | None = None) -> dict[str, tuple[int, ..
 
 def save_weights(weights: Weights, path: str | Path) -> None:
     """Write canonical weights as safetensors (atomically)."""
-    import os
-    import tempfile
-
     import numpy as np
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: np.ascontiguousarray(v) for k, v in sorted(weights.items())}, tmp,
-                  metadata={"format": "netspec-canonical"})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from .files import write_atomic
+
+    tensors = {k: np.ascontiguousarray(v) for k, v in sorted(weights.items())}
+    write_atomic(path, save(tensors, metadata={"format": "netspec-canonical"}))
 
 
 def load_weights(path: str | Path) -> Weights:
