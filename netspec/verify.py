@@ -58,13 +58,15 @@ def run_backend(backend: str, network: ir.Network, weights, inputs: dict) -> lis
         result = result if isinstance(result, (tuple, list)) else (result,)
         return [r.detach().numpy() for r in result]
     if backend == "keras":
+        import keras
+
         from .backends import keras as kb
 
         model = kb.build(network, weights)
         feeds = [kb.to_model_layout(network, v.name, inputs[v.name]) for v in network.inputs]
         result = model(feeds if len(feeds) > 1 else feeds[0], training=False)
         result = result if isinstance(result, (tuple, list)) else (result,)
-        return [kb.from_model_layout(network, name, np.asarray(r))
+        return [kb.from_model_layout(network, name, keras.ops.convert_to_numpy(r))
                 for name, r in zip(network.outputs, result)]
     if backend == "onnx":
         import onnxruntime as ort

@@ -1,0 +1,1550 @@
+"""The Keras 3 backend: generated functional-API source, canonical weights in and out.
+
+``generate(network)`` writes a module with one ``build_<network>()`` function that
+returns a compiled ``keras.Model``; ``build(network, weights)`` executes that very
+source and loads canonical weights. Generating imports no framework; building,
+loading and exporting import Keras (TensorFlow backend by default) quietly.
+
+Layouts. Every Keras value is held either in the spec's order (``CF``: channels
+first for spatial data) or with the spec's axis 0 moved last (``CL``). Spatial
+layers (convolutions, pools, padding, upsampling) read the layout the target asks
+for (``channels_last`` by default, ``channels_first`` as an option); dense layers,
+flatten, reshape, permute, recurrent layers, embeddings and ``dot`` read the spec's
+order; the rest (activations, dropout, batchnorm, merges, concat) keep whatever
+layout their input has, with axes mapped. A ``Permute`` is inserted where a value
+is needed in the other layout, once per value. So ``flatten`` after a convolution
+flattens in the spec's channels-first order (a ``Permute`` before ``Flatten``),
+and canonical dense kernels load without any row permutation.
+
+See docs/keras.md for every conversion and choice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from math import prod
+from typing import Any
+
+from .. import ir, shapes
+from ..diagnostics import Diagnostic, SpecError
+from .base import Emitter, identifier, literal
+
+LAYOUTS = ("channels_last", "channels_first")
+CF, CL = "cf", "cl"
+
+#: Python names the generated module uses itself.
+_RESERVED = {"keras", "layers", "model", "float", "kl_normal", "ConstantPadding", "PaddedAveragePooling", "TanhGelu"}
+
+_SIMPLE_ACTIVATIONS = {"relu", "sigmoid", "tanh", "relu6", "swish", "softplus", "hard_sigmoid"}
+_FAN_INITS = {"glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal"}
+_SPATIAL_PREFIXES = ("conv", "depthwise_conv", "separable_conv", "maxpool", "avgpool", "global_", "zeropad",
+                     "upsample")
+_AGNOSTIC = {"dropout", "batchnorm"}
+
+
+def keras_name(name: str) -> str:
+    """The Keras layer name of a spec name: dots become dashes.
+
+    Keras's torch backend registers variables under ``<layer>/<variable>`` and
+    PyTorch rejects dots there; TensorFlow's scope names allow dashes, and no
+    spec name contains one, so the mapping is one-to-one.
+    """
+    return name.replace(".", "-")
+
+
+def _rank_of(op: str) -> int:
+    return int(op[-2]) if op[-1] == "d" and op[-2].isdigit() else 0
+
+
+# Rendering helpers -----------------------------------------------------------------------
+
+
+def _ints(values: tuple[int, ...]) -> str:
+    """An int when every axis agrees (Keras broadcasts it), else a tuple."""
+    return str(values[0]) if len(set(values)) == 1 else literal(tuple(values))
+
+
+def _pairs(pairs: tuple[tuple[int, int], ...]) -> str:
+    """Keras padding/cropping: an int, one symmetric int per axis, or (begin, end) pairs."""
+    pairs = tuple(tuple(p) for p in pairs)
+    if all(b == e for b, e in pairs):
+        return _ints(tuple(b for b, _ in pairs))
+    if len(pairs) == 1:
+        return literal(pairs[0])
+    return literal(pairs)
+
+
+def _lit(value: Any) -> str:
+    """A Python literal with double-quoted strings (spec names are plain ASCII)."""
+    if isinstance(value, str):
+        return json.dumps(value)
+    return literal(value)
+
+
+def _kw(name: str, value: str) -> str:
+    return f"{name}={value}"
+
+
+def _call_lines(target: str, func: str, args: list[str], operand: str, indent: str = "    ") -> list[str]:
+    """``target = func(args)(operand)``, wrapped one argument per line beyond 120 characters."""
+    head = f"{indent}{target} = " if target else indent
+    tail = f"({operand})" if operand else ""
+    one = f"{head}{func}({', '.join(args)}){tail}"
+    if len(one) <= 120:
+        return [one]
+    out = [f"{head}{func}("]
+    out += [f"{indent}    {a}," for a in args]
+    out.append(f"{indent}){tail}")
+    return out
+
+
+# Plans ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    """How one node becomes Keras layers: optional per-use layers around one main layer."""
+
+    cls: str
+    args: list[str]
+    layout: str | None  # the layout the input is read in (None: the input's own)
+    pre: list[tuple[str, list[str], str]] = field(default_factory=list)  # (class, args, name suffix)
+    post: list[tuple[str, list[str], str]] = field(default_factory=list)
+    out_layout: str | None = None  # default: the input layout
+
+    def ctor(self) -> str:
+        return f"{self.cls}({', '.join(self.args)})"
+
+
+class KerasGenerator(Emitter):
+    """Generates the Keras source of one network."""
+
+    backend = "keras"
+
+    def __init__(self, network: ir.Network, layout: str = "channels_last"):
+        super().__init__(network)
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown layout '{layout}'; expected one of {', '.join(LAYOUTS)}")
+        self.layout = layout
+        self.spatial = CL if layout == "channels_last" else CF
+        self.types: dict[str, ir.TensorType] = {v.name: v.type for v in (*network.inputs, *network.targets)}
+        for n in network.nodes:
+            self.types[n.name] = n.type
+        self.consumers: dict[str, list[ir.Node]] = {}
+        for n in network.nodes:
+            for i in dict.fromkeys(n.inputs):
+                self.consumers.setdefault(i, []).append(n)
+        self.uses: dict[str, list[ir.Node]] = {}
+        for n in network.nodes:
+            self.uses.setdefault(n.layer, []).append(n)
+        self.pynames: set[str] = set(_RESERVED)
+        self.knames: set[str] = {keras_name(n) for n in (*(v.name for v in network.inputs),
+                                                         *(n.name for n in network.nodes),
+                                                         *(n.layer for n in network.nodes))}
+        self.vars: dict[tuple[str, str], str] = {}
+        self.natural: dict[str, str] = {}
+        self.body: list[str] = []
+        self.shared_lines: list[str] = []
+        self.shared_vars: dict[str, str] = {}
+        self.shared_native: dict[str, bool] = {}
+        self.helpers: set[str] = set()
+        self.local_helpers: dict[str, str] = {}
+        self.input_layouts: dict[str, str] = {}
+        self.output_layouts: list[str] = []
+        self.output_vars: list[str] = []
+
+    # names and layouts -------------------------------------------------------------------
+    def pyname(self, name: str) -> str:
+        return identifier(name, self.pynames)
+
+    def kname(self, base: str) -> str:
+        """A fresh Keras layer name for an auxiliary layer (``<node>.<suffix>``)."""
+        name, k = base, 1
+        while keras_name(name) in self.knames:
+            k += 1
+            name = f"{base}_{k}"
+        self.knames.add(keras_name(name))
+        return name
+
+    def rank(self, value: str) -> int:
+        return self.types[value].rank
+
+    def norm_layout(self, value: str, layout: str) -> str:
+        return CF if self.rank(value) <= 1 else layout
+
+    def keras_order(self, rank: int, layout: str) -> list[int]:
+        """Spec axes in the order Keras holds them (per sample)."""
+        return list(range(rank)) if layout == CF or rank <= 1 else [*range(1, rank), 0]
+
+    def kaxis(self, axis: int, rank: int, layout: str) -> int:
+        """The Keras axis (batch included; -1 for the last) of a per-sample spec axis."""
+        pos = self.keras_order(rank, layout).index(axis % rank)
+        return -1 if pos == rank - 1 else pos + 1
+
+    def var(self, value: str, layout: str) -> str:
+        """The Python variable holding ``value`` in ``layout``; inserts a Permute once when needed."""
+        layout = self.norm_layout(value, layout)
+        if (value, layout) in self.vars:
+            return self.vars[(value, layout)]
+        have = self.natural[value]
+        src = self.vars[(value, have)]
+        r = self.rank(value)
+        if layout == CL:
+            dims, suffix = (*range(2, r + 1), 1), "to_channels_last"
+        else:
+            dims, suffix = (r, *range(1, r)), "to_channels_first"
+        kname = self.kname(f"{value}.{suffix}")
+        out = self.pyname(kname)
+        self.body += _call_lines(out, "layers.Permute", [literal(dims), _kw("name", _lit(keras_name(kname)))], src)
+        self.vars[(value, layout)] = out
+        return out
+
+    def memory_var(self, value: str) -> str:
+        """The variable whose row-major order is the spec's (flatten, reshape): no Permute when equivalent."""
+        have = self.natural[value]
+        if have == CF or (value, CF) in self.vars:
+            return self.var(value, CF)
+        shape = self.types[value].shape
+        cl_order = [a for a in self.keras_order(len(shape), CL) if shape[a] != 1]
+        if cl_order == sorted(cl_order):
+            return self.vars[(value, have)]
+        return self.var(value, CF)
+
+    def put(self, value: str, var: str, layout: str) -> None:
+        layout = self.norm_layout(value, layout)
+        self.vars[(value, layout)] = var
+        self.natural[value] = layout
+
+    def layout_of(self, value: str) -> str:
+        return self.natural[value]
+
+    def wants(self, node: ir.Node, value: str) -> str | None:
+        """The layout a node reads ``value`` in: CL, CF, or None (whatever it has)."""
+        op = node.op
+        if op.startswith(_SPATIAL_PREFIXES):
+            return self.spatial_layout(node)
+        if op in _AGNOSTIC or op in _ACTIVATION_OPS:
+            return None
+        if op in _MERGE_OPS or op == "concat":
+            return None
+        if op == "layernorm":
+            return CF if 0 in node.attrs["axis"] and self.rank(value) >= 2 else None
+        return CF
+
+    def spatial_layout(self, node: ir.Node) -> str:
+        """Keras's 1-D Cropping and UpSampling have no data_format: they work channels-last."""
+        if self.spatial == CF and _rank_of(node.op) == 1:
+            if node.op.startswith("upsample"):
+                return CL
+            if node.op.startswith("conv_transpose") and any(c != (0, 0) for c in node.attrs["padding"]):
+                return CL
+        return self.spatial
+
+    def data_format(self, layout: str) -> list[str]:
+        return [] if layout == CL else [_kw("data_format", '"channels_first"')]
+
+    def input_layout(self, value: ir.Value) -> str:
+        """Channels-last (in that mode) for float images and volumes, and for signals that reach a spatial layer."""
+        t = value.type
+        if self.spatial == CF or t.rank <= 1 or t.is_integer:
+            return CF
+        if t.rank >= 3:
+            return CL
+        todo, seen = [value.name], set()
+        while todo:
+            v = todo.pop()
+            for c in self.consumers.get(v, ()):
+                w = self.wants(c, v)
+                if w == CL:
+                    return CL
+                if w is None and c.name not in seen and len(c.inputs) == 1:
+                    seen.add(c.name)
+                    todo.append(c.name)
+        return CF
+
+    # emission --------------------------------------------------------------------------------
+    def generate(self) -> str:
+        net = self.network
+        fn = identifier(f"build_{net.name}")
+        self.pynames.add(fn)
+        inputs = []
+        for v in net.inputs:
+            layout = self.input_layout(v)
+            var = self.pyname(v.name)
+            shape = self.keras_shape_of_type(v.type, layout)
+            args = [_kw("shape", literal(shape))]
+            if v.type.dtype != "float32":
+                args.append(_kw("dtype", _lit(v.type.dtype)))
+            args.append(_kw("name", _lit(v.name)))
+            self.body += _call_lines(var, "keras.Input", args, "")
+            self.put(v.name, var, layout)
+            self.input_layouts[v.name] = self.norm_layout(v.name, layout)
+            inputs.append(var)
+        for node in net.nodes:
+            self.emit_node(node)
+        for value in net.outputs:
+            want = self.natural[value]
+            if self.rank(value) >= 3:
+                want = self.spatial
+            elif self.spatial == CF:
+                want = CF
+            self.output_vars.append(self.var(value, want))
+            self.output_layouts.append(self.norm_layout(value, want))
+        model_cls, compile_args, fit = self.training()
+        self.errors = list(dict.fromkeys(self.errors))
+        self.raise_errors({})
+        ins = inputs[0] if len(inputs) == 1 else "[" + ", ".join(inputs) + "]"
+        outs = self.output_vars[0] if len(self.output_vars) == 1 else "[" + ", ".join(self.output_vars) + "]"
+        lines = [*self.header(fit), "", "import keras", "from keras import layers", ""]
+        for helper in sorted(self.helpers):
+            text = self.local_helpers.get(helper) or _HELPERS[helper]
+            lines += ["", *text.strip("\n").splitlines(), ""]
+        if model_cls:
+            lines += ["", *model_cls, ""]
+        lines += ["", f"def {fn}():", f'    """Build the compiled {net.name} model ({self.layout})."""']
+        if self.shared_lines:
+            lines += ["    # Layers used more than once share their weights.", *self.shared_lines]
+        lines += self.body
+        cls = self.model_class_name if model_cls else "keras.Model"
+        lines += _call_lines("model", cls, [_kw("inputs", ins), _kw("outputs", outs), _kw("name", _lit(net.name))],
+                             "")
+        if compile_args:
+            lines += _call_lines("", "model.compile", compile_args, "")
+        lines += ["    return model", ""]
+        return "\n".join(lines)
+
+    def keras_shape_of_type(self, t: ir.TensorType, layout: str) -> tuple:
+        order = self.keras_order(t.rank, layout if t.rank > 1 else CF)
+        return tuple(t.shape[a] if isinstance(t.shape[a], int) else None for a in order)
+
+    def signature(self, name: str, value: str, layout: str) -> str:
+        shape = self.keras_shape_of_type(self.types[value], layout)
+        return f"{name} [{', '.join('None' if d is None else str(d) for d in shape)}]"
+
+    def header(self, fit: str) -> list[str]:
+        net = self.network
+        src = f" from {os.path.basename(net.span.file)}" if net.span and net.span.file else ""
+        ins = ", ".join(self.signature(v.name, v.name, self.input_layouts[v.name]) for v in net.inputs)
+        outs = ", ".join(self.signature(n, v, layout) for n, v, layout in
+                         zip(net.output_names or net.outputs, net.outputs, self.output_layouts))
+        moved = "images are [H, W, C]; the spec writes [C, H, W]" if self.spatial == CL else \
+            "images are [C, H, W], as in the spec"
+        out = [f'"""{net.name}: a Keras 3 model generated by netspec{src}.', "",
+               f"Layout: {self.layout} ({moved}).",
+               f"Inputs (per sample): {ins}.",
+               f"Outputs (per sample): {outs}."]
+        if fit:
+            out.append(f"Training: {fit}.")
+        out.append('"""')
+        return out
+
+    def emit_node(self, node: ir.Node) -> None:
+        fn = self.TRANSFORMS.get(node.op)
+        if fn is None:
+            self.emit(node)  # records E601
+            self.put(node.name, "None", CF)
+            return
+        if fn not in _DIRECT and self.is_shared(node):
+            plan = self.shared_plan(node)
+        else:
+            plan = fn(self, node)
+        if plan is not None:
+            self.emit_plan(node, plan)
+        if node.name not in self.natural:  # unsupported: keep going to report every error at once
+            self.put(node.name, "None", CF)
+
+    def is_shared(self, node: ir.Node) -> bool:
+        """One Keras layer object for every use: only weight owners need it."""
+        return bool(node.params) and len(self.uses[node.layer]) > 1
+
+    @staticmethod
+    def main_name(node: ir.Node) -> str:
+        """The Keras name of a node's main layer: the weight owner's name, else the node's own."""
+        return node.layer if node.params else node.name
+
+    def shared_plan(self, node: ir.Node) -> _Plan | None:
+        fn = self.TRANSFORMS[node.op]
+        if node.layer not in self.shared_native:
+            native = True
+            plans = [fn(self, n, native=True) for n in self.uses[node.layer]]
+            if None in plans:
+                return None
+            if len({p.ctor() for p in plans}) > 1:
+                native = False
+                plans = [fn(self, n, native=False) for n in self.uses[node.layer]]
+                if len({p.ctor() for p in plans}) > 1:
+                    self.fail(node, "a shared layer whose uses need different Keras layers")
+                    return None
+            self.shared_native[node.layer] = native
+            var = self.pyname(node.layer)
+            self.shared_vars[node.layer] = var
+            args = [*plans[0].args, _kw("name", _lit(keras_name(node.layer)))]
+            self.shared_lines += _call_lines(var, plans[0].cls, args, "")
+        return fn(self, node, native=self.shared_native[node.layer])
+
+    def emit_plan(self, node: ir.Node, plan: _Plan) -> None:
+        src = node.inputs[0]
+        layout = plan.layout or self.layout_of(src)
+        x = self.var(src, layout)
+        for cls, args, suffix in plan.pre:
+            kname = self.kname(f"{node.name}.{suffix}")
+            out = self.pyname(kname)
+            self.body += _call_lines(out, cls, [*args, _kw("name", _lit(keras_name(kname)))], x)
+            x = out
+        main_name = node.name if not plan.post else node.name + ".main"
+        out = self.pyname(main_name if plan.post else node.name)
+        if node.layer in self.shared_vars:
+            self.body.append(f"    {out} = {self.shared_vars[node.layer]}({x})")
+        else:
+            self.body += _call_lines(out, plan.cls, [*plan.args, _kw("name", _lit(keras_name(self.main_name(node))))],
+                                     x)
+        x = out
+        for i, (cls, args, suffix) in enumerate(plan.post):
+            kname = self.kname(f"{node.name}.{suffix}")
+            out = self.pyname(node.name if i == len(plan.post) - 1 else kname)
+            self.body += _call_lines(out, cls, [*args, _kw("name", _lit(keras_name(kname)))], x)
+            x = out
+        self.put(node.name, x, plan.out_layout or layout)
+
+    def simple(self, node: ir.Node, cls: str, args: list[str], inputs: list[str], layout: str) -> None:
+        """Emit one layer called on one or several inputs (merges)."""
+        out = self.pyname(node.name)
+        operand = inputs[0] if len(inputs) == 1 else "[" + ", ".join(inputs) + "]"
+        self.body += _call_lines(out, cls, [*args, _kw("name", _lit(keras_name(node.name)))], operand)
+        self.put(node.name, out, layout)
+
+    # activations, initialisers, regularisers ------------------------------------------------
+    def activation(self, act: dict | None, rank: int, layout: str) -> tuple[list[str], list]:
+        """(kwargs for the layer, post layers) for an ``activation=`` attribute."""
+        if act is None or act["name"] == "linear":
+            return [], []
+        name = act["name"]
+        if name in _SIMPLE_ACTIVATIONS or (name == "elu" and act["alpha"] == 1.0) or (
+                name == "gelu" and not act["approximate"]):
+            return [_kw("activation", _lit(name))], []
+        if name == "softmax" and (rank <= 1 or self.kaxis(act["axis"], rank, layout) == -1):
+            return [_kw("activation", '"softmax"')], []
+        cls, args = self.activation_layer(act, rank, layout)
+        return [], [(cls, args, name)]
+
+    def activation_layer(self, act: dict, rank: int, layout: str) -> tuple[str, list[str]]:
+        name = act["name"]
+        if name == "leaky_relu":
+            return "layers.LeakyReLU", [_kw("negative_slope", literal(act["alpha"]))]
+        if name == "elu":
+            return "layers.ELU", [_kw("alpha", literal(act["alpha"]))]
+        if name == "softmax":
+            axis = self.kaxis(act["axis"], max(rank, 1), layout) if rank else -1
+            return "layers.Softmax", [] if axis == -1 else [_kw("axis", str(axis))]
+        if name == "gelu" and act["approximate"]:
+            self.helpers.add("TanhGelu")
+            return "TanhGelu", []
+        return "layers.Activation", [_lit(name)]
+
+    def init(self, kw: str, init: dict, default: dict, canon: tuple[int, ...] | None = None,
+             keras: tuple[int, ...] | None = None) -> list[str]:
+        if init == default and not (canon and init["name"] in _FAN_INITS and _fans(canon) != _keras_fans(keras)):
+            return []
+        return [_kw(kw, _init_expr(init, canon, keras))]
+
+    def reg(self, kw: str, reg: dict | None) -> list[str]:
+        return [] if reg is None else [_kw(kw, _reg_expr(reg))]
+
+    def weight_args(self, node: ir.Node, kernel_kw: str = "kernel", canon=None, keras=None) -> list[str]:
+        a = node.attrs
+        out = []
+        if not a["use_bias"]:
+            out.append("use_bias=False")
+        out += self.init(f"{kernel_kw}_initializer", a["kernel_init"], {"name": "glorot_uniform"}, canon, keras)
+        if a["use_bias"]:
+            out += self.init("bias_initializer", a["bias_init"], {"name": "zeros"})
+        out += self.reg(f"{kernel_kw}_regularizer", a["kernel_regularizer"])
+        if a["use_bias"]:
+            out += self.reg("bias_regularizer", a["bias_regularizer"])
+        return out
+
+    # training --------------------------------------------------------------------------------
+    model_class_name = ""
+
+    def training(self) -> tuple[list[str] | None, list[str], str]:
+        """(model subclass lines, compile arguments, a fit example) for the spec's loss and optimiser."""
+        net = self.network
+        outputs = list(net.outputs)
+        feedable = {v.name for v in (*net.targets, *net.inputs)}
+        per_output: dict[int, list[ir.LossTerm]] = {}
+        extra: list[ir.LossTerm] = []
+        for term in net.loss:
+            if term.fn == "kl_normal":
+                missing = [a for a in term.args if a not in outputs]
+                if missing:
+                    self.errors.append(Diagnostic(
+                        "E601", f"the keras backend computes kl_normal from model outputs; "
+                        f"'{_short(net, missing[0])}' is not an output (add it to `output`)", term.span))
+                    continue
+                extra.append(term)
+                continue
+            pred, target = term.args
+            if pred not in outputs:
+                self.errors.append(Diagnostic(
+                    "E601", f"the keras backend maps each loss term to a model output; '{_short(net, pred)}' "
+                    f"is not an output (add it to `output`)", term.span))
+                continue
+            if target not in feedable:
+                self.errors.append(Diagnostic(
+                    "E601", f"the keras backend feeds a loss target as `y`; '{_short(net, target)}' is neither "
+                    "a target nor an input", term.span))
+                continue
+            i = outputs.index(pred)
+            if per_output.get(i) and per_output[i][0].args[1] != target:
+                self.errors.append(Diagnostic(
+                    "E601", f"the keras backend needs one target per output; output '{_short(net, pred)}' "
+                    f"is compared with '{per_output[i][0].args[1]}' and '{target}'", term.span))
+                continue
+            per_output.setdefault(i, []).append(term)
+        args: list[str] = []
+        if net.optimizer is not None:
+            args.append(_kw("optimizer", _optimizer_expr(net.optimizer)))
+        losses: list[str] = []
+        weights: list[float] = []
+        for i, value in enumerate(outputs):
+            terms = per_output.get(i, [])
+            rank, layout = self.rank(value), self.output_layouts[i]
+            if not terms:
+                losses.append("None")
+                weights.append(1.0)
+            elif len(terms) == 1:
+                losses.append(self.loss_expr(terms[0], rank, layout))
+                weights.append(terms[0].weight)
+            else:
+                losses.append(self.loss_function(i, terms, rank, layout))
+                weights.append(1.0)
+        if per_output:
+            if len(outputs) == 1:
+                args.append(_kw("loss", losses[0]))
+            else:
+                args.append(_kw("loss", "[" + ", ".join(losses) + "]"))
+            if any(w != 1.0 for w in weights):
+                w = literal(weights[0]) if len(outputs) == 1 else "[" + ", ".join(literal(x) for x in weights) + "]"
+                args.append(_kw("loss_weights", w))
+        model_cls = self.model_class(extra, bool(per_output)) if extra else None
+        ins = [v.name for v in net.inputs]
+        x = ins[0] if len(ins) == 1 else "[" + ", ".join(ins) + "]"
+        if per_output:
+            ys = [per_output[i][0].args[1] if i in per_output else "None" for i in range(len(outputs))]
+            y = ys[0] if len(ys) == 1 else "[" + ", ".join(ys) + "]"
+            fit = f"model.fit(x={x}, y={y})"
+        elif extra:
+            fit = f"model.fit(x={x})"
+        else:
+            fit = ""
+        return model_cls, args, fit
+
+    def loss_expr(self, term: ir.LossTerm, rank: int, layout: str) -> str:
+        fn, a = term.fn, term.attrs
+        if fn == "mse":
+            return '"mse"'
+        if fn == "mae":
+            return '"mae"'
+        if fn == "hinge":
+            return '"hinge"'
+        if fn == "kl_divergence":
+            return '"kl_divergence"'
+        if fn == "huber":
+            return '"huber"' if a["delta"] == 1.0 else f"keras.losses.Huber(delta={literal(a['delta'])})"
+        if fn == "cosine_similarity":
+            axis = self.kaxis(-1, rank, layout)
+            return '"cosine_similarity"' if axis == -1 else f"keras.losses.CosineSimilarity(axis={axis})"
+        if fn == "binary_crossentropy":
+            return '"binary_crossentropy"' if not a["from_logits"] else \
+                "keras.losses.BinaryCrossentropy(from_logits=True)"
+        cls = {"categorical_crossentropy": "CategoricalCrossentropy",
+               "sparse_categorical_crossentropy": "SparseCategoricalCrossentropy"}[fn]
+        axis = self.kaxis(a["axis"], rank, layout) if rank else -1
+        kws = (["from_logits=True"] if a["from_logits"] else []) + ([f"axis={axis}"] if axis != -1 else [])
+        return f"keras.losses.{cls}({', '.join(kws)})" if kws else _lit(fn)
+
+    def loss_function(self, i: int, terms: list[ir.LossTerm], rank: int, layout: str) -> str:
+        name = self.pyname(f"loss_{self.network.output_names[i] if self.network.output_names else i}")
+        parts = []
+        for t in terms:
+            expr = self.loss_expr(t, rank, layout)
+            if expr.startswith('"'):
+                expr = f"keras.losses.get({expr})"
+            w = "" if t.weight == 1.0 else f"{literal(t.weight)} * "
+            parts.append(f"{w}{expr}(y_true, y_pred)")
+        body = " + ".join(parts).replace("+ -", "- ")
+        self.helpers.add(name)
+        self.local_helpers[name] = (f"def {name}(y_true, y_pred):\n"
+                                    f'    """The spec\'s loss terms on output {i}, summed."""\n'
+                                    f"    return {body}\n")
+        return name
+
+    def model_class(self, extra: list[ir.LossTerm], compiled: bool) -> list[str]:
+        self.helpers.add("kl_normal")
+        self.model_class_name = self.pyname(f"{self.network.name}Model")
+        outputs = list(self.network.outputs)
+        parts = []
+        for t in extra:
+            mu, logvar = (outputs.index(a) for a in t.args)
+            w = "" if t.weight == 1.0 else f"{literal(t.weight)} * "
+            parts.append(f"{w}kl_normal(y_pred[{mu}], y_pred[{logvar}])" if len(outputs) > 1
+                         else f"{w}kl_normal(y_pred, y_pred)")
+        extra_sum = " + ".join(parts).replace("+ -", "- ")
+        lines = [
+            '@keras.saving.register_keras_serializable(package="netspec")',
+            f"class {self.model_class_name}(keras.Model):",
+            '    """The functional model; its loss adds the terms that compare outputs with each other."""',
+            "",
+            "    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):",
+        ]
+        if compiled:
+            lines += ["        loss = super().compute_loss(x, y, y_pred, sample_weight, training=training)",
+                      f"        return loss + {extra_sum}"]
+        else:
+            lines += [f"        loss = {extra_sum}",
+                      "        for penalty in self.losses:",
+                      "            loss = loss + penalty",
+                      "        return loss"]
+        return lines
+
+
+def _short(net: ir.Network, value: str) -> str:
+    for name, v in zip(net.output_names, net.outputs):
+        if v == value:
+            return name
+    return value
+
+
+def _fans(shape) -> tuple[int, int]:
+    from ..weights import fans
+
+    return fans(tuple(shape))
+
+
+def _keras_fans(shape) -> tuple[int, int]:
+    """Keras's fans for a kernel in Keras's layout (inputs on axis -2, outputs on -1)."""
+    shape = tuple(shape)
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    receptive = prod(shape[:-2])
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+def _init_expr(init: dict, canon=None, keras=None) -> str:
+    name = init["name"]
+    if name in _FAN_INITS:
+        if canon is not None and _fans(canon) != _keras_fans(keras):
+            fan_in, fan_out = _fans(canon)
+            var = {"glorot": 2 / (fan_in + fan_out), "he": 2 / fan_in, "lecun": 1 / fan_in}[name.split("_")[0]]
+            scale = var * _keras_fans(keras)[0]
+            dist = "uniform" if name.endswith("uniform") else "truncated_normal"
+            return f'keras.initializers.VarianceScaling({literal(scale)}, "fan_in", "{dist}")'
+        return _lit(name)
+    if name in ("zeros", "ones"):
+        return _lit(name)
+    if name == "constant":
+        return f"keras.initializers.Constant({literal(init['value'])})"
+    if name == "normal":
+        return f"keras.initializers.RandomNormal(mean={literal(init['mean'])}, stddev={literal(init['std'])})"
+    if name == "uniform":
+        return f"keras.initializers.RandomUniform(minval={literal(init['a'])}, maxval={literal(init['b'])})"
+    if name == "orthogonal":
+        gain = init.get("gain", 1.0)
+        return '"orthogonal"' if gain == 1.0 else f"keras.initializers.Orthogonal(gain={literal(gain)})"
+    raise ValueError(f"unknown initializer {name}")  # pragma: no cover - the registry lists them all
+
+
+def _reg_expr(reg: dict) -> str:
+    name = reg["name"]
+    if name == "l1":
+        return f"keras.regularizers.L1({literal(reg['l1'])})"
+    if name == "l2":
+        return f"keras.regularizers.L2({literal(reg['l2'])})"
+    return f"keras.regularizers.L1L2(l1={literal(reg['l1'])}, l2={literal(reg['l2'])})"
+
+
+_OPTIMIZERS = {
+    # spec name: (Keras class, [(spec attr, Keras argument, Keras default)])
+    "sgd": ("SGD", [("momentum", "momentum", 0.0), ("nesterov", "nesterov", False)]),
+    "rmsprop": ("RMSprop", [("rho", "rho", 0.9), ("momentum", "momentum", 0.0), ("eps", "epsilon", 1e-7),
+                            ("centered", "centered", False)]),
+    "adagrad": ("Adagrad", [("initial_accumulator", "initial_accumulator_value", 0.1), ("eps", "epsilon", 1e-7)]),
+    "adadelta": ("Adadelta", [("rho", "rho", 0.95), ("eps", "epsilon", 1e-7)]),
+    "adam": ("Adam", [("beta1", "beta_1", 0.9), ("beta2", "beta_2", 0.999), ("eps", "epsilon", 1e-7),
+                      ("amsgrad", "amsgrad", False)]),
+    "adamw": ("AdamW", [("beta1", "beta_1", 0.9), ("beta2", "beta_2", 0.999), ("eps", "epsilon", 1e-7),
+                        ("amsgrad", "amsgrad", False)]),
+}
+
+
+def _optimizer_expr(opt: ir.Optimizer) -> str:
+    cls, table = _OPTIMIZERS[opt.name]
+    a = opt.attrs
+    args = [_kw("learning_rate", literal(a["lr"]))]
+    for spec, kname, default in table:
+        if a[spec] != default:
+            args.append(_kw(kname, literal(a[spec])))
+    if opt.name == "adamw" or a["weight_decay"]:
+        args.append(_kw("weight_decay", literal(a["weight_decay"])))
+    return f"keras.optimizers.{cls}({', '.join(args)})"
+
+
+# Op transforms ------------------------------------------------------------------------------
+
+
+def _same_pads(sizes, kernel, stride, dilation):
+    """TensorFlow's 'same' pads for these sizes, or None where a size is unknown and the stride is not 1."""
+    out = []
+    for size, k, s, d in zip(sizes, kernel, stride, dilation):
+        if isinstance(size, int):
+            out.append(shapes.same_padding(size, k, s, d))
+        elif s == 1:
+            total = shapes.effective_kernel(k, d) - 1
+            out.append((total // 2, total - total // 2))
+        else:
+            return None
+    return tuple(out)
+
+
+def _conv_padding(g: KerasGenerator, node: ir.Node, native: bool, kernel, stride, dilation):
+    """(Keras padding argument, pre layers) for a convolution's explicit pads."""
+    pads = tuple(tuple(p) for p in node.attrs["padding"])
+    sizes = g.types[node.inputs[0]].shape[1:]
+    if all(p == (0, 0) for p in pads):
+        return [], []
+    if native and pads == _same_pads(sizes, kernel, stride, dilation):
+        return ['padding="same"'], []
+    r = len(pads)
+    return [], [(f"layers.ZeroPadding{r}D", [_pairs(pads), *g.data_format(g.spatial_layout(node))], "pad")]
+
+
+def _conv(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None:
+    a = node.attrs
+    r = _rank_of(node.op)
+    layout = g.spatial_layout(node)
+    if any(s > 1 for s in a["stride"]) and any(d > 1 for d in a["dilation"]):
+        g.fail(node, "stride and dilation both above 1 (TensorFlow cannot)")
+        return None
+    padding, pre = _conv_padding(g, node, native, a["kernel"], a["stride"], a["dilation"])
+    c_in = g.types[node.inputs[0]].shape[0]
+    canon = (a["filters"], c_in // a["groups"], *a["kernel"])
+    args = [str(a["filters"]), _ints(a["kernel"])]
+    if any(s != 1 for s in a["stride"]):
+        args.append(_kw("strides", _ints(a["stride"])))
+    args += padding + g.data_format(layout)
+    if any(d != 1 for d in a["dilation"]):
+        args.append(_kw("dilation_rate", _ints(a["dilation"])))
+    if a["groups"] != 1:
+        args.append(_kw("groups", str(a["groups"])))
+    act, post = g.activation(a["activation"], node.type.rank, layout)
+    args += act + g.weight_args(node, canon=canon, keras=_to_keras_shape(canon))
+    return _Plan(f"layers.Conv{r}D", args, layout, pre, post)
+
+
+def _conv_transpose(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None:
+    a = node.attrs
+    r = _rank_of(node.op)
+    layout = g.spatial_layout(node)
+    if a["groups"] != 1:
+        g.fail(node, "grouped transposed convolutions (Keras has none)")
+        return None
+    if any(s > 1 for s in a["stride"]) and any(d > 1 for d in a["dilation"]):
+        g.fail(node, "stride and dilation both above 1 (TensorFlow cannot)")
+        return None
+    crops = tuple(tuple(c) for c in a["padding"])
+    op = tuple(a["output_padding"])
+    k_eff = [shapes.effective_kernel(k, d) for k, d in zip(a["kernel"], a["dilation"])]
+    same = tuple(shapes.transpose_same_cropping(k, s, d) for k, s, d in zip(a["kernel"], a["stride"], a["dilation"]))
+    args = [str(a["filters"]), _ints(a["kernel"])]
+    if any(s != 1 for s in a["stride"]):
+        args.append(_kw("strides", _ints(a["stride"])))
+    post: list = []
+    if native and all(c == (0, 0) for c in crops) and op == tuple(max(s - k, 0) for s, k in zip(a["stride"], k_eff)):
+        pass  # Keras's 'valid': the full output, plus zeros up to i * s when the kernel is shorter than the stride
+    elif native and tuple((b, e, o) for (b, e), o in zip(crops, op)) == same:
+        args.append('padding="same"')
+    else:
+        extra = tuple(max(o - e, 0) for (_, e), o in zip(crops, op))
+        if any(q >= s for q, s in zip(extra, a["stride"])):
+            g.fail(node, "output_padding larger than the stride (Keras's output_padding must be smaller)")
+            return None
+        args.append(_kw("output_padding", _ints(extra)))
+        crop = tuple((b, e + q - o) for (b, e), q, o in zip(crops, extra, op))
+        if any(c != (0, 0) for c in crop):
+            post.append((f"layers.Cropping{r}D", [_pairs(crop), *([] if r == 1 else g.data_format(layout))], "crop"))
+    args += g.data_format(layout)
+    if any(d != 1 for d in a["dilation"]):
+        args.append(_kw("dilation_rate", _ints(a["dilation"])))
+    act, act_post = g.activation(a["activation"], node.type.rank, layout)
+    if post and a["activation"] and a["activation"]["name"] == "softmax" and act:
+        # a softmax along a cropped axis must see the cropped output
+        act, act_post = [], [("layers.Softmax", g.activation_layer(a["activation"], node.type.rank, layout)[1],
+                              "softmax")]
+    c_in = g.types[node.inputs[0]].shape[0]
+    canon = (c_in, a["filters"], *a["kernel"])
+    args += act + g.weight_args(node, canon=canon, keras=_to_keras_shape(canon))
+    return _Plan(f"layers.Conv{r}DTranspose", args, layout, [], post + act_post)
+
+
+def _depthwise(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None:
+    a = node.attrs
+    layout = g.spatial_layout(node)
+    padding, pre = _conv_padding(g, node, native, a["kernel"], a["stride"], a["dilation"])
+    c_in = g.types[node.inputs[0]].shape[0]
+    dm = a["depth_multiplier"]
+    canon = (c_in * dm, 1, *a["kernel"])
+    keras_shape = (*a["kernel"], c_in, dm)
+    args = [_ints(a["kernel"])]
+    if any(s != 1 for s in a["stride"]):
+        args.append(_kw("strides", _ints(a["stride"])))
+    args += padding
+    if dm != 1:
+        args.append(_kw("depth_multiplier", str(dm)))
+    args += g.data_format(layout)
+    if any(d != 1 for d in a["dilation"]):
+        args.append(_kw("dilation_rate", _ints(a["dilation"])))
+    act, post = g.activation(a["activation"], node.type.rank, layout)
+    args += act + g.weight_args(node, kernel_kw="depthwise", canon=canon, keras=keras_shape)
+    return _Plan("layers.DepthwiseConv2D", args, layout, pre, post)
+
+
+def _separable(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None:
+    a = node.attrs
+    layout = g.spatial_layout(node)
+    padding, pre = _conv_padding(g, node, native, a["kernel"], a["stride"], a["dilation"])
+    c_in = g.types[node.inputs[0]].shape[0]
+    dm = a["depth_multiplier"]
+    args = [str(a["filters"]), _ints(a["kernel"])]
+    if any(s != 1 for s in a["stride"]):
+        args.append(_kw("strides", _ints(a["stride"])))
+    args += padding + g.data_format(layout)
+    if any(d != 1 for d in a["dilation"]):
+        args.append(_kw("dilation_rate", _ints(a["dilation"])))
+    if dm != 1:
+        args.append(_kw("depth_multiplier", str(dm)))
+    act, post = g.activation(a["activation"], node.type.rank, layout)
+    args += act
+    if not a["use_bias"]:
+        args.append("use_bias=False")
+    default = {"name": "glorot_uniform"}
+    args += g.init("depthwise_initializer", a["kernel_init"], default, (c_in * dm, 1, *a["kernel"]),
+                   (*a["kernel"], c_in, dm))
+    args += g.init("pointwise_initializer", a["kernel_init"], default)
+    if a["use_bias"]:
+        args += g.init("bias_initializer", a["bias_init"], {"name": "zeros"})
+    args += g.reg("depthwise_regularizer", a["kernel_regularizer"])
+    args += g.reg("pointwise_regularizer", a["kernel_regularizer"])
+    if a["use_bias"]:
+        args += g.reg("bias_regularizer", a["bias_regularizer"])
+    return _Plan("layers.SeparableConv2D", args, layout, pre, post)
+
+
+def _pool(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None:
+    a = node.attrs
+    r = _rank_of(node.op)
+    kind = "max" if node.op.startswith("max") else "avg"
+    layout = g.spatial_layout(node)
+    pool, stride = tuple(a["pool"]), tuple(a["stride"])
+    pads = tuple(tuple(p) for p in a["padding"])
+    sizes = g.types[node.inputs[0]].shape[1:]
+    extra = []
+    for size, k, s, (pb, pe), n in zip(sizes, pool, stride, pads, node.type.shape[1:]):
+        if not isinstance(size, int) or not isinstance(n, int):
+            if a["ceil_mode"]:
+                g.fail(node, "ceil_mode on an axis of run-time size")
+                return None
+            extra.append(0)
+        else:
+            extra.append(max(0, (n - 1) * s + k - (size + pb + pe)))
+    extra = tuple(extra)
+    cls = f"layers.{'MaxPooling' if kind == 'max' else 'AveragePooling'}{r}D"
+    args = [_ints(pool)]
+    if stride != pool:
+        args.append(_kw("strides", _ints(stride)))
+    fmt = g.data_format(layout)
+    zero = all(p == (0, 0) for p in pads)
+    no_extra = not any(extra)
+    include = a.get("count_include_pad", False)
+    if zero and no_extra:
+        return _Plan(cls, args + fmt, layout)
+    if native and no_extra and pads == _same_pads(sizes, pool, stride, (1,) * r) and (kind == "max" or not include):
+        return _Plan(cls, args + ['padding="same"'] + fmt, layout)
+    full = tuple((b, e + x) for (b, e), x in zip(pads, extra))
+    if kind == "max":
+        g.helpers.add("ConstantPadding")
+        pre = [("ConstantPadding", [literal(full), 'value=float("-inf")', *fmt], "pad")]
+        return _Plan(cls, args + fmt, layout, pre)
+    if include and no_extra:
+        return _Plan(cls, args + fmt, layout, [(f"layers.ZeroPadding{r}D", [_pairs(pads), *fmt], "pad")])
+    g.helpers.add("PaddedAveragePooling")
+    pargs = [literal(pool), literal(stride), literal(pads)]
+    if any(extra):
+        pargs.append(_kw("extra", literal(extra)))
+    if include:
+        pargs.append("count_include_pad=True")
+    return _Plan("PaddedAveragePooling", pargs + fmt, layout)
+
+
+def _global_pool(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+    r = _rank_of(node.op)
+    kind = "Average" if "avg" in node.op else "Max"
+    layout = g.spatial_layout(node)
+    return _Plan(f"layers.Global{kind}Pooling{r}D", g.data_format(layout), layout, out_layout=CF)
+
+
+def _zeropad(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+    r = _rank_of(node.op)
+    layout = g.spatial_layout(node)
+    return _Plan(f"layers.ZeroPadding{r}D", [_pairs(node.attrs["padding"]), *g.data_format(layout)], layout)
+
+
+def _upsample(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None:
+    a = node.attrs
+    r = _rank_of(node.op)
+    layout = g.spatial_layout(node)
+    scale = tuple(a["scale"])
+    if a["mode"] == "nearest":
+        if r == 1:
+            return _Plan("layers.UpSampling1D", [str(scale[0])], layout)
+        return _Plan(f"layers.UpSampling{r}D", [_ints(scale), *g.data_format(layout)], layout)
+    if r == 3:
+        g.fail(node, "trilinear upsampling (Keras's UpSampling3D only repeats)")
+        return None
+    if r == 2:
+        return _Plan("layers.UpSampling2D", [_ints(scale), *g.data_format(layout), 'interpolation="bilinear"'],
+                     layout)
+    # 1-D linear: bilinear resize of a [L, 1, C] image, then back to [L * s, C].
+    c = g.types[node.inputs[0]].shape[0]
+    pre = [("layers.Reshape", [literal((-1, 1, c))], "as_image")]
+    post = [("layers.Reshape", [literal((-1, c))], "as_signal")]
+    return _Plan("layers.UpSampling2D", [literal((scale[0], 1)), 'interpolation="bilinear"'], layout, pre, post)
+
+
+def _dense(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+    a = node.attrs
+    f_in = g.types[node.inputs[0]].shape[-1]
+    canon = (a["units"], f_in)
+    act, post = g.activation(a["activation"], node.type.rank, CF)
+    args = [str(a["units"]), *act, *g.weight_args(node, canon=canon, keras=(f_in, a["units"]))]
+    return _Plan("layers.Dense", args, CF, [], post)
+
+
+def _batchnorm(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+    a = node.attrs
+    src = node.inputs[0]
+    rank = g.rank(src)
+    if g.is_shared(node):
+        layout = g.spatial if rank >= 3 else CF
+    else:
+        layout = g.layout_of(src)
+    args = []
+    axis = g.kaxis(a["axis"], rank, layout)
+    if axis != -1:
+        args.append(_kw("axis", str(axis)))
+    if a["momentum"] != 0.99:
+        args.append(_kw("momentum", literal(a["momentum"])))
+    if a["eps"] != 1e-3:
+        args.append(_kw("epsilon", literal(a["eps"])))
+    if not a["center"]:
+        args.append("center=False")
+    if not a["scale"]:
+        args.append("scale=False")
+    if a["scale"]:
+        args += g.init("gamma_initializer", a["gamma_init"], {"name": "ones"})
+    if a["center"]:
+        args += g.init("beta_initializer", a["beta_init"], {"name": "zeros"})
+    return _Plan("layers.BatchNormalization", args, layout)
+
+
+def _layernorm(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+    a = node.attrs
+    src = node.inputs[0]
+    rank = g.rank(src)
+    layout = g.wants(node, src) or (CF if g.is_shared(node) else g.layout_of(src))
+    axes = sorted(g.kaxis(x, rank, layout) % (rank + 1) for x in a["axis"])
+    args = []
+    if axes != [rank]:
+        args.append(_kw("axis", literal([x for x in axes])))
+    if a["eps"] != 1e-3:
+        args.append(_kw("epsilon", literal(a["eps"])))
+    if not a["center"]:
+        args.append("center=False")
+    if not a["scale"]:
+        args.append("scale=False")
+    if a["scale"]:
+        args += g.init("gamma_initializer", a["gamma_init"], {"name": "ones"})
+    if a["center"]:
+        args += g.init("beta_initializer", a["beta_init"], {"name": "zeros"})
+    return _Plan("layers.LayerNormalization", args, layout)
+
+
+def _embedding(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+    a = node.attrs
+    args = [str(a["vocab"]), str(a["dim"])]
+    args += g.init("embeddings_initializer", a["embeddings_init"], {"name": "uniform", "a": -0.05, "b": 0.05})
+    args += g.reg("embeddings_regularizer", a["embeddings_regularizer"])
+    return _Plan("layers.Embedding", args, CF)
+
+
+def _rnn_args(g: KerasGenerator, op: str, a: dict) -> tuple[str, list[str]]:
+    cls = {"simple_rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}[op]
+    args = [str(a["units"])]
+    if a["return_sequences"]:
+        args.append("return_sequences=True")
+    if not a["use_bias"]:
+        args.append("use_bias=False")
+    args += g.init("kernel_initializer", a["kernel_init"], {"name": "glorot_uniform"})
+    args += g.init("recurrent_initializer", a["recurrent_init"], {"name": "orthogonal", "gain": 1.0})
+    if a["use_bias"]:
+        args += g.init("bias_initializer", a["bias_init"], {"name": "zeros"})
+    if op == "lstm" and not a["unit_forget_bias"]:
+        args.append("unit_forget_bias=False")
+    args += g.reg("kernel_regularizer", a["kernel_regularizer"])
+    args += g.reg("recurrent_regularizer", a["recurrent_regularizer"])
+    if a["use_bias"]:
+        args += g.reg("bias_regularizer", a["bias_regularizer"])
+    return f"layers.{cls}", args
+
+
+def _recurrent(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+    cls, args = _rnn_args(g, node.op, node.attrs)
+    return _Plan(cls, args, CF)
+
+
+def _bidirectional(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+    inner = node.attrs["layer"]
+    cls, args = _rnn_args(g, inner["op"], inner["attrs"])
+    out = [f"{cls}({', '.join(args)})"]
+    if node.attrs["merge_mode"] != "concat":
+        out.append(_kw("merge_mode", _lit(node.attrs["merge_mode"])))
+    return _Plan("layers.Bidirectional", out, CF)
+
+
+def _dropout(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+    return _Plan("layers.Dropout", [literal(node.attrs["rate"])], None)
+
+
+def _flatten(g: KerasGenerator, node: ir.Node, native: bool = True) -> None:
+    x = g.memory_var(node.inputs[0])
+    g.simple(node, "layers.Flatten", [], [x], CF)
+
+
+def _reshape(g: KerasGenerator, node: ir.Node, native: bool = True) -> None:
+    x = g.memory_var(node.inputs[0])
+    g.simple(node, "layers.Reshape", [literal(tuple(node.attrs["shape"]))], [x], CF)
+
+
+def _permute(g: KerasGenerator, node: ir.Node, native: bool = True) -> None:
+    src = node.inputs[0]
+    layout = g.layout_of(src)
+    order = g.keras_order(g.rank(src), layout)
+    dims = tuple(order.index(d) + 1 for d in node.attrs["dims"])
+    g.simple(node, "layers.Permute", [literal(dims)], [g.var(src, layout)], CF)
+
+
+def _activation(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+    src = node.inputs[0]
+    layout = g.layout_of(src)
+    act = {"name": node.op, **node.attrs}
+    if node.op in _SIMPLE_ACTIVATIONS or node.op == "linear" or (node.op == "elu" and act["alpha"] == 1.0) or (
+            node.op == "gelu" and not act["approximate"]):
+        return _Plan("layers.Activation", [_lit(node.op)], None)
+    cls, args = g.activation_layer(act, g.rank(src), layout)
+    return _Plan(cls, args, None)
+
+
+def _common_layout(g: KerasGenerator, node: ir.Node) -> str:
+    ranks = {g.rank(v) for v in node.inputs}
+    if len(ranks) > 1:
+        return CF
+    layouts = [g.layout_of(v) for v in node.inputs]
+    if len(set(layouts)) == 1:
+        return layouts[0]
+    return max((CL, CF), key=lambda lay: (layouts.count(lay), lay == g.spatial))
+
+
+_MERGE_CLASSES = {"add": "Add", "subtract": "Subtract", "multiply": "Multiply", "average": "Average",
+                  "maximum": "Maximum", "minimum": "Minimum"}
+
+
+def _merge(g: KerasGenerator, node: ir.Node, native: bool = True) -> None:
+    layout = _common_layout(g, node)
+    xs = [g.var(v, layout) for v in node.inputs]
+    g.simple(node, f"layers.{_MERGE_CLASSES[node.op]}", [], xs, layout)
+
+
+def _concat(g: KerasGenerator, node: ir.Node, native: bool = True) -> None:
+    layout = _common_layout(g, node)
+    xs = [g.var(v, layout) for v in node.inputs]
+    axis = g.kaxis(node.attrs["axis"], node.type.rank, layout)
+    g.simple(node, "layers.Concatenate", [] if axis == -1 else [_kw("axis", str(axis))], xs, layout)
+
+
+def _dot(g: KerasGenerator, node: ir.Node, native: bool = True) -> None:
+    ia, ib = node.attrs["axes"]
+    xs = [g.var(v, CF) for v in node.inputs]
+    axes = str(ia + 1) if ia == ib else literal((ia + 1, ib + 1))
+    args = [_kw("axes", axes)] + (["normalize=True"] if node.attrs["normalize"] else [])
+    g.simple(node, "layers.Dot", args, xs, CF)
+
+
+_DIRECT = {_flatten, _reshape, _permute, _merge, _concat, _dot}
+_ACTIVATION_OPS = {"linear", "relu", "relu6", "sigmoid", "tanh", "softmax", "leaky_relu", "elu", "gelu", "swish",
+                   "softplus", "hard_sigmoid"}
+_MERGE_OPS = set(_MERGE_CLASSES)
+
+KerasGenerator.TRANSFORMS = {
+    "dense": _dense,
+    **{f"conv{r}d": _conv for r in (1, 2, 3)},
+    **{f"conv_transpose{r}d": _conv_transpose for r in (1, 2, 3)},
+    "depthwise_conv2d": _depthwise,
+    "separable_conv2d": _separable,
+    **{f"{k}pool{r}d": _pool for k in ("max", "avg") for r in (1, 2, 3)},
+    **{f"global_{k}pool{r}d": _global_pool for k in ("max", "avg") for r in (1, 2, 3)},
+    **{f"zeropad{r}d": _zeropad for r in (1, 2, 3)},
+    **{f"upsample{r}d": _upsample for r in (1, 2, 3)},
+    "flatten": _flatten,
+    "reshape": _reshape,
+    "permute": _permute,
+    "dropout": _dropout,
+    "batchnorm": _batchnorm,
+    "layernorm": _layernorm,
+    "embedding": _embedding,
+    "simple_rnn": _recurrent,
+    "lstm": _recurrent,
+    "gru": _recurrent,
+    "bidirectional": _bidirectional,
+    **{op: _activation for op in _ACTIVATION_OPS},
+    **{op: _merge for op in _MERGE_OPS},
+    "concat": _concat,
+    "dot": _dot,
+}
+
+
+# Helper classes written into generated modules -------------------------------------------------
+
+_HELPERS: dict[str, str] = {
+    "ConstantPadding": '''
+@keras.saving.register_keras_serializable(package="netspec")
+class ConstantPadding(layers.Layer):
+    """Pads the spatial axes with a constant: -inf before a max pool, so that padding never wins."""
+
+    def __init__(self, padding, value=0.0, data_format="channels_last", **kwargs):
+        super().__init__(**kwargs)
+        self.padding = tuple(tuple(p) for p in padding)
+        self.value = value
+        self.data_format = data_format
+
+    def call(self, inputs):
+        if self.data_format == "channels_last":
+            pads = [(0, 0), *self.padding, (0, 0)]
+        else:
+            pads = [(0, 0), (0, 0), *self.padding]
+        return keras.ops.pad(inputs, pads, constant_values=self.value)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(padding=self.padding, value=self.value, data_format=self.data_format)
+        return config
+''',
+    "PaddedAveragePooling": '''
+@keras.saving.register_keras_serializable(package="netspec")
+class PaddedAveragePooling(layers.Layer):
+    """Average pooling over explicit (begin, end) zero padding, divided as PyTorch divides.
+
+    Each window's sum is divided by the number of positions it covers in the input,
+    or in the padded input when `count_include_pad`; the `extra` positions that
+    ceil_mode adds at the end never count.
+    """
+
+    def __init__(
+        self, pool_size, strides, padding, extra=None, count_include_pad=False, data_format="channels_last", **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.pool_size = tuple(pool_size)
+        self.strides = tuple(strides)
+        self.padding = tuple(tuple(p) for p in padding)
+        self.extra = tuple(extra) if extra is not None else (0,) * len(self.padding)
+        self.count_include_pad = count_include_pad
+        self.data_format = data_format
+
+    def _pad(self, x, pads, value):
+        if self.data_format == "channels_last":
+            pads = [(0, 0), *pads, (0, 0)]
+        else:
+            pads = [(0, 0), (0, 0), *pads]
+        return keras.ops.pad(x, pads, constant_values=value)
+
+    def _pool(self, x):
+        return keras.ops.average_pool(x, self.pool_size, self.strides, "valid", self.data_format)
+
+    def call(self, inputs):
+        total = [(b, e + x) for (b, e), x in zip(self.padding, self.extra)]
+        if self.data_format == "channels_last":
+            ones = keras.ops.ones_like(inputs[..., :1])
+        else:
+            ones = keras.ops.ones_like(inputs[:, :1])
+        if self.count_include_pad:
+            mask = self._pad(self._pad(ones, self.padding, 1.0), [(0, x) for x in self.extra], 0.0)
+        else:
+            mask = self._pad(ones, total, 0.0)
+        return self._pool(self._pad(inputs, total, 0.0)) / self._pool(mask)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            pool_size=self.pool_size,
+            strides=self.strides,
+            padding=self.padding,
+            extra=self.extra,
+            count_include_pad=self.count_include_pad,
+            data_format=self.data_format,
+        )
+        return config
+''',
+    "TanhGelu": '''
+@keras.saving.register_keras_serializable(package="netspec")
+class TanhGelu(layers.Layer):
+    """GELU in its tanh approximation."""
+
+    def call(self, inputs):
+        return keras.activations.gelu(inputs, approximate=True)
+''',
+    "kl_normal": '''
+def kl_normal(mu, logvar):
+    """KL(N(mu, exp(logvar)) || N(0, 1)) summed over each sample's axes, averaged over the batch."""
+    axes = tuple(range(1, len(mu.shape)))
+    terms = 1.0 + logvar - keras.ops.square(mu) - keras.ops.exp(logvar)
+    return keras.ops.mean(-0.5 * keras.ops.sum(terms, axis=axes))
+''',
+}
+
+
+# Public API -------------------------------------------------------------------------------------
+
+
+def generate(network: ir.Network, layout: str = "channels_last", **options) -> str:
+    """The Keras source of one network: a module with ``build_<network>()``.
+
+    ``layout`` is ``channels_last`` (Keras's default: images ``[H, W, C]``) or
+    ``channels_first`` (the spec's ``[C, H, W]``). Raises :class:`SpecError`
+    (E601) for what Keras cannot express. Imports no framework.
+    """
+    if options:
+        raise TypeError(f"unknown option(s) for the keras target: {', '.join(sorted(options))}")
+    return KerasGenerator(network, layout).generate()
+
+
+def interface(network: ir.Network, layout: str = "channels_last") -> dict[str, list[tuple[str, bool]]]:
+    """Which inputs and outputs the generated model holds channels-last.
+
+    ``{"inputs": [(name, moved), ...], "outputs": [(name, moved), ...]}`` in the
+    model's order, where ``moved`` means the spec's axis 0 is the Keras tensor's
+    last axis (``np.moveaxis(x, 1, -1)`` turns a spec-layout batch into the
+    model's). Targets of a loss on an output take that output's layout.
+    """
+    g = KerasGenerator(network, layout)
+    g.generate()
+    names = network.output_names or network.outputs
+    return {"inputs": [(v.name, g.input_layouts[v.name] == CL) for v in network.inputs],
+            "outputs": [(n, lay == CL) for n, lay in zip(names, g.output_layouts)]}
+
+
+def _moved(network: ir.Network, value: str, layout: str) -> bool:
+    """Whether the model holds ``value`` (an input, an output value or an output name) channels-last."""
+    sig = interface(network, layout)
+    for name, moved in sig["inputs"]:
+        if name == value:
+            return moved
+    for (name, moved), v in zip(sig["outputs"], network.outputs):
+        if value in (name, v):
+            return moved
+    raise KeyError(f"'{value}' is neither an input nor an output of network '{network.name}'")
+
+
+def to_model_layout(network: ir.Network, value: str, array, layout: str = "channels_last"):
+    """A batch in the spec's layout ``[N, C, ...]`` -> the model's layout for that input or output."""
+    import numpy as np
+
+    array = np.asarray(array)
+    return np.moveaxis(array, 1, -1) if _moved(network, value, layout) else array
+
+
+def from_model_layout(network: ir.Network, value: str, array, layout: str = "channels_last"):
+    """A batch in the model's layout for an input or output -> the spec's layout ``[N, C, ...]``."""
+    import numpy as np
+
+    array = np.asarray(array)
+    return np.moveaxis(array, -1, 1) if _moved(network, value, layout) else array
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence C++ log lines written straight to file descriptor 2 (TensorFlow's absl logging)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # pragma: no cover - no real stderr
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _keras():
+    """Import Keras with TensorFlow's log noise silenced."""
+    if "keras" not in sys.modules:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        with _quiet_stderr():
+            import keras  # noqa: F401
+            with contextlib.suppress(ImportError):
+                import absl.logging
+
+                absl.logging.set_verbosity(absl.logging.ERROR)
+    import keras
+
+    return keras
+
+
+def build(network: ir.Network, weights=None, layout: str = "channels_last"):
+    """A compiled ``keras.Model`` made by executing the generated source; canonical ``weights`` loaded if given."""
+    import types
+
+    source = generate(network, layout)
+    _keras()
+    module = types.ModuleType(f"netspec_keras_{identifier(network.name)}")
+    with _quiet_stderr():
+        exec(compile(source, f"<netspec keras: {network.name}>", "exec"), module.__dict__)
+        model = getattr(module, identifier(f"build_{network.name}"))()
+    if weights is not None:
+        load_canonical(model, network, weights, layout=layout)
+    return model
+
+
+# Canonical weights <-> Keras variables -------------------------------------------------------------
+
+
+def _gru_swap(a, units: int):
+    """Gate blocks (r, z, n) <-> (z, r, n) along axis 0 (its own inverse)."""
+    import numpy as np
+
+    return np.concatenate([a[units:2 * units], a[:units], a[2 * units:]], axis=0)
+
+
+def _spatial_perm(rank: int) -> tuple[int, ...]:
+    return (*range(2, rank), 1, 0)
+
+
+def _inverse(perm):
+    out = [0] * len(perm)
+    for i, p in enumerate(perm):
+        out[p] = i
+    return tuple(out)
+
+
+def _to_keras_shape(canon: tuple[int, ...]) -> tuple[int, ...]:
+    """A (transposed) convolution kernel's Keras shape: window first, then inputs/outputs swapped."""
+    perm = _spatial_perm(len(canon))
+    return tuple(canon[p] for p in perm)
+
+
+def _rnn_to_keras(op: str, attrs: dict, p: dict) -> dict:
+    u = attrs["units"]
+    out = {}
+    if op == "gru":
+        out["kernel"] = _gru_swap(p["kernel"], u).T
+        out["recurrent_kernel"] = _gru_swap(p["recurrent_kernel"], u).T
+        if "bias" in p:
+            import numpy as np
+
+            out["bias"] = np.stack([_gru_swap(p["bias"], u), _gru_swap(p["recurrent_bias"], u)])
+    else:
+        out["kernel"] = p["kernel"].T
+        out["recurrent_kernel"] = p["recurrent_kernel"].T
+        if "bias" in p:
+            out["bias"] = p["bias"]
+    return out
+
+
+def _rnn_from_keras(op: str, attrs: dict, k: dict) -> dict:
+    u = attrs["units"]
+    out = {}
+    if op == "gru":
+        out["kernel"] = _gru_swap(k["kernel"].T, u)
+        out["recurrent_kernel"] = _gru_swap(k["recurrent_kernel"].T, u)
+        if "bias" in k:
+            out["bias"] = _gru_swap(k["bias"][0], u)
+            out["recurrent_bias"] = _gru_swap(k["bias"][1], u)
+    else:
+        out["kernel"] = k["kernel"].T
+        out["recurrent_kernel"] = k["recurrent_kernel"].T
+        if "bias" in k:
+            out["bias"] = k["bias"]
+    return out
+
+
+def _depthwise_to_keras(w, c_in: int):
+    cm, _, *k = w.shape
+    return w.reshape(c_in, cm // c_in, *k).transpose(2, 3, 0, 1)
+
+
+def _depthwise_from_keras(w):
+    kh, kw, c, dm = w.shape
+    return w.transpose(2, 3, 0, 1).reshape(c * dm, 1, kh, kw)
+
+
+def _to_keras(node: ir.Node, in_type: ir.TensorType, p: dict) -> dict[tuple[tuple[str, ...], str], Any]:
+    """Canonical params of one layer -> {(sub-layer path, Keras variable name): array}."""
+    op = node.op
+    if op == "bidirectional":
+        inner = node.attrs["layer"]
+        out = {}
+        for d, sub in (("forward", "forward_layer"), ("backward", "backward_layer")):
+            mine = {k.split(".", 1)[1]: v for k, v in p.items() if k.startswith(d + ".")}
+            for name, arr in _rnn_to_keras(inner["op"], inner["attrs"], mine).items():
+                out[((sub, "cell"), name)] = arr
+        return out
+    if op in ("simple_rnn", "lstm", "gru"):
+        return {(("cell",), k): v for k, v in _rnn_to_keras(op, node.attrs, p).items()}
+    out = {}
+    for name, arr in p.items():
+        if op == "dense" and name == "kernel":
+            arr = arr.T
+        elif (name == "kernel" and op == "depthwise_conv2d") or name == "depthwise_kernel":
+            arr = _depthwise_to_keras(arr, in_type.shape[0])
+        elif name in ("kernel", "pointwise_kernel") and arr.ndim >= 3:
+            arr = arr.transpose(_spatial_perm(arr.ndim))
+        out[((), name)] = arr
+    return out
+
+
+def _from_keras(node: ir.Node, k: dict[tuple[tuple[str, ...], str], Any]) -> dict[str, Any]:
+    op = node.op
+    if op == "bidirectional":
+        inner = node.attrs["layer"]
+        out = {}
+        for d, sub in (("forward", "forward_layer"), ("backward", "backward_layer")):
+            mine = {name: v for (path, name), v in k.items() if path[0] == sub}
+            for name, arr in _rnn_from_keras(inner["op"], inner["attrs"], mine).items():
+                out[f"{d}.{name}"] = arr
+        return out
+    if op in ("simple_rnn", "lstm", "gru"):
+        return _rnn_from_keras(op, node.attrs, {name: v for (_, name), v in k.items()})
+    out = {}
+    for (_, name), arr in k.items():
+        if op == "dense" and name == "kernel":
+            arr = arr.T
+        elif (name == "kernel" and op == "depthwise_conv2d") or name == "depthwise_kernel":
+            arr = _depthwise_from_keras(arr)
+        elif name in ("kernel", "pointwise_kernel") and arr.ndim >= 3:
+            arr = arr.transpose(_inverse(_spatial_perm(arr.ndim)))
+        out[name] = arr
+    return out
+
+
+def _owners(network: ir.Network) -> dict[str, ir.Node]:
+    """Weight owner -> its first node."""
+    out: dict[str, ir.Node] = {}
+    for n in network.nodes:
+        if n.params and n.layer not in out:
+            out[n.layer] = n
+    return out
+
+
+def _variables(layer, path: tuple[str, ...]) -> dict[str, Any]:
+    obj = layer
+    for attr in path:
+        obj = getattr(obj, attr)
+    return {v.name: v for v in obj.weights}
+
+
+def _e602(message: str) -> SpecError:
+    return SpecError([Diagnostic("E602", message)])
+
+
+def load_canonical(model, network: ir.Network, weights, layout: str = "channels_last") -> None:
+    """Assign canonical weights to a model built from ``network``.
+
+    Kernels are transposed to Keras's layouts (HWIO, [in, units], depthwise
+    [kh, kw, C, dm], RNN [F, G*u] with GRU gates reordered); the data layout
+    does not change any weight, so ``layout`` only documents the call.
+    Raises :class:`SpecError` E602 when the weights or the model do not fit.
+    """
+    import numpy as np
+
+    from ..weights import check_weights
+
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout '{layout}'; expected one of {', '.join(LAYOUTS)}")
+    try:
+        check_weights(weights, network)
+    except ValueError as exc:
+        raise _e602(str(exc)) from None
+    types = {v.name: v.type for v in network.inputs}
+    types.update({n.name: n.type for n in network.nodes})
+    problems = []
+    assignments = []
+    for layer_name, node in _owners(network).items():
+        try:
+            layer = model.get_layer(keras_name(layer_name))
+        except ValueError:
+            problems.append(f"the model has no layer '{layer_name}'")
+            continue
+        params = {p.name: np.asarray(weights[f"{layer_name}.{p.name}"]) for p in node.params}
+        for (path, name), arr in _to_keras(node, types[node.inputs[0]], params).items():
+            var = _variables(layer, path).get(name)
+            if var is None:
+                problems.append(f"layer '{layer_name}' has no variable '{'/'.join((*path, name))}'")
+            elif tuple(var.shape) != arr.shape:
+                problems.append(f"layer '{layer_name}' variable '{name}': the model holds {list(var.shape)}, "
+                                f"the weights give {list(arr.shape)}")
+            else:
+                assignments.append((var, arr))
+    if problems:
+        raise _e602("weights do not fit the Keras model: " + "; ".join(problems))
+    for var, arr in assignments:
+        var.assign(np.ascontiguousarray(arr, dtype=var.dtype))
+
+
+def export_canonical(model, network: ir.Network) -> dict[str, Any]:
+    """The model's weights as canonical numpy arrays keyed ``<layer>.<param>`` (the inverse of loading)."""
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    for layer_name, node in _owners(network).items():
+        try:
+            layer = model.get_layer(keras_name(layer_name))
+        except ValueError:
+            raise _e602(f"the model has no layer '{layer_name}'") from None
+        found = {}
+        paths = [()]
+        if node.op in ("simple_rnn", "lstm", "gru"):
+            paths = [("cell",)]
+        elif node.op == "bidirectional":
+            paths = [("forward_layer", "cell"), ("backward_layer", "cell")]
+        for path in paths:
+            for name, var in _variables(layer, path).items():
+                found[(path, name)] = np.array(var.numpy())
+        for name, arr in _from_keras(node, found).items():
+            out[f"{layer_name}.{name}"] = np.ascontiguousarray(arr)
+    from ..weights import check_weights
+
+    try:
+        check_weights(out, network)
+    except ValueError as exc:
+        raise _e602(str(exc)) from None
+    return out
