@@ -421,10 +421,13 @@ def test_runtime_matches_torch_backend(case):
         assert_close(g1, w[:1], f"{net.name}.{name} (batch 1)")
 
 
-def test_runtime_matches_reference(case):
-    net, weights, _, data = case
-    if net.name in LARGE and HAVE_TORCH_BACKEND:
-        pytest.skip("large model: compared with the PyTorch backend only")
+@pytest.mark.parametrize("spec_case", [c for c in CASES if c.values[0][1] not in LARGE])
+def test_runtime_matches_reference(spec_case):
+    """Also against an independent float64 reference (the large models: PyTorch backend only, for time)."""
+    path, name = spec_case
+    net = netspec.load(path).network(name)
+    weights = random_weights(net)
+    data = onnx_backend.export(net, weights).SerializeToString()
     feeds = random_inputs(net, 3)
     sess = session(data)
     want = reference(net, weights, feeds)
