@@ -9,6 +9,8 @@ mistake is reported exactly once.
 
 from __future__ import annotations
 
+import math
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +22,18 @@ from .ops.registry import LOSS_FNS, MERGE_OPS, OPS, OPTIMIZER_DEFS
 from .source import Source, Span
 
 DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
+
+#: Expansion limits: a spec that asks for more is an error, not a hang.
+MAX_REPEAT = 10_000  # `STEP * n`
+MAX_NODES = 100_000  # nodes in one network once blocks and repeats are expanded
+MAX_BLOCK_DEPTH = 64  # blocks used inside blocks
+
+#: Loss names from Keras and PyTorch, and what netspec calls them.
+LOSS_ALIASES = {
+    "mean_squared_error": "mse", "mse_loss": "mse", "mean_absolute_error": "mae", "l1_loss": "mae",
+    "bce": "binary_crossentropy", "huber_loss": "huber", "smooth_l1_loss": "huber", "kld": "kl_divergence",
+    "kl_div": "kl_divergence",
+}
 
 
 class _Poisoned(Exception):
@@ -54,12 +68,21 @@ def evaluate(expr: ast.Expr, params: dict[str, Any]) -> Any:
     if isinstance(expr, ast.BinOp):
         a, b = evaluate(expr.left, params), evaluate(expr.right, params)
         if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in (a, b)):
-            raise _EvalError(f"arithmetic needs numbers; received: {show(a)} {expr.op} {show(b)}", expr.span)
+            raise _EvalError(f"arithmetic needs numbers; received: {_short(show(a))} {expr.op} {_short(show(b))}",
+                             expr.span)
         if expr.op in ("/", "//", "%") and b == 0:
-            raise _EvalError(f"division by zero: {show(a)} {expr.op} {show(b)}", expr.span)
-        ops = {"+": a.__add__, "-": a.__sub__, "*": a.__mul__, "/": a.__truediv__,
-               "//": a.__floordiv__, "%": a.__mod__}
-        return ops[expr.op](b)
+            raise _EvalError(f"division by zero: {_short(show(a))} {expr.op} {_short(show(b))}", expr.span)
+        ops = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
+               "//": operator.floordiv, "%": operator.mod}
+        try:
+            result = ops[expr.op](a, b)
+        except OverflowError:
+            raise _EvalError(f"the result of {_short(show(a))} {expr.op} {_short(show(b))} is too large "
+                             "for a float", expr.span) from None
+        if isinstance(result, float) and not math.isfinite(result):
+            raise _EvalError(f"the result of {_short(show(a))} {expr.op} {_short(show(b))} is not a finite "
+                             "number", expr.span)
+        return result
     if isinstance(expr, ast.BlockInput):
         raise _EvalError("'in' is a value, not an argument", expr.span)
     raise _EvalError("invalid expression", getattr(expr, "span", None))  # pragma: no cover
@@ -71,10 +94,11 @@ class _Shared:
 
     name: str  # qualified weight-owner name
     call: ast.Call
-    op: OpDef
+    op: OpDef | None  # None (and failed) when the declaration names no op
     attrs: dict[str, Any] | None = None
     params: tuple[ir.Param, ...] | None = None
     first_input: ir.TensorType | None = None
+    first_use: Span | None = None
     uses: int = 0
     failed: bool = False
 
@@ -85,6 +109,8 @@ class _Scope:
 
     path: str  # '' at network level, 'stage2.0.' inside a block instance
     values: dict[str, str | None] = field(default_factory=dict)  # name -> value id (None: poisoned)
+    defined_at: dict[str, Span | None] = field(default_factory=dict)  # where each name was defined
+    declared: dict[str, Span | None] = field(default_factory=dict)  # every name the body defines, in advance
     params: dict[str, Any] = field(default_factory=dict)
     layers: dict[str, _Shared] = field(default_factory=dict)
     block_input: str | None = None
@@ -104,24 +130,40 @@ class _NetworkBuilder:
         self.used_names: set[str] = set()
         self.counters: dict[str, int] = {}
         self.block_counters: dict[str, int] = {}
+        self.declared_inputs = 0  # `input` statements, bad ones included (no "declares no input" cascade)
+        self.sites: list[tuple[str, Span | None]] = []  # the block uses being expanded, outermost first
+        self.too_big = False  # MAX_NODES was reported
 
     # names ---------------------------------------------------------------------------
+    def error(self, code: str, message: str, span: Span | None = None, *, formula: str | None = None,
+              notes: tuple[str, ...] | list[str] = ()) -> None:
+        """Report an error; inside a block expansion, say which use of the block it came from."""
+        sites = tuple(f"in block '{name}' used at {where}" for name, where in reversed(self.sites) if where)
+        self.bag.error(code, message, span, formula=formula, notes=(*notes, *sites))
+
     def fresh(self, prefix: str, base: str) -> str:
-        name = prefix + base
-        k = 0
+        """``prefix + base``, or with the smallest suffix ``_k`` not yet used.
+
+        Names are never freed, so the search resumes where the last one for this
+        base stopped (linear, not quadratic, in ``relu * 10000``).
+        """
+        stem = prefix + base
+        k = self.counters.get(stem, 0)
+        name = stem if k == 0 else f"{stem}_{k}"
         while name in self.used_names:
             k += 1
-            name = f"{prefix}{base}_{k}"
+            name = f"{stem}_{k}"
+        self.counters[stem] = k
         self.used_names.add(name)
         return name
 
     # statements -------------------------------------------------------------------------
     def build(self) -> ir.Network | None:
-        scope = _Scope(path="")
+        scope = _Scope(path="", declared=_declared(self.net.body))
         outputs: list[tuple[str, str | None, Span | None]] = []
         loss: list[ir.LossTerm] = []
         optimizer = None
-        seen_output = seen_loss = seen_opt = False
+        seen_output = seen_loss = seen_opt = seen_return = False
         for stmt in self.net.body:
             if isinstance(stmt, ast.InputDecl):
                 self.declare_input(stmt, scope)
@@ -131,30 +173,31 @@ class _NetworkBuilder:
                 self.declare_layer(stmt, scope)
             elif isinstance(stmt, ast.OutputDecl):
                 if seen_output:
-                    self.bag.error("E202", "a network has one output statement; list every output in it",
+                    self.error("E202", "a network has one output statement; list every output in it",
                                    stmt.span)
                 seen_output = True
                 for n in stmt.names:
                     outputs.append((n.id, self.lookup_value(n, scope, allow_target=False), n.span))
             elif isinstance(stmt, ast.LossDecl):
                 if seen_loss:
-                    self.bag.error("E202", "a network has one loss statement", stmt.span)
+                    self.error("E202", "a network has one loss statement", stmt.span)
                 seen_loss = True
                 loss = self.loss(stmt, scope)
             elif isinstance(stmt, ast.OptimizerDecl):
                 if seen_opt:
-                    self.bag.error("E202", "a network has one optimizer statement", stmt.span)
+                    self.error("E202", "a network has one optimizer statement", stmt.span)
                 seen_opt = True
                 optimizer = self.optimizer(stmt)
             elif isinstance(stmt, ast.Return):
-                self.bag.error("E205", "'return' belongs in a block; a network names its results with "
+                seen_return = True
+                self.error("E205", "'return' belongs in a block; a network names its results with "
                                "'output'", stmt.span)
-        if not seen_output:
-            self.bag.error("E206", f"network '{self.net.name}' declares no output",
+        if not seen_output and not seen_return:
+            self.error("E206", f"network '{self.net.name}' declares no output",
                            self.net.span and Span.at(self.net.span.file, self.net.span.line, self.net.span.col, 7),
                            notes=("add a line such as `output logits`",))
-        if not self.inputs:
-            self.bag.error("E206", f"network '{self.net.name}' declares no input",
+        if not self.declared_inputs:
+            self.error("E206", f"network '{self.net.name}' declares no input",
                            self.net.span and Span.at(self.net.span.file, self.net.span.line, self.net.span.col, 7))
         for name, layer in scope.layers.items():
             if layer.uses == 0:
@@ -175,37 +218,51 @@ class _NetworkBuilder:
 
     def declare_input(self, stmt: ast.InputDecl, scope: _Scope) -> None:
         if scope.in_block:
-            self.bag.error("E205", f"'{stmt.kind}' belongs in a network, not in a block", stmt.span)
+            self.error("E205", f"'{stmt.kind}' belongs in a network, not in a block", stmt.span)
             return
         t = stmt.type
         dtype = t.dtype or "float32"
+        if not self.define(stmt.name, stmt.span, scope):
+            return
+        if stmt.kind == "input":
+            self.declared_inputs += 1
+        ok = True
         if dtype not in DTYPES:
             hint = did_you_mean(dtype, DTYPES)
-            self.bag.error("E403", f"unknown dtype '{dtype}'" + (f"; {hint}" if hint else ""), t.span,
+            self.error("E403", f"unknown dtype '{dtype}'" + (f"; {hint}" if hint else ""), t.span,
                            notes=(f"dtypes: {', '.join(DTYPES)}",))
+            ok = False
+        else:
+            for d in t.dims:
+                if isinstance(d, int) and d < 1:
+                    self.error("E304", f"dimensions must be positive; received: {d}", t.span)
+                    ok = False
+                    break
+        if not ok:
+            scope.values[stmt.name] = None  # poisoned: its uses stay silent
             return
-        for d in t.dims:
-            if isinstance(d, int) and d < 1:
-                self.bag.error("E304", f"dimensions must be positive; received: {d}", t.span)
-                return
-        if self.define(stmt.name, stmt.span, scope):
-            value = ir.Value.model_construct(name=stmt.name, type=ir.TensorType.model_construct(dtype=dtype, shape=t.dims), span=stmt.span)
-            (self.inputs if stmt.kind == "input" else self.targets).append(value)
-            self.types[stmt.name] = value.type
-            scope.values[stmt.name] = stmt.name
-            self.used_names.add(stmt.name)
-            if stmt.kind == "target":
-                self.c.target_names.add(stmt.name)
+        value = ir.Value.model_construct(name=stmt.name, span=stmt.span,
+                                         type=ir.TensorType.model_construct(dtype=dtype, shape=t.dims))
+        (self.inputs if stmt.kind == "input" else self.targets).append(value)
+        self.types[stmt.name] = value.type
+        scope.values[stmt.name] = stmt.name
+        self.used_names.add(stmt.name)
+        if stmt.kind == "target":
+            self.c.target_names.add(stmt.name)
 
-    def define(self, name: str, span: Span | None, scope: _Scope) -> bool:
+    def define(self, name: str, span: Span | None, scope: _Scope, name_span: Span | None = None) -> bool:
         if name in scope.values or name in scope.layers:
-            self.bag.error("E202", f"'{name}' is already defined in this scope", span,
-                           notes=("values cannot be rebound; choose another name",))
+            first = scope.defined_at.get(name)
+            notes = (f"first defined at {first}",) if first else ()
+            self.error("E202", f"'{name}' is already defined in this scope", name_span or span,
+                       notes=(*notes, "values cannot be rebound; choose another name"))
             return False
+        scope.defined_at[name] = name_span or span
         return True
 
     def bind(self, stmt: ast.Binding, scope: _Scope) -> None:
-        if not self.define(stmt.name, stmt.span, scope):
+        name_span = stmt.span and Span.at(stmt.span.file, stmt.span.line, stmt.span.col, len(stmt.name))
+        if not self.define(stmt.name, stmt.span, scope, name_span):
             return
         value = self.chain(stmt.chain, scope, f"{scope.path}{stmt.name}.")
         scope.values[stmt.name] = value
@@ -221,9 +278,12 @@ class _NetworkBuilder:
             elif op is not None:
                 msg = f"'layer' declares one op with weights; '{call.name}' is a merge"
             else:
+                msg = None
                 self.unknown_op(call.name, call.name_span or call.span, scope)
-                return
-            self.bag.error("E301", msg, call.name_span or call.span)
+            if msg:
+                self.error("E301", msg, call.name_span or call.span)
+            # poisoned: its uses stay silent instead of reporting an unknown op each
+            scope.layers[stmt.name] = _Shared(f"{scope.path}{stmt.name}", call, op, failed=True)
             return
         name = f"{scope.path}{stmt.name}"
         self.used_names.add(name)
@@ -231,39 +291,50 @@ class _NetworkBuilder:
 
     # chains -----------------------------------------------------------------------------
     def chain(self, chain: ast.Chain, scope: _Scope, prefix: str) -> str | None:
+        done = 0
         try:
             value = self.source(chain.source, scope, prefix)
             for step in chain.steps:
+                done += 1
                 value = self.step(step, value, scope, prefix)
             return value
         except _Poisoned:
+            # the value is lost, but the arguments of the later steps do not depend on it
+            for step in chain.steps[done:]:
+                try:
+                    self.step(step, None, scope, prefix, check_only=True)
+                except _Poisoned:
+                    pass
             return None
 
     def lookup_value(self, name: ast.Name, scope: _Scope, allow_target: bool = True) -> str | None:
         if name.id in scope.values:
             value = scope.values[name.id]
             if not allow_target and value in self.c.target_names:
-                self.bag.error("E205", f"'{name.id}' is a target; a model cannot compute from or return it",
+                self.error("E205", f"'{name.id}' is a target; a model cannot compute from or return it",
                                name.span)
                 return None
             return value
         if name.id in scope.layers:
-            self.bag.error("E201", f"'{name.id}' is a layer, not a value: use it as a step, `x -> {name.id}`",
+            self.error("E201", f"'{name.id}' is a layer, not a value: use it as a step, `x -> {name.id}`",
                            name.span)
+            return None
+        if name.id in scope.declared:
+            self.used_before(name.id, name.span, scope)
             return None
         candidates = list(scope.values)
         hint = did_you_mean(name.id, candidates)
         notes = []
         if scope.in_block and name.id not in scope.values:
             notes.append("a block sees only 'in', its parameters and its own bindings")
-        self.bag.error("E201", f"unknown value '{name.id}'" + (f"; {hint}" if hint else ""), name.span,
+        self.error("E201", f"unknown value '{name.id}'" + (f"; {hint}" if hint else ""), name.span,
                        notes=tuple(notes))
         return None
 
     def source(self, src, scope: _Scope, prefix: str) -> str:
         if isinstance(src, ast.BlockInput):
             if scope.block_input is None:
-                self.bag.error("E205", "'in' is the input of a block; it has no meaning in a network", src.span)
+                self.error("E205", "'in' is the input of a block; it has no meaning in a network", src.span)
                 raise _Poisoned
             return scope.block_input
         if isinstance(src, ast.Name):
@@ -280,11 +351,11 @@ class _NetworkBuilder:
         if op is None:
             span = call.name_span or call.span
             if call.name in OPS or call.name in self.c.blocks:
-                self.bag.error("E205", f"a chain starts with a value or a merge; '{call.name}' is a step",
+                self.error("E205", f"a chain starts with a value or a merge; '{call.name}' is a step",
                                span, notes=(f"write `x -> {call.name}(...)`",))
             else:
                 hint = did_you_mean(call.name, MERGE_OPS)
-                self.bag.error("E203", f"unknown merge '{call.name}'" + (f"; {hint}" if hint else ""), span,
+                self.error("E203", f"unknown merge '{call.name}'" + (f"; {hint}" if hint else ""), span,
                                notes=(f"merges: {', '.join(MERGE_OPS)}",))
             raise _Poisoned
         inputs = []
@@ -301,16 +372,17 @@ class _NetworkBuilder:
                 except _Poisoned:
                     poisoned = True
             else:
-                self.bag.error("E301", f"{call.name} takes values (names, 'in' or merges); received: "
+                self.error("E301", f"{call.name} takes values (names, 'in' or merges); received: "
                                f"{_text(arg)}", arg.span)
                 poisoned = True
         if poisoned:
+            self.bind_attrs(op, (), self.eval_kwargs(call, scope), call)
             raise _Poisoned
         n = len(inputs)
         if n < op.min_inputs or (op.max_inputs is not None and n > op.max_inputs):
             want = (f"exactly {op.max_inputs}" if op.max_inputs == op.min_inputs
                     else f"at least {op.min_inputs}")
-            self.bag.error("E301", f"{call.name} takes {want} values; received: {n}", call.span)
+            self.error("E301", f"{call.name} takes {want} values; received: {n}", call.span)
             raise _Poisoned
         kwargs = self.eval_kwargs(call, scope)
         return self.apply(op, (), kwargs, inputs, call, scope, prefix, base=call.name)
@@ -319,27 +391,34 @@ class _NetworkBuilder:
         try:
             return tuple((k.name, evaluate(k.value, scope.params)) for k in call.kwargs)
         except _EvalError as exc:
-            self.bag.error(exc.code, exc.message, exc.span)
+            self.error(exc.code, exc.message, exc.span)
             raise _Poisoned from None
 
-    def step(self, step: ast.Step, value: str, scope: _Scope, prefix: str) -> str:
+    def step(self, step: ast.Step, value: str | None, scope: _Scope, prefix: str, check_only: bool = False) -> str:
+        """Apply one step; with ``check_only`` (its input was lost), only check its arguments."""
         count = 1
         if step.repeat is not None:
             try:
                 count = evaluate(step.repeat, scope.params)
             except _EvalError as exc:
-                self.bag.error(exc.code, exc.message, exc.span)
+                self.error(exc.code, exc.message, exc.span)
                 raise _Poisoned from None
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-                self.bag.error("E304", f"a repeat count must be a positive integer; received: {show(count)}",
-                               step.repeat.span)
+                self.error("E304", f"a repeat count must be a positive integer; received: "
+                               f"{_short(show(count))}", step.repeat.span)
+                raise _Poisoned
+            if count > MAX_REPEAT:
+                self.error("E304", f"a repeat count must be at most {MAX_REPEAT}; received: "
+                               f"{_short(show(count))}", step.repeat.span)
                 raise _Poisoned
         target = step.target
         name = target.id if isinstance(target, ast.Name) else target.name
         span = target.span if isinstance(target, ast.Name) else (target.name_span or target.span)
         if isinstance(target, ast.Name) and name in scope.layers:
+            if check_only:
+                return None
             if count > 1:
-                self.bag.error("E301", f"shared layer '{name}' cannot be repeated: a repeat gives each copy "
+                self.error("E301", f"shared layer '{name}' cannot be repeated: a repeat gives each copy "
                                "its own weights", step.span)
                 raise _Poisoned
             return self.use_shared(scope.layers[name], value, target, scope, prefix)
@@ -349,13 +428,19 @@ class _NetworkBuilder:
                 target = ast.Call(param.name, span=target.span, name_span=target.span)
                 name = param.name
             elif isinstance(param, CallValue):
+                if check_only:
+                    self.check_value_call(param, target, scope)
+                    return None
                 for _ in range(count):
                     value = self.apply_value(param, value, target, scope, prefix)
                 return value
             else:
-                self.bag.error("E301", f"block parameter '{name}' is {show(param)}, not an op", span)
+                self.error("E301", f"block parameter '{name}' is {_short(show(param), 40)}, not an op", span)
                 raise _Poisoned
         if name in self.c.blocks:
+            if check_only:
+                self.bind_block_args(self.c.blocks[name], target, scope)
+                return None
             for _ in range(count):
                 value = self.block(self.c.blocks[name], target, value, scope, prefix)
             return value
@@ -364,39 +449,74 @@ class _NetworkBuilder:
             self.unknown_op(name, span, scope)
             raise _Poisoned
         if op.category == "merge":
-            self.bag.error("E205", f"'{name}' is a merge: use it as a chain's source, `{name}(a, b)`", span)
+            self.error("E205", f"'{name}' is a merge: use it as a chain's source, `{name}(a, b)`", span)
             raise _Poisoned
         if isinstance(target, ast.Call):
             try:
                 args = tuple(evaluate(a, scope.params) for a in target.args)
             except _EvalError as exc:
-                self.bag.error(exc.code, exc.message, exc.span)
+                self.error(exc.code, exc.message, exc.span)
                 raise _Poisoned from None
             kwargs = self.eval_kwargs(target, scope)
         else:
             args, kwargs = (), ()
+        if check_only:
+            self.bind_attrs(op, args, kwargs, target)
+            return None
         for _ in range(count):
             value = self.apply(op, args, kwargs, [value], target, scope, prefix, base=name)
         return value
 
+    def check_value_call(self, call: CallValue, at, scope: _Scope) -> None:
+        """The arguments of a call passed as a block parameter, when its input was lost."""
+        if call.name in self.c.blocks:
+            self.bind_block_args(self.c.blocks[call.name], call, scope)
+        elif call.name in OPS and OPS[call.name].category != "merge":
+            self.bind_attrs(OPS[call.name], call.args, call.kwargs, call)
+
     def apply_value(self, call: CallValue, value: str, at, scope: _Scope, prefix: str) -> str:
+        if call.name in self.c.blocks:
+            return self.block(self.c.blocks[call.name], call, value, scope, prefix)
         op = OPS.get(call.name)
-        if op is None or op.category == "merge":
-            self.unknown_op(call.name, at.span, scope)
+        if op is not None and op.category == "merge":
+            self.error("E205", f"block parameter '{at.id}' is {_short(str(call), 40)}, a merge; "
+                           "a step is a layer, an activation or a block", at.span)
+            raise _Poisoned
+        if op is None:
+            self.unknown_op(call.name, call.span or at.span, scope)
             raise _Poisoned
         return self.apply(op, call.args, call.kwargs, [value], at, scope, prefix, base=call.name)
 
+    def used_before(self, name: str, span: Span | None, scope: _Scope) -> None:
+        where = scope.declared[name]
+        if where and span and (where.line, where.col) <= (span.line, span.col) <= (where.end_line, where.end_col):
+            self.error("E201", f"'{name}' is used in its own definition", span,
+                       notes=("a chain cannot use the value it defines",))
+            return
+        self.error("E201", f"'{name}' is used before its definition" + (f" on line {where.line}" if where else ""),
+                   span, notes=("statements are checked in order: define a name before the line that uses it",))
+
     def unknown_op(self, name: str, span: Span | None, scope: _Scope) -> None:
+        if name in scope.declared and name not in scope.values and name not in scope.layers:
+            self.used_before(name, span, scope)
+            return
+        if name in scope.values:
+            self.error("E201", f"'{name}' is a value, not an op: a step is an op, a shared layer or a block",
+                           span, notes=(f"to combine values use a merge, e.g. `add(x, {name})`",))
+            return
         candidates = [*OPS, *self.c.blocks, *scope.layers]
         hint = did_you_mean(name, candidates)
-        self.bag.error("E203", f"unknown op '{name}'" + (f"; {hint}" if hint else ""), span)
+        if hint and hint.split("'")[1] in self.c.blocks:
+            self.error("E204", f"unknown block '{name}'; {hint}", span)
+            return
+        self.error("E203", f"unknown op '{name}'" + (f"; {hint}" if hint else ""), span)
 
     # nodes --------------------------------------------------------------------------------
     def bind_attrs(self, op: OpDef, args, kwargs, at) -> dict[str, Any]:
         try:
             return op.bind_values(args, kwargs)
         except AttrError as exc:
-            self.bag.error(exc.code, str(exc), _arg_span(at, op, exc.arg))
+            self.error(exc.code, str(exc), _arg_span(at, op, exc.arg), notes=exc.notes)
             raise _Poisoned from None
 
     def input_types(self, op: OpDef, inputs: list[str], at) -> list[ir.TensorType]:
@@ -407,7 +527,7 @@ class _NetworkBuilder:
             for t in types:
                 if t.is_integer:
                     notes = ("integer ids go through `embedding(vocab, dim)` first",)
-                    self.bag.error("E403", f"{op.name} expects a float input; received: {t}", _span_of(at),
+                    self.error("E403", f"{op.name} expects a float input; received: {t}", _span_of(at),
                                    notes=notes)
                     raise _Poisoned
         return types
@@ -426,11 +546,22 @@ class _NetworkBuilder:
             span = _arg_span(at, op, exc.arg) if exc.arg else _span_of(at)
             if types:
                 notes = (f"input: {', '.join(str(t) for t in types)}", *notes)
-            self.bag.error(exc.code, exc.message, span, formula=exc.formula, notes=notes)
+            self.error(exc.code, exc.message, span, formula=exc.formula, notes=notes)
             raise _Poisoned from None
+
+    def budget(self, at) -> None:
+        """Stop expanding a network that grows past MAX_NODES nodes (reported once)."""
+        if len(self.nodes) < MAX_NODES:
+            return
+        if not self.too_big:
+            self.too_big = True
+            self.error("E304", f"network '{self.net.name}' expands to more than {MAX_NODES} layers",
+                           _span_of(at), notes=("check the repeat counts (`STEP * n`) and the blocks used here",))
+        raise _Poisoned
 
     def apply(self, op: OpDef, args, kwargs, inputs: list[str], at, scope: _Scope, prefix: str,
               base: str) -> str:
+        self.budget(at)
         attrs = self.bind_attrs(op, args, kwargs, at)
         types = self.input_types(op, inputs, at)
         out, attrs = self.infer(op, attrs, types, at)
@@ -446,13 +577,14 @@ class _NetworkBuilder:
         op = layer.op
         if layer.failed:
             raise _Poisoned
+        self.budget(at)
         if layer.attrs is None:
             layer.failed = True  # until the arguments bind: report them once, not per use
             call = layer.call
             try:
                 args = tuple(evaluate(a, scope.params) for a in call.args)
             except _EvalError as exc:
-                self.bag.error(exc.code, exc.message, exc.span)
+                self.error(exc.code, exc.message, exc.span)
                 raise _Poisoned from None
             kwargs = self.eval_kwargs(call, scope)
             layer.attrs = self.bind_attrs(op, args, kwargs, call)
@@ -461,10 +593,13 @@ class _NetworkBuilder:
         out, attrs = self.infer(op, layer.attrs, types, layer.call)
         params = tuple(op.params(attrs, types, out))
         if layer.params is None:
-            layer.params, layer.first_input = params, types[0]
+            layer.params, layer.first_input, layer.first_use = params, types[0], at.span
         elif [p.shape for p in params] != [p.shape for p in layer.params]:
-            self.bag.error("E402", f"shared layer '{at.id}' was built for input {layer.first_input}; "
-                           f"this use gives {types[0]}, which needs other weight shapes", at.span)
+            first = ", ".join(f"{p.name} {list(p.shape)}" for p in layer.params)
+            here = ", ".join(f"{p.name} {list(p.shape)}" for p in params)
+            self.error("E402", f"shared layer '{at.id}' was built for input {layer.first_input}; "
+                       f"this use gives {types[0]}, which needs other weight shapes",
+                       at.span, notes=(f"first use at {layer.first_use}: {first}", f"this use: {here}"))
             raise _Poisoned
         layer.uses += 1
         name = self.fresh(prefix, at.id)
@@ -479,31 +614,39 @@ class _NetworkBuilder:
         span = call.name_span if isinstance(call, ast.Call) else call.span
         if block.name in scope.stack:
             chain = " -> ".join((*scope.stack, block.name))
-            self.bag.error("E207", f"block '{block.name}' uses itself: {chain}", span)
+            self.error("E207", f"block '{block.name}' uses itself: {chain}", span)
+            raise _Poisoned
+        if len(scope.stack) >= MAX_BLOCK_DEPTH:
+            self.error("E207", f"blocks nest more than {MAX_BLOCK_DEPTH} deep: "
+                           f"{scope.stack[0]} -> ... -> {block.name}", span)
             raise _Poisoned
         params = self.bind_block_args(block, call, scope)
         index = self.block_counters.get(prefix, 0)
         self.block_counters[prefix] = index + 1
         path = f"{prefix}{index}."
         inner = _Scope(path=path, params=params, block_input=value, in_block=True,
-                       stack=(*scope.stack, block.name))
+                       stack=(*scope.stack, block.name), declared=_declared(block.body))
         result = None
         returned = False
-        for stmt in block.body:
-            if isinstance(stmt, ast.Binding):
-                self.bind(stmt, inner)
-            elif isinstance(stmt, ast.LayerDecl):
-                self.declare_layer(stmt, inner)
-            elif isinstance(stmt, ast.Return):
-                if returned:
-                    self.bag.error("E202", "a block has one 'return'", stmt.span)
-                    continue
-                returned = True
-                result = self.chain(stmt.chain, inner, path)
-            else:
-                kind = type(stmt).__name__.replace("Decl", "").lower()
-                kind = getattr(stmt, "kind", kind)
-                self.bag.error("E205", f"'{kind}' belongs in a network, not in a block", stmt.span)
+        self.sites.append((block.name, _span_of(call)))
+        try:
+            for stmt in block.body:
+                if isinstance(stmt, ast.Binding):
+                    self.bind(stmt, inner)
+                elif isinstance(stmt, ast.LayerDecl):
+                    self.declare_layer(stmt, inner)
+                elif isinstance(stmt, ast.Return):
+                    if returned:
+                        self.error("E202", "a block has one 'return'", stmt.span)
+                        continue
+                    returned = True
+                    result = self.chain(stmt.chain, inner, path)
+                else:
+                    kind = type(stmt).__name__.replace("Decl", "").lower()
+                    kind = getattr(stmt, "kind", kind)
+                    self.error("E205", f"'{kind}' belongs in a network, not in a block", stmt.span)
+        finally:
+            self.sites.pop()
         if not returned:
             self.c.missing_return(block)
             raise _Poisoned
@@ -513,40 +656,42 @@ class _NetworkBuilder:
 
     def bind_block_args(self, block: ast.BlockDef, call, scope: _Scope) -> dict[str, Any]:
         args, kwargs = (), ()
-        if isinstance(call, ast.Call):
+        if isinstance(call, CallValue):  # a block call passed as a block parameter
+            args, kwargs = call.args, call.kwargs
+        elif isinstance(call, ast.Call):
             try:
                 args = tuple(evaluate(a, scope.params) for a in call.args)
             except _EvalError as exc:
-                self.bag.error(exc.code, exc.message, exc.span)
+                self.error(exc.code, exc.message, exc.span)
                 raise _Poisoned from None
             kwargs = self.eval_kwargs(call, scope)
         names = [p.name for p in block.params]
         span = _span_of(call)
         if len(args) > len(names):
-            self.bag.error("E301", f"block {block.name} takes {len(names)} positional arguments; "
+            self.error("E301", f"block {block.name} takes {len(names)} positional arguments; "
                            f"received: {len(args)}", span)
             raise _Poisoned
         bound = dict(zip(names, args))
         for key, val in kwargs:
             if key not in names:
                 hint = did_you_mean(key, names)
-                self.bag.error("E303", f"block {block.name} has no parameter '{key}'" + (f"; {hint}" if hint else ""),
+                self.error("E303", f"block {block.name} has no parameter '{key}'" + (f"; {hint}" if hint else ""),
                                _arg_span(call, None, key))
                 raise _Poisoned
             if key in bound:
-                self.bag.error("E301", f"block {block.name} got parameter '{key}' twice", _arg_span(call, None, key))
+                self.error("E301", f"block {block.name} got parameter '{key}' twice", _arg_span(call, None, key))
                 raise _Poisoned
             bound[key] = val
         for p in block.params:
             if p.name in bound:
                 continue
             if p.default is None:
-                self.bag.error("E302", f"block {block.name} needs parameter '{p.name}'", span)
+                self.error("E302", f"block {block.name} needs parameter '{p.name}'", span)
                 raise _Poisoned
             try:
                 bound[p.name] = evaluate(p.default, bound)
             except _EvalError as exc:
-                self.bag.error(exc.code, exc.message, exc.span)
+                self.error(exc.code, exc.message, exc.span)
                 raise _Poisoned from None
         return {n: bound[n] for n in names}
 
@@ -577,37 +722,42 @@ class _NetworkBuilder:
                     continue
                 if isinstance(w, (int, float)) and not isinstance(w, bool):
                     if expr.op == "/" and w == 0:
-                        break
+                        self.error("E305", f"division by zero in a loss weight: {_text(expr)}", expr.span)
+                        raise _Poisoned
                     self.loss_terms(term, weight * w if expr.op == "*" else weight / w, scope, out)
                     return
         if isinstance(expr, ast.Call):
             out.append(self.loss_call(expr, weight, scope))
             return
-        self.bag.error("E501", "a loss is a loss call or a weighted sum of them, "
-                       "e.g. `mse(y, t) + 0.5 * kl_normal(mu, logvar)`", expr.span)
+        self.error("E501", f"a loss term must be a loss call such as `mse(y, t)`; received: {_text(expr)}",
+                   expr.span, notes=("a loss is a loss call or a weighted sum of them, "
+                                     "e.g. `mse(y, t) + 0.5 * kl_normal(mu, logvar)`",))
         raise _Poisoned
 
     def loss_call(self, call: ast.Call, weight: float, scope: _Scope) -> ir.LossTerm:
         fn = LOSS_FNS.get(call.name)
         span = call.name_span or call.span
         if fn is None:
-            hint = did_you_mean(call.name, LOSS_FNS)
-            self.bag.error("E501", f"unknown loss '{call.name}'" + (f"; {hint}" if hint else ""), span,
+            alias = LOSS_ALIASES.get(call.name)
+            hint = f"did you mean '{alias}'?" if alias else did_you_mean(call.name, LOSS_FNS)
+            self.error("E501", f"unknown loss '{call.name}'" + (f"; {hint}" if hint else ""), span,
                            notes=(f"losses: {', '.join(LOSS_FNS)}",))
             raise _Poisoned
-        if len(call.args) != 2 or not all(isinstance(a, ast.Name) for a in call.args):
-            what = "(mu, logvar)" if fn.kind == "normal" else "(prediction, target)"
-            self.bag.error("E501", f"{call.name} takes two values {what}; received: {len(call.args)} arguments",
-                           call.span)
+        what = "(mu, logvar)" if fn.kind == "normal" else "(prediction, target)"
+        if len(call.args) != 2:
+            self.error("E501", f"{call.name} takes two values {what}; received: {len(call.args)} argument"
+                           f"{'' if len(call.args) == 1 else 's'}", call.span)
             raise _Poisoned
-        values = []
         for arg in call.args:
-            v = self.lookup_value(arg, scope)
-            if v is None:
+            if not isinstance(arg, ast.Name):
+                self.error("E501", f"{call.name} takes two value names {what}; received: {_text(arg)}",
+                               arg.span)
                 raise _Poisoned
-            values.append(v)
+        values = [self.lookup_value(arg, scope) for arg in call.args]
         kwargs = self.eval_kwargs(call, scope)
         attrs = self.bind_attrs(fn, (), kwargs, call)
+        if any(v is None for v in values):
+            raise _Poisoned
         pred, target = (self.types[v] for v in values)
         if pred is None or target is None:
             raise _Poisoned
@@ -616,28 +766,32 @@ class _NetworkBuilder:
 
     def check_loss_shapes(self, fn: OpDef, attrs, pred: ir.TensorType, target: ir.TensorType, call) -> None:
         if pred.is_integer:
-            self.bag.error("E403", f"{fn.name}'s first argument must be float; received: {pred}", call.args[0].span)
+            self.error("E403", f"{fn.name}'s first argument must be float; received: {pred}", call.args[0].span)
+            raise _Poisoned
+        if "axis" in attrs and pred.rank > 0 and not -pred.rank <= attrs["axis"] < pred.rank:
+            self.error("E405", f"{fn.name} axis={attrs['axis']} is out of range for the prediction {pred} "
+                           f"(per-sample axes {-pred.rank}..{pred.rank - 1})", _arg_span(call, fn, "axis"))
             raise _Poisoned
         if fn.name == "sparse_categorical_crossentropy":
             if not target.is_integer:
-                self.bag.error("E403", f"sparse_categorical_crossentropy needs integer class ids as target; "
+                self.error("E403", f"sparse_categorical_crossentropy needs integer class ids as target; "
                                f"received: {target}", call.args[1].span,
                                notes=("declare it as e.g. `target label: int64[]`",))
                 raise _Poisoned
             if pred.rank == 0:
-                self.bag.error("E402", "sparse_categorical_crossentropy needs a class axis in the prediction",
+                self.error("E402", "sparse_categorical_crossentropy needs a class axis in the prediction",
                                call.args[0].span)
                 raise _Poisoned
             axis = attrs["axis"] % pred.rank
             want = pred.shape[:axis] + pred.shape[axis + 1:]
             if target.shape not in (want, want + (1,)):
-                self.bag.error("E402", f"sparse_categorical_crossentropy: prediction {pred} (classes on axis "
+                self.error("E402", f"sparse_categorical_crossentropy: prediction {pred} (classes on axis "
                                f"{axis}) needs a target of shape {list(want)}; received: {target}", call.span)
                 raise _Poisoned
             return
         if target.shape != pred.shape:
             first, second = ("mu", "logvar") if fn.name == "kl_normal" else ("prediction", "target")
-            self.bag.error("E402", f"{fn.name}: {first} {pred} and {second} {target} must have one shape",
+            self.error("E402", f"{fn.name}: {first} {pred} and {second} {target} must have the same shape",
                            call.span)
             raise _Poisoned
 
@@ -646,7 +800,7 @@ class _NetworkBuilder:
         opt = OPTIMIZER_DEFS.get(call.name)
         if opt is None:
             hint = did_you_mean(call.name, OPTIMIZER_DEFS)
-            self.bag.error("E502", f"unknown optimizer '{call.name}'" + (f"; {hint}" if hint else ""),
+            self.error("E502", f"unknown optimizer '{call.name}'" + (f"; {hint}" if hint else ""),
                            call.name_span or call.span, notes=(f"optimizers: {', '.join(OPTIMIZER_DEFS)}",))
             return None
         try:
@@ -654,15 +808,31 @@ class _NetworkBuilder:
             kwargs = tuple((k.name, evaluate(k.value, {})) for k in call.kwargs)
             attrs = self.bind_attrs(opt, args, kwargs, call)
         except _EvalError as exc:
-            self.bag.error(exc.code, exc.message, exc.span)
+            self.error(exc.code, exc.message, exc.span)
             return None
         except _Poisoned:
             return None
         return ir.Optimizer.model_construct(name=opt.name, attrs=attrs, span=call.span)
 
 
+def _declared(body) -> dict[str, Span | None]:
+    """The names a network or block body defines, first definition wins (for use-before-definition)."""
+    out: dict[str, Span | None] = {}
+    for stmt in body:
+        if isinstance(stmt, (ast.Binding, ast.LayerDecl, ast.InputDecl)):
+            out.setdefault(stmt.name, stmt.span)
+    return out
+
+
 def _text(expr) -> str:
-    return type(expr).__name__.lower()
+    """An expression as the spec writes it (shortened)."""
+    from .frontend.format import expr as unparse
+
+    return _short(unparse(expr), 40)
+
+
+def _short(text: str, limit: int = 24) -> str:
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
 
 
 def _span_of(at) -> Span | None:

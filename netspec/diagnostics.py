@@ -57,6 +57,24 @@ CODES: dict[str, str] = {
 }
 
 
+def source_lines(text: str) -> list[str]:
+    """The lines of a spec as the lexers count them: split at '\\n' only, without a trailing '\\r'.
+
+    (``str.splitlines`` also splits at form feeds, a lone '\\r' and '\\u2028', and a
+    caret would then show the wrong line.)
+    """
+    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in text.split("\n")]
+    if len(lines) > 1 and lines[-1] == "":  # the newline that ends the last line
+        lines.pop()
+    return lines
+
+
+def source_line(source: Source, lineno: int) -> str:
+    """The 1-based line ``lineno`` of a source ('' past the end)."""
+    lines = source_lines(source.text)
+    return lines[lineno - 1] if 1 <= lineno <= len(lines) else ""
+
+
 @dataclass(frozen=True)
 class Diagnostic:
     """One error at one place in a spec."""
@@ -74,7 +92,8 @@ class Diagnostic:
         out = [f"{where}{self.severity}[{self.code}]: {self.message}"]
         src = (sources or {}).get(self.span.file) if self.span else None
         if src is not None and self.span is not None:
-            text = src.line(self.span.line).expandtabs(1)
+            # one column per character; control characters would garble the terminal
+            text = "".join(ch if ch.isprintable() else " " for ch in source_line(src, self.span.line).expandtabs(1))
             num = str(self.span.line)
             pad = " " * len(num)
             if self.span.end_line == self.span.line:
@@ -123,12 +142,18 @@ class DiagnosticBag:
 
     source: Source | None = None
     items: list[Diagnostic] = field(default_factory=list)
+    _seen: dict[tuple, Diagnostic] = field(default_factory=dict, repr=False)
 
     def error(self, code: str, message: str, span: Span | None = None, *,
               formula: str | None = None, notes: tuple[str, ...] | list[str] = ()) -> Diagnostic:
+        """Record an error; the same error at the same place (a block used twice) is kept once."""
         assert code in CODES, code
+        key = (code, message, span)
+        if key in self._seen:
+            return self._seen[key]
         d = Diagnostic(code, message, span, tuple(notes), formula)
         self.items.append(d)
+        self._seen[key] = d
         return d
 
     def __bool__(self) -> bool:

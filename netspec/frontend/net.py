@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import ast as pyast
-from functools import lru_cache
+import math
+import re
+import warnings
+from functools import cache, lru_cache
 from importlib import resources
 
-from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from lark.lexer import PatternStr
 
-from ..diagnostics import Diagnostic, SpecError
+from ..diagnostics import Diagnostic, SpecError, source_lines
 from ..source import Source, Span
 from . import ast
 
 _OPEN = {"LPAR", "LSQB"}
 _CLOSE = {"RPAR", "RSQB"}
+
+#: The deepest syntax tree accepted (a spec needs about 10 levels); deeper input,
+#: such as thousands of nested parentheses, is an error rather than a RecursionError.
+MAX_DEPTH = 100
 
 _HUMAN = {
     "NAME": "a name", "INT": "an integer", "FLOAT": "a float", "STRING": "a string",
@@ -91,6 +98,18 @@ def _tok_span(file: str, tok: Token) -> Span:
                 tok.end_column or tok.column + len(tok))
 
 
+class _LiteralError(Exception):
+    """A literal the grammar accepts but Python cannot represent (E103)."""
+
+    def __init__(self, message: str, span: Span | None):
+        super().__init__(message)
+        self.message, self.span = message, span
+
+
+def _short(text: str, limit: int = 24) -> str:
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+
+
 class _ToAst(Transformer):
     """Maps each grammar rule to one syntax-tree class."""
 
@@ -139,7 +158,13 @@ class _ToAst(Transformer):
 
     def dim(self, c):
         tok = c[0]
-        return int(tok) if tok.type == "INT" else str(tok)
+        if tok.type != "INT":
+            return str(tok)
+        try:
+            return int(tok)
+        except ValueError:  # more digits than Python converts
+            raise _LiteralError(f"dimension {_short(str(tok))} is too long ({len(tok)} digits)",
+                                _tok_span(self.file, tok)) from None
 
     @v_args(meta=True)
     def binding(self, meta, c):
@@ -196,15 +221,31 @@ class _ToAst(Transformer):
 
     @v_args(meta=True)
     def int(self, meta, c):
-        return ast.Num(int(c[0]), span=self._s(meta))
+        try:
+            value = int(c[0])
+        except ValueError:  # more digits than Python converts (sys.int_info.str_digits_check_threshold)
+            raise _LiteralError(f"integer literal {_short(str(c[0]))} is too long ({len(c[0])} digits)",
+                                self._s(meta)) from None
+        return ast.Num(value, span=self._s(meta))
 
     @v_args(meta=True)
     def float(self, meta, c):
-        return ast.Num(float(c[0]), span=self._s(meta))
+        value = float(c[0])
+        if not math.isfinite(value):
+            raise _LiteralError(f"float literal {_short(str(c[0]))} is out of range (the largest float is "
+                                "about 1.8e308)", self._s(meta))
+        return ast.Num(value, span=self._s(meta))
 
     @v_args(meta=True)
     def string(self, meta, c):
-        return ast.Str(pyast.literal_eval(str(c[0])), span=self._s(meta))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "\q" keeps its backslash, as in Python
+                value = pyast.literal_eval(str(c[0]))
+        except (SyntaxError, ValueError):
+            raise _LiteralError(f"invalid escape sequence in string literal {_short(str(c[0]))}",
+                                self._s(meta)) from None
+        return ast.Str(value, span=self._s(meta))
 
     @v_args(meta=True)
     def true(self, meta, c):
@@ -250,7 +291,11 @@ def _expected(tokens) -> str:
             names.append(f"'{term.pattern.value}'")
         else:
             names.append(t.lower())
-    names = sorted(set(names))
+    # closers and separators first, arithmetic operators last: they are rarely what is missing
+    first = ("')'", "']'", "'}'", "','", "'='", "':'", "'->'")
+    last = ("'%'", "'*'", "'+'", "'-'", "'/'", "'//'")
+    names = sorted(set(names), key=lambda n: (0 if n in first else 2 if n in last else 1,
+                                              first.index(n) if n in first else 0, n))
     if len(names) > 6:
         names = names[:6] + ["..."]
     return ", ".join(names)
@@ -264,79 +309,212 @@ def _describe(tok: Token) -> str:
     return f"'{tok}'"
 
 
-def syntax_error(source: Source, exc: UnexpectedInput, line_offset: int = 0,
-                 col_offset: int = 0) -> Diagnostic:
-    """Turn a lark exception into an E101 diagnostic."""
+def _identity(line: int, col: int) -> tuple[int, int]:
+    return line, col
+
+
+@cache
+def _keywords() -> frozenset[str]:
+    """The grammar's keywords (``network``, ``in``, ``true``...): words that cannot be names."""
+    return frozenset(t.pattern.value for t in parser().terminals
+                     if isinstance(t.pattern, PatternStr) and t.pattern.value.isidentifier())
+
+
+def _offset(text: str, line: int, col: int) -> int:
+    lines = text.split("\n")
+    line = min(max(line, 1), len(lines))
+    return sum(len(x) + 1 for x in lines[:line - 1]) + col - 1
+
+
+def _open_brackets(text: str, end: int) -> list[tuple[str, int]]:
+    """The brackets still open at offset ``end`` (skipping comments and strings), innermost last."""
+    pairs = {")": "(", "]": "[", "}": "{"}
+    stack: list[tuple[str, int]] = []
+    i = 0
+    while i < min(end, len(text)):
+        ch = text[i]
+        if ch == "#":
+            while i < len(text) and text[i] != "\n":
+                i += 1
+            continue
+        if ch == '"':
+            i += 1
+            while i < len(text) and text[i] not in '"\n':
+                i += 2 if text[i] == "\\" else 1
+        elif ch in "([{":
+            stack.append((ch, i))
+        elif ch in pairs and stack and stack[-1][0] == pairs[ch]:
+            stack.pop()
+        i += 1
+    return stack
+
+
+def _position(text: str, offset: int) -> tuple[int, int]:
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+def syntax_error(source: Source, exc: UnexpectedInput, locate=_identity) -> Diagnostic:
+    """Turn a lark exception into an E101 diagnostic.
+
+    ``locate`` maps a (line, col) in ``source.text`` to where it lies in the file
+    (a YAML fragment's text sits somewhere inside the YAML file).
+    """
     line = (getattr(exc, "line", None) or 1)
     col = (getattr(exc, "column", None) or 1)
     if line < 1 or col < 1:  # lark reports end of input as -1
-        lines = source.lines
+        lines = source_lines(source.text)
         line, col = len(lines), len(lines[-1]) + 1
     length = 1
     notes: tuple[str, ...] = ()
+    text = source.text
+    at_end = False
     if isinstance(exc, UnexpectedToken):
         tok = exc.token
+        accepts = exc.accepts or exc.expected
         if tok.type == "_NL":
             length = 1
         elif tok.type != "$END":
             length = len(str(tok))
         msg = f"unexpected {_describe(tok)}"
-        exp = _expected(exc.accepts or exc.expected)
+        exp = _expected(accepts)
         if exp:
             notes = (f"expected {exp}",)
         if tok.type == "$END":
             msg = "unexpected end of file"
+            at_end = True
+        elif "NAME" in accepts and str(tok) in _keywords():
+            notes += (f"'{tok}' is a keyword and cannot be used as a name",)
+        elif str(tok) in ("=", ":"):
+            word = re.search(r"([A-Za-z_][A-Za-z0-9_]*)[ \t\f]*$", text[:_offset(text, line, col)])
+            if word and word.group(1) in _keywords():
+                notes += (f"'{word.group(1)}' is a keyword and cannot be used as a name",)
+        elif tok.type in ("NAME", "LPAR") and "_ARROW" in accepts:
+            notes += ("the steps of a chain are joined by '->'",)
     elif isinstance(exc, UnexpectedCharacters):
-        ch = source.text[exc.pos_in_stream] if exc.pos_in_stream < len(source.text) else ""
+        ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
         msg = f"unexpected character {ch!r}"
+        if ch == '"':
+            msg = "unterminated string"
+            notes = ("a string ends with '\"' on the same line",)
     elif isinstance(exc, UnexpectedEOF):
         msg = "unexpected end of file"
         exp = _expected(exc.expected)
         notes = (f"expected {exp}",) if exp else ()
+        at_end = True
     else:  # pragma: no cover - lark has no other input errors
         msg = str(exc).splitlines()[0]
-    span = Span.at(source.name, line + line_offset, col + (col_offset if line == 1 else 0), length)
+    # an unclosed bracket: at the end of the file, or a ( or [ left open on an earlier line
+    stack = _open_brackets(text, len(text) if at_end else _offset(text, line, col))
+    if stack and (at_end or stack[-1][0] != "{"):
+        ch, pos = stack[-1]
+        bline, bcol = _position(text, pos)
+        if at_end or bline < line:
+            fl, fc = locate(bline, bcol)
+            notes += (f"the '{ch}' at line {fl}, column {fc} is not closed",)
+    fline, fcol = locate(line, col)
+    span = Span.at(source.name, fline, fcol, length)
     return Diagnostic("E101", msg, span, notes)
+
+
+def _too_deep(tree: Tree) -> Tree | None:
+    """The first subtree nested deeper than MAX_DEPTH, if any (iterative: no recursion)."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return node
+        stack.extend((c, depth + 1) for c in node.children if isinstance(c, Tree))
+    return None
+
+
+def _to_ast(tree: Tree, source: Source, file: str, locate=_identity):
+    """Transform a parse tree; a too-deep tree or a bad literal becomes a SpecError."""
+    deep = _too_deep(tree)
+    if deep is not None:
+        meta = deep.meta
+        line, col = locate(meta.line, meta.column) if not getattr(meta, "empty", True) else locate(1, 1)
+        raise SpecError([Diagnostic("E305", f"expression nested too deeply (more than {MAX_DEPTH} levels)",
+                                    Span.at(file, line, col))], {file: source}) from None
+    try:
+        return _ToAst(file).transform(tree)
+    except VisitError as exc:
+        err = exc.orig_exc
+        if isinstance(err, _LiteralError):
+            raise SpecError([Diagnostic("E103", err.message, err.span)], {file: source}) from None
+        raise
 
 
 def parse_net(source: Source) -> ast.Module:
     """Parse .net text; raises :class:`SpecError` (E101) on a syntax error."""
+    text = source.text
+    if text.startswith("\ufeff"):  # a byte-order mark is not part of the spec; a space keeps the columns
+        text = " " + text[1:]
     try:
-        tree = parser().parse(source.text)
+        tree = parser().parse(text)
     except UnexpectedInput as exc:
         raise SpecError([syntax_error(source, exc)], {source.name: source}) from None
-    module = _ToAst(source.name).transform(tree)
-    return module
+    return _to_ast(tree, source, source.name)
 
 
-def parse_fragment(text: str, start: str, source: Source, line: int, col: int):
+def parse_fragment(text: str, start: str, source: Source, line: int, col: int,
+                   positions: list[tuple[int, int]] | None = None):
     """Parse a fragment (a chain, an expression, a tensor type) found in a YAML file.
 
     ``line``/``col`` are where the fragment starts in ``source``; spans point there.
+    ``positions``, when given, holds the file (line, col) of every character of
+    ``text`` (a YAML scalar may be folded, quoted or indented); spans then point
+    at the exact characters.
     """
     frag = Source(source.name, text)
+    locate = _locator(text, line, col, positions)
     try:
         tree = parser(start).parse(text)
     except UnexpectedInput as exc:
-        raise SpecError([syntax_error(frag, exc, line - 1, col - 1)], {source.name: source}) from None
-    node = _ToAst(source.name).transform(tree)
-    return _shift(node, line - 1, col - 1)
+        raise SpecError([syntax_error(frag, exc, locate)], {source.name: source}) from None
+    node = _to_ast(tree, source, source.name, locate)
+    return _relocate(node, locate)
 
 
-def _shift(node, dl: int, dc: int):
+def _locator(text: str, line: int, col: int, positions):
+    """A function mapping a (line, col) in a fragment's text to its (line, col) in the file."""
+    if not positions or len(positions) != len(text):
+        return lambda ln, c: (ln + line - 1, c + (col - 1 if ln == 1 else 0))
+    starts = [0]
+    for i, ch in enumerate(text):
+        if ch == "\n":
+            starts.append(i + 1)
+
+    def locate(ln: int, c: int) -> tuple[int, int]:
+        index = starts[min(max(ln, 1), len(starts)) - 1] + c - 1
+        if index < 0:
+            return positions[0]
+        if index >= len(positions):  # just past the end: one column after the last character
+            last_line, last_col = positions[-1]
+            return last_line, last_col + 1 + (index - len(positions))
+        return positions[index]
+    return locate
+
+
+def _relocate(node, locate):
     """Move every span in a fragment's tree to where the fragment sits in the file."""
     import dataclasses
 
     if isinstance(node, tuple):
-        return tuple(_shift(x, dl, dc) for x in node)
+        return tuple(_relocate(x, locate) for x in node)
     if not dataclasses.is_dataclass(node):
         return node
     changes = {}
     for f in dataclasses.fields(node):
         v = getattr(node, f.name)
         if isinstance(v, Span):
-            changes[f.name] = Span(v.file, v.line + dl, v.col + (dc if v.line == 1 else 0),
-                                   v.end_line + dl, v.end_col + (dc if v.end_line == 1 else 0))
+            line, col = locate(v.line, v.col)
+            if (v.end_line, v.end_col) > (v.line, v.col):  # the end is exclusive: place the last character
+                end_line, end_col = locate(v.end_line, v.end_col - 1)
+                end_col += 1
+            else:
+                end_line, end_col = line, col + 1
+            changes[f.name] = Span(v.file, line, col, end_line, end_col)
         elif isinstance(v, tuple) or dataclasses.is_dataclass(v):
-            changes[f.name] = _shift(v, dl, dc)
+            changes[f.name] = _relocate(v, locate)
     return dataclasses.replace(node, **changes)

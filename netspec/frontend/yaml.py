@@ -26,19 +26,30 @@ written ``'"text"'``); YAML numbers and booleans are literals.
 
 from __future__ import annotations
 
+import math
+
 import yaml
 
 from ..diagnostics import Diagnostic, SpecError
 from ..source import Source, Span
 from . import ast
-from .net import parse_fragment
+from .net import _keywords, parse_fragment
 
 NETWORK_KEYS = ("inputs", "targets", "layers", "values", "outputs", "loss", "optimizer")
 BLOCK_KEYS = ("params", "layers", "values", "return")
 
+#: Limits that keep a hostile document from exhausting the stack or memory:
+#: collections nested deeper than MAX_DEPTH, or more than MAX_NODES nodes once
+#: aliases are expanded (a "billion laughs" document), are errors.
+MAX_DEPTH = 50
+MAX_NODES = 100_000
+
 
 class _Loader(yaml.SafeLoader):
     pass
+
+
+_CONSTRUCT = yaml.constructor.SafeConstructor()
 
 
 def _err(source: Source, node, message: str, code: str = "E102", notes=()) -> SpecError:
@@ -49,9 +60,19 @@ def _err(source: Source, node, message: str, code: str = "E102", notes=()) -> Sp
 def _span(source: Source, node) -> Span | None:
     if node is None:
         return None
-    s, e = node.start_mark, node.end_mark
-    end_col = e.column + 1 if e.line == s.line else s.column + 2
-    return Span(source.name, s.line + 1, s.column + 1, s.line + 1, max(end_col, s.column + 2))
+    (line, col), (end_line, end_col) = _at(source, node.start_mark), _at(source, node.end_mark)
+    if end_line != line:
+        end_col = col + 1
+    return Span(source.name, line, col, line, max(end_col, col + 1))
+
+
+def _at(source: Source, mark) -> tuple[int, int]:
+    """A YAML mark as netspec's 1-based (line, col).
+
+    From the character index, not PyYAML's own line count: YAML also breaks
+    lines at a lone '\\r', '\\x85' and '\\u2028', netspec (like the .net lexer) only at '\\n'.
+    """
+    return source.position(mark.index)
 
 
 def _mapping(source: Source, node, what: str) -> list[tuple[str, yaml.Node, yaml.Node]]:
@@ -73,33 +94,88 @@ def _mapping(source: Source, node, what: str) -> list[tuple[str, yaml.Node, yaml
 def _name(source: Source, knode, what: str) -> str:
     import re
 
+    if not isinstance(knode, yaml.ScalarNode):
+        raise _err(source, knode, f"expected a name for the {what}", "E102")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", knode.value):
         raise _err(source, knode, f"{what} '{knode.value}' is not a valid name", "E101")
+    if knode.value in _keywords():  # the .net form could not write it
+        raise _err(source, knode, f"{what} '{knode.value}' is a keyword and cannot be used as a name", "E101")
     return knode.value
+
+
+def _positions(source: Source, node) -> list[tuple[int, int]] | None:
+    """The file (line, col) of each character of a scalar's value, or None when unknown.
+
+    Aligns the value with the raw text between the node's marks: folded line
+    breaks, block indentation, quotes and simple escapes are skipped over.
+    """
+    s, e = node.start_mark, node.end_mark
+    raw = source.text[s.index:e.index]
+    if not raw:
+        return None
+    where, (line, col) = [], _at(source, s)
+    for ch in raw:  # the (line, col) of every raw character
+        where.append((line, col))
+        if ch == "\n":
+            line, col = line + 1, 1
+        else:
+            col += 1
+    out, j, n = [], 0, len(raw)
+    for ch in node.value:
+        if ch.isspace():
+            if j < n and raw[j].isspace():
+                out.append(where[j])
+                if raw[j] == ch:
+                    j += 1
+                else:  # a folded line break: one space for the whole run
+                    while j < n and raw[j].isspace():
+                        j += 1
+            else:  # whitespace from an escape: no raw counterpart of its own
+                out.append(where[min(j, n - 1)])
+            continue
+        while j < n and raw[j] != ch:
+            j += 1
+        if j == n:
+            return None
+        out.append(where[j])
+        j += 1
+    return out
 
 
 def _fragment(source: Source, node, start: str):
     """Parse a scalar as a .net fragment, with spans pointing into the YAML file."""
     if not isinstance(node, yaml.ScalarNode):
         raise _err(source, node, f"expected a string holding a {start.replace('_', ' ')}")
-    text = node.value
-    line, col = node.start_mark.line + 1, node.start_mark.column + 1
+    text = node.value.rstrip()
+    line, col = _at(source, node.start_mark)
     if node.style in ("'", '"'):
         col += 1
-    if node.tag.endswith(":bool"):
-        text = "true" if node.value.lower() in ("true", "yes", "on") else "false"
+    positions = _positions(source, node)
+    if positions is not None:
+        positions = positions[:len(text)]
     if node.style in ("|", ">"):
-        line, col = line + 1, col  # block scalars start on the next line; columns are approximate
-    return parse_fragment(text, start, source, line, col)
+        line, col = line + 1, col  # block scalars start on the next line
+    return parse_fragment(text, start, source, line, col, positions)
+
+
+def _number(source: Source, node, kind: str):
+    """A YAML int or float scalar as Python's number (YAML 1.1: 0x1F, 0o17, 1_000, 1:30, .inf)."""
+    try:
+        value = _CONSTRUCT.construct_yaml_int(node) if kind == "int" else _CONSTRUCT.construct_yaml_float(node)
+    except (ValueError, yaml.YAMLError):
+        raise _err(source, node, f"invalid number '{node.value}'", "E103") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _err(source, node, f"'{node.value}' is not a finite number", "E103")
+    return value
 
 
 def _expr(source: Source, node) -> ast.Expr:
     if isinstance(node, yaml.ScalarNode):
         span = _span(source, node)
         if node.tag.endswith(":int"):
-            return ast.Num(int(node.value.replace("_", ""), 0), span=span)
+            return ast.Num(_number(source, node, "int"), span=span)
         if node.tag.endswith(":float"):
-            return ast.Num(float(node.value), span=span)
+            return ast.Num(_number(source, node, "float"), span=span)
         if node.tag.endswith(":bool"):
             return ast.Bool(node.value.lower() in ("true", "yes", "on"), span=span)
         return _fragment(source, node, "expr")
@@ -123,7 +199,7 @@ def _tensor_type(source: Source, node) -> ast.TensorType:
         dims = []
         for d in node.value:
             if isinstance(d, yaml.ScalarNode) and d.tag.endswith(":int"):
-                dims.append(int(d.value))
+                dims.append(_number(source, d, "int"))
             elif isinstance(d, yaml.ScalarNode) and d.tag.endswith(":str"):
                 dims.append(_name(source, d, "dimension"))
             else:
@@ -175,17 +251,79 @@ def _check_keys(source: Source, entries, allowed, what: str) -> None:
                        notes=(f"keys: {', '.join(allowed)}",))
 
 
+def _yaml_error(source: Source, exc: yaml.YAMLError) -> Diagnostic:
+    """PyYAML's complaint in words a spec author knows, at its place."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    span = Span.at(source.name, *_at(source, mark)) if mark else Span.at(source.name, 1, 1)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    notes = []
+    if problem.startswith("expected <block end>"):
+        message = "invalid YAML: this line's indentation does not fit the block around it"
+        if cmark is not None:
+            notes.append("the enclosing block starts at line {}, column {}; ".format(*_at(source, cmark)) +
+                         "its keys must line up with that column")
+    elif "'\\t'" in problem or "'\t'" in problem:
+        message = "invalid YAML: a tab cannot indent YAML; use spaces"
+    else:
+        message = f"invalid YAML: {problem}"
+        if context and cmark is not None:
+            notes.append(f"{context} at line {_at(source, cmark)[0]}")
+    return Diagnostic("E102", message, span, tuple(notes))
+
+
+def _check_size(source: Source, root) -> None:
+    """Reject recursive aliases, deep nesting and alias bombs before walking the document."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    # iterative post-order walk: (node, depth, children done?)
+    stack = [(root, 1, False)]
+    while stack:
+        node, depth, done = stack.pop()
+        key = id(node)
+        if isinstance(node, yaml.ScalarNode):
+            sizes[key] = 1
+            continue
+        children = [x for pair in node.value for x in pair] if isinstance(node, yaml.MappingNode) else node.value
+        if done:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[key] > MAX_NODES:
+                raise _err(source, node, f"the document is too large: more than {MAX_NODES} values once "
+                           "aliases are expanded")
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise _err(source, node, "an alias refers to a collection that contains it")
+        if depth > MAX_DEPTH:
+            raise _err(source, node, f"collections nested more than {MAX_DEPTH} deep")
+        on_path.add(key)
+        stack.append((node, depth, True))
+        for c in children:
+            if id(c) in on_path:
+                raise _err(source, c, "an alias refers to a collection that contains it")
+            if id(c) not in sizes:
+                stack.append((c, depth + 1, False))
+
+
 def parse_yaml(source: Source) -> ast.Module:
     """Parse a YAML spec into the syntax tree; raises SpecError (E102) on a bad document."""
     try:
         root = yaml.compose(source.text, Loader=_Loader)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        line, col = source.position(exc.position)
+        what = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
+        raise SpecError([Diagnostic("E102", f"invalid YAML: character {what} is not allowed",
+                                    Span.at(source.name, line, col))], {source.name: source}) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        span = Span.at(source.name, mark.line + 1, mark.column + 1) if mark else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError([Diagnostic("E102", f"invalid YAML: {problem}", span)], {source.name: source}) from None
+        raise SpecError([_yaml_error(source, exc)], {source.name: source}) from None
+    except RecursionError:
+        raise SpecError([Diagnostic("E102", f"invalid YAML: collections nested more than {MAX_DEPTH} deep",
+                                    Span.at(source.name, 1, 1))], {source.name: source}) from None
     if root is None:
         raise SpecError([Diagnostic("E209", "the file declares no network", None)], {source.name: source})
+    _check_size(source, root)
     top = _mapping(source, root, "the document")
     _check_keys(source, top, ("blocks", "networks"), "the document")
     decls: list = []

@@ -9,6 +9,7 @@ canonical layout) and ``macs`` (multiply-accumulates per sample).
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -43,6 +44,12 @@ class CallValue:
         return f"{self.name}({', '.join(parts)})"
 
 
+def brief(value: Any, limit: int = 60) -> str:
+    """``show(value)``, shortened for a message."""
+    text = show(value)
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+
+
 def show(value: Any) -> str:
     """A value as the spec writes it."""
     if isinstance(value, bool):
@@ -65,13 +72,25 @@ class AttrError(Exception):
     ``code`` is the diagnostic code; ``arg`` the argument at fault, when known.
     """
 
-    def __init__(self, message: str, code: str = "E301", arg: str | int | None = None):
+    def __init__(self, message: str, code: str = "E301", arg: str | int | None = None,
+                 notes: tuple[str, ...] = ()):
         super().__init__(message)
-        self.code, self.arg = code, arg
+        self.code, self.arg, self.notes = code, arg, tuple(notes)
+
+
+#: Argument names from Keras and PyTorch, and what netspec calls them.
+KWARG_ALIASES = {
+    "learning_rate": "lr", "strides": "stride", "kernel_size": "kernel", "pool_size": "pool",
+    "dilation_rate": "dilation", "epsilon": "eps", "kernel_initializer": "kernel_init",
+    "bias_initializer": "bias_init", "out_channels": "filters", "out_features": "units",
+    "hidden_size": "units", "num_embeddings": "vocab", "input_dim": "vocab", "embedding_dim": "dim",
+    "output_dim": "dim", "p": "rate", "negative_slope": "alpha", "bias": "use_bias",
+    "target_shape": "shape", "scale_factor": "scale", "size": "scale", "beta_1": "beta1", "beta_2": "beta2",
+}
 
 
 def did_you_mean(name: str, choices) -> str:
-    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    match = difflib.get_close_matches(name, [c for c in choices if c != name], n=1, cutoff=0.6)
     return f"did you mean '{match[0]}'?" if match else ""
 
 
@@ -87,7 +106,7 @@ class Kind:
         return value
 
     def fail(self, value: Any):
-        raise AttrError(f"expected {self.text}; received: {show(value)}")
+        raise AttrError(f"expected {self.text}; received: {brief(value)}")
 
 
 class Int(Kind):
@@ -114,12 +133,24 @@ class Float(Kind):
         self.min, self.max, self.min_open, self.max_open = min, max, min_open, max_open
         lo = "" if min is None else ("(" if min_open else "[") + f"{min}"
         hi = "" if max is None else f"{max}" + (")" if max_open else "]")
-        self.text = "a number" + (f" in {lo}, {hi}" if lo and hi else f" >= {min}" if lo else "")
+        if lo and hi:
+            self.text = f"a number in {lo}, {hi}"
+        elif lo:
+            self.text = f"a number {'>' if min_open else '>='} {min}"
+        elif hi:
+            self.text = f"a number {'<' if max_open else '<='} {max}"
+        else:
+            self.text = "a number"
 
     def __call__(self, value, op):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(value)
-        v = float(value)
+        try:
+            v = float(value)
+        except OverflowError:  # an int beyond the float range
+            self.fail(value)
+        if not math.isfinite(v):
+            self.fail(value)
         if self.min is not None and (v < self.min or (self.min_open and v == self.min)):
             self.fail(value)
         if self.max is not None and (v > self.max or (self.max_open and v == self.max)):
@@ -145,7 +176,7 @@ class Enum(Kind):
         name = value.name if isinstance(value, Sym) else value if isinstance(value, str) else None
         if name not in self.choices:
             hint = did_you_mean(str(name), self.choices) if name else ""
-            raise AttrError(f"expected {self.text}; received: {show(value)}" + (f"; {hint}" if hint else ""))
+            raise AttrError(f"expected {self.text}; received: {brief(value)}" + (f"; {hint}" if hint else ""))
         return name
 
 
@@ -181,6 +212,9 @@ class Padding(Kind):
             value = Sym(value)
         if isinstance(value, Sym) and value.name in ("same", "valid"):
             return "same" if value.name == "same" else ((0, 0),) * rank
+        if isinstance(value, Sym):
+            hint = did_you_mean(value.name, ("same", "valid"))
+            raise AttrError(f"expected {self.text}; received: {brief(value)}" + (f"; {hint}" if hint else ""))
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return ((value, value),) * rank
         if isinstance(value, (tuple, list)) and len(value) == rank:
@@ -248,8 +282,8 @@ class Callable(Kind):
             self.fail(value)
         if value.name not in members:
             hint = did_you_mean(value.name, members)
-            raise AttrError(f"unknown {self.family} '{value.name}'" + (f"; {hint}" if hint else "")
-                            + f"; expected one of {', '.join(sorted(members))}")
+            raise AttrError(f"unknown {self.family} '{value.name}'" + (f"; {hint}" if hint else ""),
+                            notes=(f"{self.family}s: {', '.join(sorted(members))}",))
         member = members[value.name]
         attrs = member.bind_values(value.args, value.kwargs)
         return {"name": value.name, **attrs}
@@ -308,6 +342,10 @@ class OpDef:
     rank: ClassVar[int] = 0  # spatial rank for conv/pool families
     doc: ClassVar[str] = ""
     shape_rule: ClassVar[str] = ""
+    # Documentation only (docs/language.md, docs/weights.md; scripts/gen_docs.py): the weights in
+    # canonical layout and how ``macs`` counts, in words.
+    params_rule: ClassVar[str] = ""
+    macs_rule: ClassVar[str] = ""
     min_inputs: ClassVar[int] = 1
     max_inputs: ClassVar[int | None] = 1
     float_input: ClassVar[bool] = True
@@ -327,9 +365,12 @@ class OpDef:
             bound[key] = val
         for key, val in kwargs:
             if key not in self.attrs:
-                hint = did_you_mean(key, self.attrs)
+                alias = KWARG_ALIASES.get(key)
+                hint = (f"did you mean '{alias}'?" if alias in self.attrs
+                        else did_you_mean(key, self.attrs))
+                notes = (f"{self.name}'s arguments: {', '.join(self.attrs)}",) if self.attrs else ()
                 raise AttrError(f"{self.name} has no argument '{key}'" + (f"; {hint}" if hint else ""),
-                                "E303", key)
+                                "E303", key, notes if not hint else ())
             if key in bound:
                 raise AttrError(f"{self.name} got argument '{key}' twice", arg=key)
             bound[key] = val
@@ -339,7 +380,7 @@ class OpDef:
                 try:
                     out[key] = attr.kind(bound[key], self)
                 except AttrError as exc:
-                    raise AttrError(f"{self.name} argument '{key}': {exc}", exc.code, key) from None
+                    raise AttrError(f"{self.name} argument '{key}': {exc}", exc.code, key, exc.notes) from None
             elif attr.required:
                 raise AttrError(f"{self.name} needs argument '{key}'"
                                 + (f" ({attr.doc})" if attr.doc else ""), "E302")

@@ -13,6 +13,7 @@ from .base import Attr, Bool, Float, InferError, Int, IntsOrInt, OpDef, norm_axi
 class _Activation(OpDef):
     category = "activation"
     formula = ""
+    shape_rule = "unchanged"
 
     def infer(self, attrs, inputs):
         t = inputs[0]
@@ -124,6 +125,7 @@ class Dot(OpDef):
              "normalize": Attr(Bool(), False, "L2-normalise both inputs along the axes first (cosine)")}
     doc = "Dot product per sample along one axis of each input."
     shape_rule = "a without axes[0] + b without axes[1]; [1] when nothing is left"
+    macs_rule = "output elements × the contracted size"
 
     def infer(self, attrs, inputs):
         a, b = inputs

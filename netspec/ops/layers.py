@@ -52,6 +52,13 @@ def _bias(shape, attrs) -> list[Param]:
                   regularizer=attrs.get("bias_regularizer"))]
 
 
+def _product(shape) -> str:
+    """``4 * 6 = 24`` (or ``24`` for one dimension, ``1`` for none)."""
+    if len(shape) <= 1:
+        return str(shape[0]) if shape else "1"
+    return f"{' * '.join(map(str, shape))} = {prod(shape)}"
+
+
 def _count(shape) -> int:
     """Elements of a shape, run-time dimensions counted as 1."""
     return prod(d if isinstance(d, int) else 1 for d in shape)
@@ -105,7 +112,9 @@ def _spatial_out(op: OpDef, sizes, kernel, stride, pads, dilation, ceil_mode=Fal
             c = shapes.conv_output_length(size, k, s, pb, pe, d)
         if c.value < 1:
             axis = AXIS_NAMES[op.rank][i]
-            raise InferError(f"{op.name} output {axis} is {c.value}: the window ({k}) is larger than "
+            k_eff = shapes.effective_kernel(k, d)
+            window = f"the window ({k})" if d == 1 else f"the dilated window ({k_eff})"
+            raise InferError(f"{op.name} output {axis} is {c.value}: {window} is larger than "
                              f"the padded input ({size} + {pb + pe})", formula=c.formula)
         out.append(c.value)
     return tuple(out)
@@ -121,6 +130,8 @@ class Dense(OpDef):
     accepts_activation = True
     doc = "Fully connected layer on the last axis: `y = x W^T + b`."
     shape_rule = "[..., F] -> [..., units]"
+    params_rule = "`kernel` [units, F]; `bias` [units] if use_bias"
+    macs_rule = "output elements × F"
 
     def infer(self, attrs, inputs):
         (t,) = inputs
@@ -152,6 +163,10 @@ class _Conv(OpDef):
         **WEIGHTS,
     }
     doc = "Convolution (cross-correlation) over the spatial axes of a channels-first input."
+    shape_rule = ("[C, *S] -> [filters, *O]; per spatial axis "
+                  "O = (S + pad_begin + pad_end - dilation * (kernel - 1) - 1) // stride + 1")
+    params_rule = "`kernel` [filters, C / groups, *kernel]; `bias` [filters] if use_bias"
+    macs_rule = "output elements × C / groups × prod(kernel)"
 
     def infer(self, attrs, inputs):
         c, sizes = _spatial_input(self, inputs[0])
@@ -186,6 +201,10 @@ class _ConvTranspose(OpDef):
         **WEIGHTS,
     }
     doc = "Transposed convolution: the gradient of a convolution with respect to its input."
+    shape_rule = ("[C, *S] -> [filters, *O]; per spatial axis O = (S - 1) * stride + dilation * (kernel - 1) + 1 "
+                  "- pad_begin - pad_end + output_padding; padding=same gives O = S * stride")
+    params_rule = "`kernel` [C, filters / groups, *kernel]; `bias` [filters] if use_bias"
+    macs_rule = "input elements × filters / groups × prod(kernel)"
 
     def infer(self, attrs, inputs):
         c, sizes = _spatial_input(self, inputs[0])
@@ -245,6 +264,9 @@ class DepthwiseConv2d(OpDef):
         **WEIGHTS,
     }
     doc = "One filter per input channel (groups = channels)."
+    shape_rule = "[C, H, W] -> [C * depth_multiplier, H', W']; H', W' as for conv2d"
+    params_rule = "`kernel` [C * depth_multiplier, 1, *kernel]; `bias` [C * depth_multiplier] if use_bias"
+    macs_rule = "output elements × prod(kernel)"
 
     def infer(self, attrs, inputs):
         c, sizes = _spatial_input(self, inputs[0])
@@ -275,6 +297,11 @@ class SeparableConv2d(OpDef):
         **WEIGHTS,
     }
     doc = "Depthwise convolution (no bias) followed by a 1x1 pointwise convolution (with bias)."
+    shape_rule = "[C, H, W] -> [filters, H', W']; H', W' as for conv2d"
+    params_rule = ("`depthwise_kernel` [C * depth_multiplier, 1, *kernel]; "
+                   "`pointwise_kernel` [filters, C * depth_multiplier, 1, 1]; `bias` [filters] if use_bias; "
+                   "both kernels use kernel_init and kernel_regularizer")
+    macs_rule = "H' × W' × C × depth_multiplier × (prod(kernel) + filters)"
 
     def infer(self, attrs, inputs):
         c, sizes = _spatial_input(self, inputs[0])
@@ -308,6 +335,8 @@ class _Pool(OpDef):
         "ceil_mode": Attr(Bool(), False, "round the output size up (PyTorch's rule)"),
     }
     doc = "Max pooling; padded positions never win."
+    shape_rule = ("[C, *S] -> [C, *O]; per spatial axis O = (S + pad_begin + pad_end - pool) // stride + 1; "
+                  "ceil_mode rounds the division up but drops a last window that would start in the end padding")
 
     def infer(self, attrs, inputs):
         c, sizes = _spatial_input(self, inputs[0])
@@ -336,6 +365,7 @@ class _AvgPool(_Pool):
 class _GlobalPool(OpDef):
     category = "pool"
     doc = "Reduce every spatial axis: [C, ...] -> [C]."
+    shape_rule = "[C, *S] -> [C]"
 
     def infer(self, attrs, inputs):
         c, _ = _spatial_input(self, inputs[0])
@@ -364,6 +394,7 @@ class Reshape(OpDef):
     positional = ("shape",)
     attrs = {"shape": Attr(Shape(), doc="per-sample target shape; one -1 is inferred")}
     doc = "Reshape per sample, row-major (channels-first) order."
+    shape_rule = "[d1, d2, ...] -> shape; the element counts must match; one -1 takes the rest"
 
     def infer(self, attrs, inputs):
         (t,) = inputs
@@ -379,7 +410,7 @@ class Reshape(OpDef):
             target[target.index(-1)] = total // known
         elif known != total:
             raise InferError(f"reshape to {list(attrs['shape'])} needs {known} elements; the input {t} has {total}",
-                             formula=f"{' * '.join(map(str, t.shape)) or '1'} = {total} != {known}")
+                             formula=f"{_product(t.shape)} != {_product(target)}")
         return TensorType.model_construct(dtype=t.dtype, shape=tuple(target)), {**attrs, "shape": tuple(target)}
 
 
@@ -389,6 +420,7 @@ class Permute(OpDef):
     positional = ("dims",)
     attrs = {"dims": Attr(IntsOrInt(), doc="the new order of the per-sample axes")}
     doc = "Reorder per-sample axes: `permute(1, 0)` or `permute((1, 0))`."
+    shape_rule = "[d0, d1, ...] -> [d[dims[0]], d[dims[1]], ...]"
 
     def bind_values(self, args, kwargs):
         if len(args) > 1:
@@ -410,6 +442,7 @@ class Dropout(OpDef):
     positional = ("rate",)
     attrs = {"rate": Attr(Float(0.0, 1.0, max_open=True), doc="fraction of inputs zeroed in training")}
     doc = "Inverted dropout; the identity at inference."
+    shape_rule = "unchanged"
 
 
 class _ZeroPad(OpDef):
@@ -417,6 +450,7 @@ class _ZeroPad(OpDef):
     positional = ("padding",)
     attrs = {"padding": Attr(Padding(), doc="an int, one per axis, or (begin, end) pairs")}
     doc = "Zero padding of the spatial axes."
+    shape_rule = "[C, *S] -> [C, *(S + pad_begin + pad_end)]"
 
     def infer(self, attrs, inputs):
         if attrs["padding"] == "same":
@@ -433,6 +467,7 @@ class _Upsample(OpDef):
              "mode": Attr(Enum("nearest", "linear"), "nearest",
                           "nearest, or linear (bilinear/trilinear; half-pixel centres)")}
     doc = "Upsampling by integer factors."
+    shape_rule = "[C, *S] -> [C, *(S * scale)]"
 
     def bind_values(self, args, kwargs):
         kwargs = tuple((k, type(v)("linear") if k == "mode" and str(v) in ("bilinear", "trilinear") else v)
@@ -462,6 +497,9 @@ class BatchNorm(OpDef):
         "beta_init": Attr(Callable("initializer"), "zeros"),
     }
     doc = "Batch normalisation over every axis but `axis` (and the batch)."
+    shape_rule = "unchanged"
+    params_rule = ("`gamma` [N] if scale; `beta` [N] if center; `moving_mean` [N] and `moving_variance` [N], "
+                   "non-trainable; N = the size of the feature axis (axis=)")
 
     def infer(self, attrs, inputs):
         (t,) = inputs
@@ -495,6 +533,8 @@ class LayerNorm(OpDef):
         "beta_init": Attr(Callable("initializer"), "zeros"),
     }
     doc = "Layer normalisation over `axis` (trailing axes), per sample."
+    shape_rule = "unchanged"
+    params_rule = "`gamma` if scale; `beta` if center; each with the shape of the normalised axes"
 
     def infer(self, attrs, inputs):
         (t,) = inputs
@@ -532,6 +572,7 @@ class Embedding(OpDef):
     }
     doc = "Look up a vector per integer id."
     shape_rule = "int[...] -> [..., dim]"
+    params_rule = "`embeddings` [vocab, dim]"
 
     def infer(self, attrs, inputs):
         (t,) = inputs
@@ -560,6 +601,9 @@ class _Recurrent(OpDef):
         "bias_regularizer": Attr(Callable("regularizer"), None),
     }
     shape_rule = "[T, F] -> [T, units] with return_sequences, else [units]"
+    params_rule = ("`kernel` [G * units, F]; `recurrent_kernel` [G * units, units]; `bias` [G * units] if use_bias; "
+                   "G = the number of gates")
+    macs_rule = "T × G × units × (F + units), G = the number of gates"
 
     def infer(self, attrs, inputs):
         (t,) = inputs
@@ -593,6 +637,8 @@ class SimpleRNN(_Recurrent):
     name = "simple_rnn"
     gates = 1
     doc = "Elman RNN: `h = tanh(x W^T + h U^T + b)`."
+    params_rule = "`kernel` [units, F]; `recurrent_kernel` [units, units]; `bias` [units] if use_bias"
+    macs_rule = "T × units × (F + units)"
 
 
 class LSTM(_Recurrent):
@@ -601,6 +647,9 @@ class LSTM(_Recurrent):
     attrs = {**_Recurrent.attrs,
              "unit_forget_bias": Attr(Bool(), True, "initialise the forget gate's bias to 1")}
     doc = "LSTM; gates in the order input, forget, cell, output; one bias per gate."
+    params_rule = ("`kernel` [4 * units, F]; `recurrent_kernel` [4 * units, units]; `bias` [4 * units] if use_bias; "
+                   "rows in gate order i, f, g (cell), o")
+    macs_rule = "T × 4 × units × (F + units)"
 
     def _bias_init(self, attrs):
         init = dict(attrs["bias_init"])
@@ -614,6 +663,9 @@ class GRU(_Recurrent):
     gates = 3
     doc = ("GRU with the reset gate applied after the recurrent matmul (Keras's reset_after=True, "
            "PyTorch's form); gates in the order reset, update, new; input and recurrent biases.")
+    params_rule = ("`kernel` [3 * units, F]; `recurrent_kernel` [3 * units, units]; `bias` [3 * units] and "
+                   "`recurrent_bias` [3 * units] if use_bias; rows in gate order r (reset), z (update), n (new)")
+    macs_rule = "T × 3 × units × (F + units)"
 
     def params(self, attrs, inputs, out):
         ps = super().params(attrs, inputs, out)
@@ -629,6 +681,9 @@ class Bidirectional(OpDef):
     attrs = {"layer": Attr(Layer("simple_rnn", "lstm", "gru"), doc="the recurrent layer run both ways"),
              "merge_mode": Attr(Enum("concat", "sum", "mul", "ave"), "concat")}
     doc = "Run a recurrent layer forwards and backwards; merge the two outputs."
+    shape_rule = "the inner layer's output, last axis doubled with merge_mode=concat (unchanged otherwise)"
+    params_rule = "`forward.<w>` and `backward.<w>` for every weight `<w>` of the inner layer"
+    macs_rule = "2 × the inner layer's"
 
     def _inner(self, attrs):
         from .registry import OPS
