@@ -21,7 +21,9 @@ from .ops.base import AttrError, CallValue, InferError, OpDef, Sym, did_you_mean
 from .ops.registry import LOSS_FNS, MERGE_OPS, OPS, OPTIMIZER_DEFS
 from .source import Source, Span
 
-DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
+DTYPES = ("float32", "int32", "int64")
+# Known to users from the frameworks, not supported: netspec models compute in float32.
+UNSUPPORTED_DTYPES = ("float16", "bfloat16", "float64", "int8", "int16", "uint8", "bool")
 
 #: Expansion limits: a spec that asks for more is an error, not a hang.
 MAX_REPEAT = 10_000  # `STEP * n`
@@ -227,7 +229,11 @@ class _NetworkBuilder:
         if stmt.kind == "input":
             self.declared_inputs += 1
         ok = True
-        if dtype not in DTYPES:
+        if dtype in UNSUPPORTED_DTYPES:
+            self.error("E403", f"dtype '{dtype}' is not supported: netspec models compute in float32", t.span,
+                       notes=("inputs and targets are float32, or int32/int64 ids and class labels",))
+            ok = False
+        elif dtype not in DTYPES:
             hint = did_you_mean(dtype, DTYPES)
             self.error("E403", f"unknown dtype '{dtype}'" + (f"; {hint}" if hint else ""), t.span,
                            notes=(f"dtypes: {', '.join(DTYPES)}",))
@@ -523,13 +529,17 @@ class _NetworkBuilder:
         types = [self.types.get(v) for v in inputs]
         if any(t is None for t in types):
             raise _Poisoned
-        if op.float_input and op.category != "merge":
+        if op.float_input:
             for t in types:
                 if t.is_integer:
                     notes = ("integer ids go through `embedding(vocab, dim)` first",)
                     self.error("E403", f"{op.name} expects a float input; received: {t}", _span_of(at),
                                    notes=notes)
                     raise _Poisoned
+        elif op.category == "merge" and len({t.dtype for t in types}) > 1:
+            got = ", ".join(str(t) for t in types)
+            self.error("E403", f"{op.name} needs inputs of one dtype; received: {got}", _span_of(at))
+            raise _Poisoned
         return types
 
     def infer(self, op: OpDef, attrs, types, at):

@@ -214,3 +214,27 @@ def test_ir_is_frozen():
     n = net("input x: [4]\ny = x -> dense(2)\noutput y")
     with pytest.raises(Exception):
         n.nodes[0].op = "conv2d"
+
+
+def test_dtype_policy():
+    with pytest.raises(SpecError, match="dtype 'float16' is not supported"):
+        net("input x: float16[4]\ny = x -> dense(2)\noutput y")
+    with pytest.raises(SpecError, match="add expects a float input"):
+        net("input a: int64[4]\ny = add(a, a)\noutput y")
+    with pytest.raises(SpecError, match="concat needs inputs of one dtype"):
+        net("input a: int64[4]\ninput b: int32[4]\ny = concat(a, b)\noutput y")
+    n = net("input a: int64[2, 3]\ninput b: int64[2, 3]\n"
+            "y = concat(a, b, axis=-1) -> flatten -> reshape([3, 4]) -> permute(1, 0) -> embedding(10, 2)\noutput y")
+    assert node(n, "y.concat").type.dtype == "int64" and node(n, "y.permute").type.dtype == "int64"
+    assert node(n, "y.embedding").type.shape == (4, 3, 2)
+
+
+def test_layer_declaration_without_arguments():
+    n = net("input x: [3, 4, 4]\nlayer bn = batchnorm\ny = x -> bn -> bn\noutput y")
+    assert [u.layer for u in n.nodes] == ["bn", "bn"]
+
+
+def test_ceil_mode_on_run_time_sizes():
+    n = net("input x: [2, T]\na = x -> maxpool1d(2, ceil_mode=true)\nb = x -> maxpool1d(2)\noutput a, b")
+    assert node(n, "a.maxpool1d").type.shape == (2, "ceil((T-2)/2)+1")
+    assert node(n, "b.maxpool1d").type.shape == (2, "(T-2)//2+1")

@@ -3,8 +3,9 @@
 Canonical .net: 4-space indentation, one statement per line, a chain on one
 line when it fits in 100 columns and otherwise one ``-> step`` per continuation
 line, one blank line between declarations, at most one blank line kept between
-statements, comments kept where they stood (a comment inside a multi-line
-statement moves above it). Parsing the output gives the same IR.
+statements, comments kept where they stood (trailing comments aligned; in a
+multi-line chain each comment stays on its line; inside another multi-line
+statement they join its last line). Parsing the output gives the same IR.
 """
 
 from __future__ import annotations
@@ -209,7 +210,8 @@ class _NetWriter:
         if isinstance(s, ast.InputDecl):
             return [f"{indent}{s.kind} {s.name}: {tensor_type(s.type)}"]
         if isinstance(s, ast.LayerDecl):
-            return [f"{indent}layer {s.name} = {expr(s.call)}"]
+            call = s.call.name if not (s.call.args or s.call.kwargs) else expr(s.call)
+            return [f"{indent}layer {s.name} = {call}"]
         if isinstance(s, ast.OutputDecl):
             return [f"{indent}output {', '.join(n.id for n in s.names)}"]
         if isinstance(s, ast.LossDecl):

@@ -172,7 +172,10 @@ class _ToAst(Transformer):
 
     @v_args(meta=True)
     def layer_decl(self, meta, c):
-        return ast.LayerDecl(str(c[0]), c[1], span=self._s(meta))
+        call = c[1]
+        if isinstance(call, ast.Name):  # `layer bn = batchnorm`: an op without arguments
+            call = ast.Call(call.id, span=call.span, name_span=call.span)
+        return ast.LayerDecl(str(c[0]), call, span=self._s(meta))
 
     @v_args(meta=True)
     def output_decl(self, meta, c):

@@ -1,6 +1,6 @@
 """The YAML front end: the same syntax tree from a YAML document.
 
-Schema (docs/yaml.md)::
+Schema (docs/language.md, "The YAML form")::
 
     blocks:
       residual:

@@ -67,7 +67,7 @@ def broadcast(shapes: list[tuple]) -> tuple | None:
 
 
 class _Elementwise(OpDef):
-    category = "merge"
+    category = "merge"  # float inputs only
     min_inputs = 2
     max_inputs = None
     shape_rule = "equal or broadcastable shapes -> the broadcast shape"
@@ -88,6 +88,7 @@ def _merge(name, doc, max_inputs=None):
 class Concat(OpDef):
     name = "concat"
     category = "merge"
+    float_input = False  # any one dtype; the output keeps it
     min_inputs = 2
     max_inputs = None
     attrs = {"axis": Attr(Int(), 0, "per-sample axis; 0 is the channel axis")}
@@ -113,7 +114,7 @@ class Concat(OpDef):
             total = "+".join(str(s) for s in sizes)
         shape = list(inputs[0].shape)
         shape[axis] = total
-        return TensorType.model_construct(shape=tuple(shape)), {**attrs, "axis": axis}
+        return TensorType.model_construct(dtype=inputs[0].dtype, shape=tuple(shape)), {**attrs, "axis": axis}
 
 
 class Dot(OpDef):

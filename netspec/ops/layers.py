@@ -93,10 +93,13 @@ def _resolve_padding(op: OpDef, padding, sizes, kernel, stride, dilation):
     return tuple(pads)
 
 
-def _dynamic(size: str, k_eff: int, stride: int, pb: int, pe: int) -> str:
+def _dynamic(size: str, k_eff: int, stride: int, pb: int, pe: int, ceil_mode: bool = False) -> str:
+    """A run-time output size as a formula of the input's name (ceil mode: PyTorch's rounding up)."""
     delta = pb + pe - k_eff + 1
     if stride == 1:
         return size if delta == 0 else f"{size}{delta:+d}"
+    if ceil_mode:
+        return f"ceil(({size}{delta - 1:+d})/{stride})+1"
     return f"({size}{delta - 1:+d})//{stride}+1"
 
 
@@ -104,7 +107,7 @@ def _spatial_out(op: OpDef, sizes, kernel, stride, pads, dilation, ceil_mode=Fal
     out = []
     for i, (size, k, s, (pb, pe), d) in enumerate(zip(sizes, kernel, stride, pads, dilation)):
         if not isinstance(size, int):
-            out.append(_dynamic(size, shapes.effective_kernel(k, d), s, pb, pe))
+            out.append(_dynamic(size, shapes.effective_kernel(k, d), s, pb, pe, ceil_mode))
             continue
         if op.category == "pool":
             c = shapes.pool_output_length(size, k, s, pb, pe, d, ceil_mode)
@@ -378,6 +381,7 @@ class _GlobalPool(OpDef):
 class Flatten(OpDef):
     name = "flatten"
     category = "shape"
+    float_input = False  # integer ids may be rearranged before an embedding
     doc = "Flatten every per-sample axis in channels-first (row-major) order."
     shape_rule = "[d1, d2, ...] -> [d1 * d2 * ...]"
 
@@ -391,6 +395,7 @@ class Flatten(OpDef):
 class Reshape(OpDef):
     name = "reshape"
     category = "shape"
+    float_input = False  # integer ids may be rearranged before an embedding
     positional = ("shape",)
     attrs = {"shape": Attr(Shape(), doc="per-sample target shape; one -1 is inferred")}
     doc = "Reshape per sample, row-major (channels-first) order."
@@ -417,6 +422,7 @@ class Reshape(OpDef):
 class Permute(OpDef):
     name = "permute"
     category = "shape"
+    float_input = False  # integer ids may be rearranged before an embedding
     positional = ("dims",)
     attrs = {"dims": Attr(IntsOrInt(), doc="the new order of the per-sample axes")}
     doc = "Reorder per-sample axes: `permute(1, 0)` or `permute((1, 0))`."
