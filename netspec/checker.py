@@ -201,12 +201,10 @@ class _NetworkBuilder:
         if not self.declared_inputs:
             self.error("E206", f"network '{self.net.name}' declares no input",
                            self.net.span and Span.at(self.net.span.file, self.net.span.line, self.net.span.col, 7))
-        for name, layer in scope.layers.items():
-            if layer.uses == 0:
-                pass  # an unused layer declaration holds no weights; nothing to report
         if any(v is None for _, v, _ in outputs) or self.bag.items:
             return None
-        return ir.Network(
+        # Everything here was validated while it was built: construct without re-validating.
+        return ir.Network.model_construct(
             name=self.net.name,
             inputs=tuple(self.inputs),
             targets=tuple(self.targets),

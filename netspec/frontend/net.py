@@ -7,7 +7,7 @@ import math
 import re
 import warnings
 from functools import cache, lru_cache
-from importlib import resources
+from pathlib import Path
 
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
@@ -16,6 +16,8 @@ from lark.lexer import PatternStr
 from ..diagnostics import Diagnostic, SpecError, source_lines
 from ..source import Source, Span
 from . import ast
+
+GRAMMAR = Path(__file__).resolve().parent.parent / "grammar" / "netspec.lark"
 
 _OPEN = {"LPAR", "LSQB"}
 _CLOSE = {"RPAR", "RSQB"}
@@ -82,7 +84,7 @@ def _cache_path(grammar: str, start: str) -> str | bool:
 @lru_cache(maxsize=None)
 def parser(start: str = "start") -> Lark:
     """The LALR parser for one start symbol (cached; built once per process)."""
-    grammar = resources.files("netspec.grammar").joinpath("netspec.lark").read_text()
+    grammar = GRAMMAR.read_text(encoding="utf-8")
     return Lark(grammar, parser="lalr", lexer="basic", start=start, postlex=_PostLex(), cache=_cache_path(grammar, start),
                 propagate_positions=True, maybe_placeholders=True)
 
@@ -501,15 +503,13 @@ def _locator(text: str, line: int, col: int, positions):
 
 def _relocate(node, locate):
     """Move every span in a fragment's tree to where the fragment sits in the file."""
-    import dataclasses
-
     if isinstance(node, tuple):
         return tuple(_relocate(x, locate) for x in node)
-    if not dataclasses.is_dataclass(node):
+    if not isinstance(node, ast.Node):
         return node
     changes = {}
-    for f in dataclasses.fields(node):
-        v = getattr(node, f.name)
+    for name in (*ast.fields(node), "span"):
+        v = getattr(node, name)
         if isinstance(v, Span):
             line, col = locate(v.line, v.col)
             if (v.end_line, v.end_col) > (v.line, v.col):  # the end is exclusive: place the last character
@@ -517,7 +517,7 @@ def _relocate(node, locate):
                 end_col += 1
             else:
                 end_line, end_col = line, col + 1
-            changes[f.name] = Span(v.file, line, col, end_line, end_col)
-        elif isinstance(v, tuple) or dataclasses.is_dataclass(v):
-            changes[f.name] = _relocate(v, locate)
-    return dataclasses.replace(node, **changes)
+            changes[name] = Span(v.file, line, col, end_line, end_col)
+        elif isinstance(v, (tuple, ast.Node)):
+            changes[name] = _relocate(v, locate)
+    return ast.replace(node, **changes)
