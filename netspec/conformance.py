@@ -112,6 +112,9 @@ CASES: list[Case] = [
     _conv("layernorm", "LayerNorm", "[4, 6]", "layernorm(eps=1e-5)"),
     # embeddings and recurrent layers
     Case("embedding", "embedding", "input x: int64[5]\ny = x -> embedding(11, 4)\noutput y"),
+    Case("ids_concat_embedding", "integer ids through concat, reshape and permute into an embedding",
+         "input a: int64[2, 3]\ninput b: int64[2, 3]\n"
+         "y = concat(a, b, axis=-1) -> flatten -> reshape([3, 4]) -> permute(1, 0) -> embedding(10, 2)\noutput y"),
     *[Case(f"{rnn}_{'seq' if seq else 'last'}", f"{rnn}, return_sequences={str(seq).lower()}",
            f"input x: [5, 3]\ny = x -> {rnn}(4, return_sequences={str(seq).lower()})\noutput y")
       for rnn in ("simple_rnn", "lstm", "gru") for seq in (True, False)],

@@ -908,18 +908,18 @@ def test_fresh_modules_draw_from_the_spec_initialisers():
     assert torch.allclose(r.T @ r, torch.eye(16), atol=1e-5)
 
 
-def test_other_input_dtypes_follow_the_ir():
+def test_integer_ids_stay_integer_until_the_embedding():
     net = net_of("""network N {
-    input x: float64[3, 8, 8]
-    input m: bool[3, 8, 8]
-    y = x -> conv2d(4, 3)
-    z = x -> flatten
-    w = add(x, m)
-    output y, z, w
+    input a: int64[2, 3]
+    input b: int64[2, 3]
+    y = concat(a, b, axis=-1) -> flatten -> reshape([3, 4]) -> permute(1, 0) -> embedding(10, 2)
+    output y
 }""")
-    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
-    m = torch.rand(2, 3, 8, 8) > 0.5
-    outs = tb.build(net)(x, m)
-    for out, v in zip(outs, net.outputs):
-        assert str(out.dtype) == f"torch.{net.type_of(v).dtype}"
-    assert torch.equal(outs[2], x.float() + m.float())
+    a = torch.randint(0, 10, (2, 2, 3))
+    b = torch.randint(0, 10, (2, 2, 3))
+    module = tb.build(net)
+    out = module(a, b)
+    ids = torch.cat([a, b], -1).flatten(1).reshape(2, 3, 4).permute(0, 2, 1)
+    assert out.dtype == torch.float32 and tuple(out.shape[1:]) == net.type_of(net.outputs[0]).shape
+    assert torch.equal(out, module.y_embedding.weight[ids] if hasattr(module, "y_embedding")
+                       else torch.nn.functional.embedding(ids, next(module.parameters())))
