@@ -770,7 +770,8 @@ class _NetworkBuilder:
         if pred is None or target is None:
             raise _Poisoned
         self.check_loss_shapes(fn, attrs, pred, target, call)
-        return ir.LossTerm.model_construct(fn=fn.name, args=tuple(values), attrs=attrs, weight=float(weight), span=call.span)
+        return ir.LossTerm.model_construct(fn=fn.name, args=tuple(values), attrs=attrs, weight=float(weight),
+                                           span=call.span)
 
     def check_loss_shapes(self, fn: OpDef, attrs, pred: ir.TensorType, target: ir.TensorType, call) -> None:
         if pred.is_integer:

@@ -29,6 +29,10 @@ def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
+def _slug(text: str) -> str:
+    return "_".join(part for part in "".join(c if c.isalnum() else "_" for c in text).split("_") if part)
+
+
 def _conv(name, covers, inp, step):
     return Case(name, covers, f"input x: {inp}\ny = x -> {step}\noutput y")
 
@@ -38,7 +42,7 @@ CASES: list[Case] = [
     Case("dense", "dense with bias and activation", "input x: [7]\ny = x -> dense(5, activation=tanh)\noutput y"),
     Case("dense_sequence", "dense on the last axis of [T, F]", "input x: [4, 6]\ny = x -> dense(3)\noutput y"),
     Case("dense_no_bias", "use_bias=false", "input x: [6]\ny = x -> dense(4, use_bias=false)\noutput y"),
-    *[Case("act_" + "".join(ch if ch.isalnum() else "_" for ch in a).strip("_").replace("__", "_"), f"activation {a}", f"input x: [3, 5]\ny = x -> {a}\noutput y") for a in (
+    *[Case(_slug("act_" + a), f"activation {a}", f"input x: [3, 5]\ny = x -> {a}\noutput y") for a in (
         "relu", "sigmoid", "tanh", "softmax", "leaky_relu", "leaky_relu(0.3)", "elu", "elu(0.5)", "gelu",
         "gelu(approximate=true)", "swish", "softplus", "relu6", "hard_sigmoid", "linear")],
     Case("softmax_axis0", "softmax on a non-last axis", "input x: [4, 5]\ny = x -> softmax(axis=0)\noutput y"),
@@ -127,7 +131,8 @@ CASES: list[Case] = [
     Case("merge_broadcast", "add with broadcasting", "input a: [2, 3]\ninput b: [1, 3]\ny = add(a, b)\noutput y"),
     Case("concat_channels", "concat on the channel axis",
          "input a: [2, 3, 3]\ninput b: [1, 3, 3]\ny = concat(a, b, axis=0)\noutput y"),
-    Case("concat_last", "concat on the last axis", "input a: [2, 3]\ninput b: [2, 4]\ny = concat(a, b, axis=-1)\noutput y"),
+    Case("concat_last", "concat on the last axis",
+         "input a: [2, 3]\ninput b: [2, 4]\ny = concat(a, b, axis=-1)\noutput y"),
     Case("dot", "dot product", "input a: [5]\ninput b: [5]\ny = dot(a, b, axes=0)\noutput y"),
     Case("dot_normalize", "cosine (dot with normalize)",
          "input a: [5]\ninput b: [5]\ny = dot(a, b, axes=0, normalize=true)\noutput y"),

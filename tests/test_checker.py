@@ -212,7 +212,9 @@ def test_activation_argument_is_normalised():
 
 def test_ir_is_frozen():
     n = net("input x: [4]\ny = x -> dense(2)\noutput y")
-    with pytest.raises(Exception):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="frozen"):
         n.nodes[0].op = "conv2d"
 
 

@@ -60,7 +60,8 @@ def test_comments_and_layout_are_kept():
 def test_messy_layout_becomes_canonical():
     text = "network N{input x:[8]\ny=x->dense(4,\n  activation=relu)->\n dropout(0.5)\n\n\n\noutput y}"
     assert canonical(text) == (
-        "network N {\n    input x: [8]\n    y = x -> dense(4, activation=relu)\n        -> dropout(0.5)\n\n    output y\n}\n"
+        "network N {\n    input x: [8]\n    y = x -> dense(4, activation=relu)\n"
+        "        -> dropout(0.5)\n\n    output y\n}\n"
     )
 
 

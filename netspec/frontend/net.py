@@ -6,7 +6,7 @@ import ast as pyast
 import math
 import re
 import warnings
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, Tree, v_args
@@ -81,11 +81,12 @@ def _cache_path(grammar: str, start: str) -> str | bool:
     return os.path.join(folder, f"grammar-{start}-{key}.lark.cache")
 
 
-@lru_cache(maxsize=None)
+@cache
 def parser(start: str = "start") -> Lark:
     """The LALR parser for one start symbol (cached; built once per process)."""
     grammar = GRAMMAR.read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", lexer="basic", start=start, postlex=_PostLex(), cache=_cache_path(grammar, start),
+    return Lark(grammar, parser="lalr", lexer="basic", start=start, postlex=_PostLex(),
+                cache=_cache_path(grammar, start),
                 propagate_positions=True, maybe_placeholders=True)
 
 

@@ -212,15 +212,15 @@ def _stmts(source: Source, entries, kind: str) -> list:
     body: list = []
     for key, knode, vnode in entries:
         if key in ("inputs", "targets"):
-            for name, nk, nv in _mapping(source, vnode, key):
+            for _, nk, nv in _mapping(source, vnode, key):
                 body.append(ast.InputDecl(_name(source, nk, "input"), _tensor_type(source, nv),
                                           "input" if key == "inputs" else "target", span=_span(source, nk)))
         elif key == "layers":
-            for name, nk, nv in _mapping(source, vnode, "layers"):
+            for _, nk, nv in _mapping(source, vnode, "layers"):
                 call = _fragment(source, nv, "call")
                 body.append(ast.LayerDecl(_name(source, nk, "layer"), call, span=_span(source, nk)))
         elif key == "values":
-            for name, nk, nv in _mapping(source, vnode, "values"):
+            for _, nk, nv in _mapping(source, vnode, "values"):
                 body.append(ast.Binding(_name(source, nk, "value"), _chain(source, nv), span=_span(source, nk)))
         elif key == "outputs":
             nodes = vnode.value if isinstance(vnode, yaml.SequenceNode) else [vnode]
@@ -327,13 +327,13 @@ def parse_yaml(source: Source) -> ast.Module:
     top = _mapping(source, root, "the document")
     _check_keys(source, top, ("blocks", "networks"), "the document")
     decls: list = []
-    for key, knode, vnode in top:
+    for key, _, vnode in top:
         for name, nk, nv in _mapping(source, vnode, key):
             entries = _mapping(source, nv, f"{key[:-1]} '{name}'")
             if key == "blocks":
                 _check_keys(source, entries, BLOCK_KEYS, f"block '{name}'")
                 params = []
-                for pkey, pk, pv in next((_mapping(source, v, "params") for k, _, v in entries if k == "params"), []):
+                for _, pk, pv in next((_mapping(source, v, "params") for k, _, v in entries if k == "params"), []):
                     default = None
                     if not (isinstance(pv, yaml.ScalarNode) and pv.tag.endswith(":null")):
                         default = _expr(source, pv)

@@ -588,8 +588,8 @@ class Embedding(OpDef):
         return TensorType.model_construct(shape=t.shape + (attrs["dim"],)), attrs
 
     def params(self, attrs, inputs, out):
-        return [Param.model_construct(name="embeddings", shape=(attrs["vocab"], attrs["dim"]), init=attrs["embeddings_init"],
-                      regularizer=attrs["embeddings_regularizer"])]
+        return [Param.model_construct(name="embeddings", shape=(attrs["vocab"], attrs["dim"]),
+                                      init=attrs["embeddings_init"], regularizer=attrs["embeddings_regularizer"])]
 
 
 class _Recurrent(OpDef):

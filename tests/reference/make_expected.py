@@ -29,7 +29,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import keras  # noqa: E402
-
 from keras_reference import REFERENCES  # noqa: E402
 
 OUT = HERE.parent / "data" / "expected.json"
