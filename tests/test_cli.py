@@ -152,3 +152,53 @@ def test_console_script_runs(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "netspec", "check", str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "total params:         15" in proc.stdout
+
+
+def test_compile_writes_a_file_and_bad_input_writes_nothing(capsys, tmp_path, in_root):
+    out = tmp_path / "model.py"
+    code, stdout, _ = run(capsys, "compile", "specs/mlp.net", "--target", "torch", "-o", str(out))
+    assert code == 0 and stdout == ""
+    assert "class MLP(nn.Module)" in out.read_text()
+    assert out.stat().st_mode & 0o777 != 0o600
+    bad = tmp_path / "bad.net"
+    bad.write_text(BAD)
+    missing = tmp_path / "never.py"
+    assert run(capsys, "compile", str(bad), "--target", "torch", "-o", str(missing))[0] == 1
+    assert not missing.exists()
+    code, _, err = run(capsys, "compile", "specs/mlp.net", "--target", "torch", "--network", "Nope")
+    assert code == 2 and "no network 'Nope'" in err
+    code, _, err = run(capsys, "compile", "specs/mlp.net", "--target", "torch", "-o", str(tmp_path / "no" / "x.py"))
+    assert code == 2 and "no such directory" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.net", "model.py"]
+
+
+def test_compile_to_stdout_is_deterministic(capsys, in_root):
+    first = run(capsys, "compile", "specs/recommender.net", "--target", "torch", "--network", "RecommenderDot")
+    second = run(capsys, "compile", "specs/recommender.net", "--target", "torch", "--network", "RecommenderDot")
+    assert first[0] == 0 and first[1] == second[1] and "class RecommenderDot" in first[1]
+
+
+def test_export_with_weights_file(capsys, tmp_path, in_root):
+    import onnx
+
+    from netspec.weights import init_weights, save_weights
+
+    from onnx import numpy_helper
+
+    weights = tmp_path / "w.safetensors"
+    drawn = init_weights(netspec_load("specs/tiny_mlp.net"), seed=7)
+    save_weights(drawn, weights)
+    out = tmp_path / "m.onnx"
+    assert run(capsys, "export", "specs/tiny_mlp.net", "-o", str(out), "--weights", str(weights))[0] == 0
+    model = onnx.load(out)
+    assert [i.name for i in model.graph.input] == ["x"]
+    stored = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    assert (stored["logits.dense.kernel"] == drawn["logits.dense.kernel"]).all()
+    code, _, err = run(capsys, "export", "specs/tiny_mlp.net", "-o", str(out), "--weights", str(tmp_path / "no.st"))
+    assert code == 2 and "cannot read weights" in err
+
+
+def netspec_load(path):
+    import netspec
+
+    return netspec.load(path)
