@@ -391,6 +391,15 @@ class _NetworkBuilder:
         kwargs = self.eval_kwargs(call, scope)
         return self.apply(op, (), kwargs, inputs, call, scope, prefix, base=call.name)
 
+    def eval_call(self, call: ast.Call, scope: _Scope) -> tuple[tuple, tuple]:
+        """A call's positional and keyword argument values (block parameters substituted)."""
+        try:
+            args = tuple(evaluate(a, scope.params) for a in call.args)
+        except _EvalError as exc:
+            self.error(exc.code, exc.message, exc.span)
+            raise _Poisoned from None
+        return args, self.eval_kwargs(call, scope)
+
     def eval_kwargs(self, call: ast.Call, scope: _Scope) -> tuple:
         try:
             return tuple((k.name, evaluate(k.value, scope.params)) for k in call.kwargs)
@@ -456,12 +465,7 @@ class _NetworkBuilder:
             self.error("E205", f"'{name}' is a merge: use it as a chain's source, `{name}(a, b)`", span)
             raise _Poisoned
         if isinstance(target, ast.Call):
-            try:
-                args = tuple(evaluate(a, scope.params) for a in target.args)
-            except _EvalError as exc:
-                self.error(exc.code, exc.message, exc.span)
-                raise _Poisoned from None
-            kwargs = self.eval_kwargs(target, scope)
+            args, kwargs = self.eval_call(target, scope)
         else:
             args, kwargs = (), ()
         if check_only:
@@ -589,12 +593,7 @@ class _NetworkBuilder:
         if layer.attrs is None:
             layer.failed = True  # until the arguments bind: report them once, not per use
             call = layer.call
-            try:
-                args = tuple(evaluate(a, scope.params) for a in call.args)
-            except _EvalError as exc:
-                self.error(exc.code, exc.message, exc.span)
-                raise _Poisoned from None
-            kwargs = self.eval_kwargs(call, scope)
+            args, kwargs = self.eval_call(call, scope)
             layer.attrs = self.bind_attrs(op, args, kwargs, call)
             layer.failed = False
         types = self.input_types(op, [value], at)
@@ -667,12 +666,7 @@ class _NetworkBuilder:
         if isinstance(call, CallValue):  # a block call passed as a block parameter
             args, kwargs = call.args, call.kwargs
         elif isinstance(call, ast.Call):
-            try:
-                args = tuple(evaluate(a, scope.params) for a in call.args)
-            except _EvalError as exc:
-                self.error(exc.code, exc.message, exc.span)
-                raise _Poisoned from None
-            kwargs = self.eval_kwargs(call, scope)
+            args, kwargs = self.eval_call(call, scope)
         names = [p.name for p in block.params]
         span = _span_of(call)
         if len(args) > len(names):

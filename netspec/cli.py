@@ -49,6 +49,18 @@ def _network_name(spec, name: str | None) -> str | None:
     return name
 
 
+def _read_weights(path: str | None):
+    """Canonical weights from a safetensors file, or None when no file is given."""
+    if not path:
+        return None
+    from .weights import load_weights
+
+    try:
+        return load_weights(path)
+    except Exception as exc:  # safetensors raises several types for bad files
+        raise _UsageError(f"cannot read weights '{path}': {exc}") from None
+
+
 def cmd_check(args) -> int:
     status = EXIT_OK
     results = []
@@ -131,14 +143,7 @@ def cmd_compile(args) -> int:
 def cmd_export(args) -> int:
     spec = _load(args.file)
     network = _network_name(spec, args.network)
-    weights = None
-    if args.weights:
-        from .weights import load_weights
-
-        try:
-            weights = load_weights(args.weights)
-        except Exception as exc:  # safetensors raises several types for bad files
-            raise _UsageError(f"cannot read weights '{args.weights}': {exc}") from None
+    weights = _read_weights(args.weights)
     from .backends import onnx as backend
 
     model = spec.to_onnx(weights, network, opset=args.opset, keep_bn=args.keep_bn, seed=args.seed)
@@ -157,14 +162,7 @@ def cmd_verify(args) -> int:
     unknown = [b for b in backends if b not in v.BACKENDS]
     if unknown or not backends:
         raise _UsageError(f"unknown backend(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(v.BACKENDS)}")
-    weights = None
-    if args.weights:
-        from .weights import load_weights
-
-        try:
-            weights = load_weights(args.weights)
-        except Exception as exc:  # safetensors raises several types for bad files
-            raise _UsageError(f"cannot read weights '{args.weights}': {exc}") from None
+    weights = _read_weights(args.weights)
     nets = [spec.network(network)] if network else list(spec.networks)
     results = [v.verify(n, backends, weights, seed=args.seed, batch=args.batch, atol=args.atol, rtol=args.rtol)
                for n in nets]

@@ -76,6 +76,13 @@ def _spatial_input(op: OpDef, t: TensorType) -> tuple[int, tuple]:
     return t.shape[0], t.shape[1:]
 
 
+def _check_groups(op: OpDef, channels: int, attrs) -> None:
+    g = attrs["groups"]
+    if channels % g or attrs["filters"] % g:
+        raise InferError(f"{op.name}: groups={g} must divide the input channels ({channels}) and "
+                         f"filters ({attrs['filters']})", code="E402", arg="groups")
+
+
 def _resolve_padding(op: OpDef, padding, sizes, kernel, stride, dilation):
     """Explicit (begin, end) pairs per spatial axis; 'same' follows TensorFlow's rule."""
     if padding != "same":
@@ -173,10 +180,7 @@ class _Conv(OpDef):
 
     def infer(self, attrs, inputs):
         c, sizes = _spatial_input(self, inputs[0])
-        g = attrs["groups"]
-        if c % g or attrs["filters"] % g:
-            raise InferError(f"{self.name}: groups={g} must divide the input channels ({c}) and "
-                             f"filters ({attrs['filters']})", code="E402", arg="groups")
+        _check_groups(self, c, attrs)
         pads = _resolve_padding(self, attrs["padding"], sizes, attrs["kernel"], attrs["stride"], attrs["dilation"])
         spatial = _spatial_out(self, sizes, attrs["kernel"], attrs["stride"], pads, attrs["dilation"])
         return _float(inputs[0], (attrs["filters"], *spatial)), {**attrs, "padding": pads}
@@ -211,10 +215,7 @@ class _ConvTranspose(OpDef):
 
     def infer(self, attrs, inputs):
         c, sizes = _spatial_input(self, inputs[0])
-        g = attrs["groups"]
-        if c % g or attrs["filters"] % g:
-            raise InferError(f"{self.name}: groups={g} must divide the input channels ({c}) and "
-                             f"filters ({attrs['filters']})", code="E402", arg="groups")
+        _check_groups(self, c, attrs)
         op = attrs["output_padding"]
         for o, s, d in zip(op, attrs["stride"], attrs["dilation"]):
             if o >= max(s, d):
