@@ -158,16 +158,34 @@ def cmd_verify(args) -> int:
 
     spec = _load(args.file)
     network = _network_name(spec, args.network)
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    unknown = [b for b in backends if b not in v.BACKENDS]
+    choices = v.TRAIN_BACKENDS if args.train else v.BACKENDS
+    backends = [b.strip() for b in (args.backends or ",".join(choices)).split(",") if b.strip()]
+    unknown = [b for b in backends if b not in choices]
+    if args.train and unknown and all(b in v.BACKENDS for b in unknown):
+        raise _UsageError(f"--train compares {' and '.join(choices)}; {', '.join(unknown)} cannot train")
     if unknown or not backends:
-        raise _UsageError(f"unknown backend(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(v.BACKENDS)}")
+        raise _UsageError(f"unknown backend(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(choices)}")
+    if (args.steps is not None or args.float64) and not args.train:
+        raise _UsageError(f"{'--steps' if args.steps is not None else '--float64'} applies to --train only")
+    if args.steps is not None and args.steps < 1:
+        raise _UsageError(f"--steps must be at least 1; received {args.steps}")
+    if args.batch is not None and args.batch < 1:
+        raise _UsageError(f"--batch must be at least 1; received {args.batch}")
     weights = _read_weights(args.weights)
     nets = [spec.network(network)] if network else list(spec.networks)
-    results = [v.verify(n, backends, weights, seed=args.seed, batch=args.batch, atol=args.atol, rtol=args.rtol)
-               for n in nets]
+    if args.train:
+        results = [v.verify_training(n, backends, weights, steps=args.steps or v.TRAIN_STEPS, seed=args.seed,
+                                     batch=args.batch or v.TRAIN_BATCH, atol=args.atol, rtol=args.rtol,
+                                     dtype="float64" if args.float64 else "float32")
+                   for n in nets]
+    else:
+        results = [v.verify(n, backends, weights, seed=args.seed, batch=args.batch or 2, atol=args.atol,
+                            rtol=args.rtol) for n in nets]
     if args.format == "json":
-        print(json.dumps({"file": args.file, "networks": [r.to_json() for r in results]}, indent=2))
+        out = {"file": args.file, "networks": [r.to_json() for r in results]}
+        if args.train:
+            out = {"file": args.file, "mode": "train", "networks": out["networks"]}
+        print(json.dumps(out, indent=2))
     else:
         print("\n\n".join(r.render() for r in results))
     return EXIT_OK if all(r.passed for r in results) else EXIT_SPEC
@@ -212,13 +230,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--keep-bn", action="store_true", help="keep BatchNorm nodes instead of folding them")
     e.set_defaults(func=cmd_export)
 
-    v = sub.add_parser("verify", help="build every backend from one checkpoint and compare their outputs")
+    v = sub.add_parser("verify", help="build every backend from one checkpoint and compare their outputs "
+                                      "(or, with --train, K training steps)")
     v.add_argument("file", metavar="FILE")
-    v.add_argument("--backends", default="torch,keras,onnx", help="comma-separated (default: torch,keras,onnx)")
+    v.add_argument("--backends", default=None,
+                   help="comma-separated (default: torch,keras,onnx; with --train: torch,keras)")
     v.add_argument("--network", metavar="NAME", help="one network (default: all)")
     v.add_argument("--weights", metavar="W", help="canonical weights (.safetensors); default: init_weights(--seed)")
-    v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--batch", type=int, default=2)
+    v.add_argument("--seed", type=int, default=0, help="weights, inputs and targets (default 0)")
+    v.add_argument("--batch", type=int, default=None, help="batch size (default: 2; with --train: 4)")
+    v.add_argument("--train", action="store_true",
+                   help="compare the loss and every weight over K optimisation steps instead of inference outputs")
+    v.add_argument("--steps", type=int, default=None, metavar="K", help="training steps with --train (default 5)")
+    v.add_argument("--float64", action="store_true",
+                   help="with --train: train both backends in float64, to tell meaning from float32 rounding")
     v.add_argument("--atol", type=float, default=1e-5, help="absolute tolerance, scaled by max(1, |reference|)")
     v.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0)")
     v.add_argument("--format", choices=("text", "json"), default="text")

@@ -37,7 +37,10 @@ LAYOUTS = ("channels_last", "channels_first")
 CF, CL = "cf", "cl"
 
 #: Python names the generated module uses itself.
-_RESERVED = {"keras", "layers", "model", "float", "kl_normal", "ConstantPadding", "PaddedAveragePooling", "TanhGelu"}
+_RESERVED = {"keras", "layers", "model", "float", "kl_normal", "ConstantPadding", "PaddedAveragePooling", "TanhGelu",
+             "SpecOrthogonal",
+             "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy", "hinge",
+             "kl_divergence"}
 
 _SIMPLE_ACTIVATIONS = {"relu", "sigmoid", "tanh", "relu6", "swish", "softplus", "hard_sigmoid"}
 _FAN_INITS = {"glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal"}
@@ -89,6 +92,53 @@ def _kw(name: str, value: str) -> str:
     return f"{name}={value}"
 
 
+def _split_top(text: str) -> list[str]:
+    """``text`` split at the commas outside brackets and strings."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote and text[i - 1] != "\\" else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return [p for p in parts if p]
+
+
+def _arg_lines(arg: str, indent: str) -> list[str]:
+    """One call argument and its comma, as ``ruff format`` (line length 120) writes it.
+
+    A list or call value that does not fit opens its bracket on the argument's line; its items go on
+    one line below when they fit there, else one per line with a trailing comma.
+    """
+    line = f"{indent}{arg},"
+    if len(line) <= 120 or not arg.endswith(("]", ")")):
+        return [line]
+    opener = "[" if arg.endswith("]") else "("
+    depth = 0  # the bracket that the final one closes
+    for i in range(len(arg) - 1, -1, -1):
+        depth += arg[i] in ")]"
+        depth -= arg[i] in "(["
+        if depth == 0:
+            break
+    if arg[i] != opener:
+        return [line]
+    head, items = arg[:i + 1], _split_top(arg[i + 1:-1])
+    inner = f"{indent}    {', '.join(items)}"
+    if len(inner) <= 120:
+        return [f"{indent}{head}", inner, f"{indent}{arg[-1]},"]
+    out = [f"{indent}{head}"]
+    for item in items:
+        out += _arg_lines(item, indent + "    ")
+    return [*out, f"{indent}{arg[-1]},"]
+
+
 def _call_lines(target: str, func: str, args: list[str], operand: str, indent: str = "    ") -> list[str]:
     """``target = func(args)(operand)``, wrapped one argument per line beyond 120 characters."""
     head = f"{indent}{target} = " if target else indent
@@ -97,7 +147,8 @@ def _call_lines(target: str, func: str, args: list[str], operand: str, indent: s
     if len(one) <= 120:
         return [one]
     out = [f"{head}{func}("]
-    out += [f"{indent}    {a}," for a in args]
+    for a in args:
+        out += _arg_lines(a, f"{indent}    ")
     out.append(f"{indent}){tail}")
     return out
 
@@ -339,8 +390,18 @@ class KerasGenerator(Emitter):
                f"Outputs (per sample): {outs}."]
         if fit:
             out.append(f"Training: {fit}.")
-        out.append('"""')
-        return out
+        wrapped = []  # lines beyond 120 characters continue, indented, after a ", "
+        for line in out:
+            parts = line.split(", ")
+            current = parts[0]
+            for part in parts[1:]:
+                if len(current) + len(part) + 3 > 120:
+                    wrapped.append(current + ",")
+                    current = "    " + part
+                else:
+                    current += ", " + part
+            wrapped.append(current)
+        return [*wrapped, '"""']
 
     def emit_node(self, node: ir.Node) -> None:
         fn = self.TRANSFORMS.get(node.op)
@@ -449,7 +510,13 @@ class KerasGenerator(Emitter):
              keras: tuple[int, ...] | None = None) -> list[str]:
         if init == default and not (canon and init["name"] in _FAN_INITS and _fans(canon) != _keras_fans(keras)):
             return []
-        return [_kw(kw, _init_expr(init, canon, keras))]
+        if init["name"] == "orthogonal" and kw in ("bias_initializer", "gamma_initializer", "beta_initializer"):
+            expr = f"SpecOrthogonal({literal(init.get('gain', 1.0))})"  # a vector: Keras's Orthogonal rejects rank 1
+        else:
+            expr = _init_expr(init, canon, keras)
+        if expr.startswith("SpecOrthogonal("):
+            self.helpers.add("SpecOrthogonal")
+        return [_kw(kw, expr)]
 
     def reg(self, kw: str, reg: dict | None) -> list[str]:
         return [] if reg is None else [_kw(kw, _reg_expr(reg))]
@@ -516,8 +583,8 @@ class KerasGenerator(Emitter):
             if not terms:
                 losses.append("None")
                 weights.append(1.0)
-            elif len(terms) == 1:
-                losses.append(self.loss_expr(terms[0], rank, layout))
+            elif len(terms) == 1 and self.loss_term(terms[0], rank, layout)[0] is not None:
+                losses.append(self.loss_term(terms[0], rank, layout)[0])
                 weights.append(terms[0].weight)
             else:
                 losses.append(self.loss_function(i, terms, rank, layout))
@@ -543,44 +610,72 @@ class KerasGenerator(Emitter):
             fit = ""
         return model_cls, args, fit
 
-    def loss_expr(self, term: ir.LossTerm, rank: int, layout: str) -> str:
+    def loss_term(self, term: ir.LossTerm, rank: int, layout: str) -> tuple[str | None, str]:
+        """(an entry of compile's ``loss`` list, or None; the term as a call on ``y_true, y_pred``).
+
+        Keras's own losses where their formula is the spec's; generated functions (``_HELPERS``) for
+        probabilities (Keras's TensorFlow backend reads a softmax or sigmoid output as logits), for
+        ``categorical_crossentropy`` on logits (TensorFlow's gradient assumes targets summing to 1), for
+        ``hinge`` (Keras maps 0/1 targets to -1/1) and for class axes Keras's functions do not take.
+        """
         fn, a = term.fn, term.attrs
-        if fn == "mse":
-            return '"mse"'
-        if fn == "mae":
-            return '"mae"'
-        if fn == "hinge":
-            return '"hinge"'
-        if fn == "kl_divergence":
-            return '"kl_divergence"'
+        args = "y_true, y_pred"
+        if fn in ("mse", "mae"):
+            name = {"mse": "mean_squared_error", "mae": "mean_absolute_error"}[fn]
+            return _lit(fn), f"keras.losses.{name}({args})"
         if fn == "huber":
-            return '"huber"' if a["delta"] == 1.0 else f"keras.losses.Huber(delta={literal(a['delta'])})"
+            if a["delta"] == 1.0:
+                return '"huber"', f"keras.losses.huber({args})"
+            delta = literal(a["delta"])
+            return f"keras.losses.Huber(delta={delta})", f"keras.losses.huber({args}, delta={delta})"
+        if fn == "hinge":
+            self.helpers.add("hinge")
+            return "hinge", f"hinge({args})"
+        if fn == "kl_divergence":
+            axis = self.kaxis(-1, rank, layout) if rank else -1
+            if axis == -1:
+                return '"kl_divergence"', f"keras.losses.kl_divergence({args})"
+            self.helpers.add("kl_divergence")
+            return None, f"kl_divergence({args}, axis={axis})"
         if fn == "cosine_similarity":
-            axis = self.kaxis(-1, rank, layout)
-            return '"cosine_similarity"' if axis == -1 else f"keras.losses.CosineSimilarity(axis={axis})"
+            axis = self.kaxis(-1, rank, layout) if rank else -1
+            if axis == -1:
+                return '"cosine_similarity"', f"keras.losses.cosine_similarity({args})"
+            return (f"keras.losses.CosineSimilarity(axis={axis})",
+                    f"keras.losses.cosine_similarity({args}, axis={axis})")
+        logits = a["from_logits"]
         if fn == "binary_crossentropy":
-            return '"binary_crossentropy"' if not a["from_logits"] else \
-                "keras.losses.BinaryCrossentropy(from_logits=True)"
-        cls = {"categorical_crossentropy": "CategoricalCrossentropy",
-               "sparse_categorical_crossentropy": "SparseCategoricalCrossentropy"}[fn]
+            if logits:
+                return ("keras.losses.BinaryCrossentropy(from_logits=True)",
+                        f"keras.losses.binary_crossentropy({args}, from_logits=True)")
+            self.helpers.add(fn)
+            return fn, f"{fn}({args})"
         axis = self.kaxis(a["axis"], rank, layout) if rank else -1
-        kws = (["from_logits=True"] if a["from_logits"] else []) + ([f"axis={axis}"] if axis != -1 else [])
-        return f"keras.losses.{cls}({', '.join(kws)})" if kws else _lit(fn)
+        kws = (["from_logits=True"] if logits else []) + ([f"axis={axis}"] if axis != -1 else [])
+        call_args = ", ".join([args, *kws])
+        if logits and fn == "sparse_categorical_crossentropy" and axis == -1:  # TensorFlow: the class axis last
+            return f"keras.losses.SparseCategoricalCrossentropy({', '.join(kws)})", f"keras.losses.{fn}({call_args})"
+        # categorical_crossentropy on logits is a generated function too: TensorFlow's gradient,
+        # softmax(x) - t, assumes targets that sum to 1; the spec's is sum(t) softmax(x) - t
+        self.helpers.add(fn)
+        if fn == "sparse_categorical_crossentropy":
+            self.helpers.add("categorical_crossentropy")
+        return (fn if not kws else None), f"{fn}({call_args})"
 
     def loss_function(self, i: int, terms: list[ir.LossTerm], rank: int, layout: str) -> str:
         name = self.pyname(f"loss_{self.network.output_names[i] if self.network.output_names else i}")
-        parts = []
-        for t in terms:
-            expr = self.loss_expr(t, rank, layout)
-            if expr.startswith('"'):
-                expr = f"keras.losses.get({expr})"
-            w = "" if t.weight == 1.0 else f"{literal(t.weight)} * "
-            parts.append(f"{w}{expr}(y_true, y_pred)")
-        body = " + ".join(parts).replace("+ -", "- ")
         self.helpers.add(name)
-        self.local_helpers[name] = (f"def {name}(y_true, y_pred):\n"
-                                    f'    """The spec\'s loss terms on output {i}, summed."""\n'
-                                    f"    return {body}\n")
+        doc = f'    """The spec\'s loss {"term" if len(terms) == 1 else "terms, summed"} on output {i}."""\n'
+        if len(terms) == 1 and terms[0].weight == 1.0:
+            call = self.loss_term(terms[0], rank, layout)[1]
+            self.local_helpers[name] = f"def {name}(y_true, y_pred):\n{doc}    return {call}\n"
+            return name
+        lines, parts = [], []
+        for k, t in enumerate(terms, 1):  # each term a mean over every position, then the weighted sum
+            lines.append(f"    term_{k} = keras.ops.mean({self.loss_term(t, rank, layout)[1]})\n")
+            parts.append(f"term_{k}" if t.weight == 1.0 else f"{literal(t.weight)} * term_{k}")
+        body = " + ".join(parts).replace("+ -", "- ")
+        self.local_helpers[name] = f"def {name}(y_true, y_pred):\n{doc}{''.join(lines)}    return {body}\n"
         return name
 
     def model_class(self, extra: list[ir.LossTerm], compiled: bool) -> list[str]:
@@ -658,6 +753,8 @@ def _init_expr(init: dict, canon=None, keras=None) -> str:
         return f"keras.initializers.RandomUniform(minval={literal(init['a'])}, maxval={literal(init['b'])})"
     if name == "orthogonal":
         gain = init.get("gain", 1.0)
+        if canon and keras and keras[-1] != canon[0]:  # depthwise (kh, kw, C, m): Keras would orthogonalise m columns
+            return f"SpecOrthogonal({literal(gain)}, depthwise=True)"
         return '"orthogonal"' if gain == 1.0 else f"keras.initializers.Orthogonal(gain={literal(gain)})"
     raise ValueError(f"unknown initializer {name}")  # pragma: no cover - the registry lists them all
 
@@ -1218,6 +1315,80 @@ class TanhGelu(layers.Layer):
     def call(self, inputs):
         return keras.activations.gelu(inputs, approximate=True)
 ''',
+    "SpecOrthogonal": '''
+@keras.saving.register_keras_serializable(package="netspec")
+class SpecOrthogonal(keras.initializers.Initializer):
+    """orthogonal(gain) where Keras's Orthogonal differs from the spec's.
+
+    A vector is a unit vector times gain (Keras rejects rank 1); a depthwise kernel (kh, kw, C, m) is
+    orthogonal in the spec's layout [C * m, kh * kw] (Keras would orthogonalise its m columns).
+    """
+
+    def __init__(self, gain=1.0, depthwise=False, seed=None):
+        self.gain = gain
+        self.depthwise = depthwise
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):
+        orthogonal = keras.initializers.Orthogonal(self.gain, self.seed)
+        if len(shape) == 1:
+            return keras.ops.reshape(orthogonal((shape[0], 1), dtype=dtype), shape)
+        if not self.depthwise:
+            return orthogonal(shape, dtype=dtype)
+        kh, kw, c, m = shape
+        flat = orthogonal((c * m, kh * kw), dtype=dtype)
+        return keras.ops.transpose(keras.ops.reshape(flat, (c, m, kh, kw)), (2, 3, 0, 1))
+
+    def get_config(self):
+        return {"gain": self.gain, "depthwise": self.depthwise, "seed": self.seed}
+''',
+    "binary_crossentropy": '''
+@keras.saving.register_keras_serializable(package="netspec")
+def binary_crossentropy(y_true, y_pred):
+    """-(t log p + (1 - t) log(1 - p)) per element, p clipped to [1e-7, 1 - 1e-7], never read as logits."""
+    t = keras.ops.cast(y_true, y_pred.dtype)
+    p = keras.ops.clip(y_pred, 1e-7, 1 - 1e-7)
+    return -(t * keras.ops.log(p) + (1 - t) * keras.ops.log(1 - p))
+''',
+    "categorical_crossentropy": '''
+@keras.saving.register_keras_serializable(package="netspec")
+def categorical_crossentropy(y_true, y_pred, from_logits=False, axis=-1):
+    """-sum(t log q, axis): q = softmax(y_pred), or clip(y_pred / max(sum(y_pred), 1e-7), 1e-7, 1 - 1e-7).
+
+    Probabilities are never read as logits (Keras's own loss does that to a softmax output).
+    """
+    t = keras.ops.cast(y_true, y_pred.dtype)
+    if from_logits:
+        log_q = keras.ops.log_softmax(y_pred, axis=axis)
+    else:
+        q = y_pred / keras.ops.maximum(keras.ops.sum(y_pred, axis=axis, keepdims=True), 1e-7)
+        log_q = keras.ops.log(keras.ops.clip(q, 1e-7, 1 - 1e-7))
+    return -keras.ops.sum(t * log_q, axis=axis)
+''',
+    "sparse_categorical_crossentropy": '''
+@keras.saving.register_keras_serializable(package="netspec")
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, axis=-1):
+    """categorical_crossentropy of the one-hot class ids: y_true is y_pred without `axis`, or with a trailing 1."""
+    if len(y_true.shape) == len(y_pred.shape):
+        y_true = keras.ops.squeeze(y_true, -1)
+    ids = keras.ops.cast(y_true, "int32")
+    t = keras.ops.one_hot(ids, y_pred.shape[axis], axis=axis, dtype=y_pred.dtype)
+    return categorical_crossentropy(t, y_pred, from_logits, axis)
+''',
+    "hinge": '''
+@keras.saving.register_keras_serializable(package="netspec")
+def hinge(y_true, y_pred):
+    """max(1 - t p, 0) per element, targets as given (Keras's "hinge" turns 0/1 targets into -1/1)."""
+    return keras.ops.maximum(1 - keras.ops.cast(y_true, y_pred.dtype) * y_pred, 0)
+''',
+    "kl_divergence": '''
+@keras.saving.register_keras_serializable(package="netspec")
+def kl_divergence(y_true, y_pred, axis=-1):
+    """sum(t log(t / p), axis), t and p clipped to [1e-7, 1]: Keras's formula on any axis."""
+    t = keras.ops.clip(keras.ops.cast(y_true, y_pred.dtype), 1e-7, 1)
+    p = keras.ops.clip(y_pred, 1e-7, 1)
+    return keras.ops.sum(t * keras.ops.log(t / p), axis=axis)
+''',
     "kl_normal": '''
 def kl_normal(mu, logvar):
     """KL(N(mu, exp(logvar)) || N(0, 1)) summed over each sample's axes, averaged over the batch."""
@@ -1284,6 +1455,39 @@ def from_model_layout(network: ir.Network, value: str, array, layout: str = "cha
 
     array = np.asarray(array)
     return np.moveaxis(array, -1, 1) if _moved(network, value, layout) else array
+
+
+def fit_targets(network: ir.Network, values: dict, layout: str = "channels_last", *, signature: dict | None = None):
+    """``y`` for ``model.fit`` or ``train_on_batch`` from channels-first arrays keyed by target (or input) name.
+
+    Per output, in output order: the value its loss terms compare it with, moved to the model's layout
+    (class ids of a ``sparse_categorical_crossentropy`` follow the output's axes without the class axis),
+    or None for an output without a term. One output gives its array (or None) alone. ``signature`` is
+    ``interface(network, layout)`` when the caller already has it (it generates the source).
+    """
+    import numpy as np
+
+    ys = []
+    for (_, moved), value in zip((signature or interface(network, layout))["outputs"], network.outputs):
+        term = next((t for t in network.loss if t.fn != "kl_normal" and t.args[0] == value), None)
+        if term is None:
+            ys.append(None)
+            continue
+        arr = np.asarray(values[term.args[1]])
+        rank = network.type_of(value).rank
+        if moved and term.fn == "sparse_categorical_crossentropy":
+            trailing = arr.ndim == rank + 1  # ids with a trailing 1
+            if trailing:
+                arr = arr[..., 0]
+            a = term.attrs.get("axis", -1) % rank
+            perm = [o if o < a else o - 1 for o in (*range(1, rank), 0) if o != a]
+            arr = np.transpose(arr, (0, *(p + 1 for p in perm)))
+            if trailing:
+                arr = arr[..., None]
+        elif moved:
+            arr = np.moveaxis(arr, 1, -1)
+        ys.append(arr)
+    return ys[0] if len(ys) == 1 else ys
 
 
 @contextlib.contextmanager

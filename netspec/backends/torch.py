@@ -26,10 +26,10 @@ from .base import Emitter, identifier, literal
 LINE = 88  # ruff's default line length: the generated file passes `ruff format --check` as is
 
 #: Names the generated module defines or imports; spec names never shadow them.
-HELPERS = ("_init", "_avg_pool", "_final_state", "_merge_directions", "_dot", "_binary_crossentropy",
-           "_categorical_crossentropy",
+HELPERS = ("_init", "_avg_pool", "_final_state", "_merge_directions", "_dot", "_BatchNorm1d", "_BatchNorm2d",
+           "_BatchNorm3d", "_binary_crossentropy", "_categorical_crossentropy",
            "_sparse_categorical_crossentropy", "_hinge", "_kl_divergence", "_cosine_similarity", "_kl_normal",
-           "_decoupled_weight_decay")
+           "_decoupled_weight_decay", "_Optimizer", "_RMSprop", "_Adagrad", "_Adam")
 PUBLIC = ("compute_loss", "regularization_loss", "make_optimizer", "train_step")
 GLOBALS = frozenset({"math", "torch", "nn", "F", "self", *HELPERS, *PUBLIC})
 
@@ -464,7 +464,9 @@ def _emit_batchnorm(self: TorchEmitter, node, x):
         else:
             fixed["bias"] = (0.0, c)
     params.update(moving_mean="running_mean", moving_variance="running_var")
-    mod = self.layer(node, Call(f"nn.BatchNorm{dims}d", (_lit(c),), tuple(kw)), params, fixed)
+    cls = f"_BatchNorm{dims}d"  # nn.BatchNorm{dims}d with the spec's (biased) moving-variance update
+    self.helpers.add(cls)
+    mod = self.layer(node, Call(cls, (_lit(c),), tuple(kw)), params, fixed)
     if a["axis"] == 0:
         return Call(mod, (x[0],))
     d = _lit(a["axis"] + 1)
@@ -712,24 +714,33 @@ def _binary_crossentropy(p, t):
 ''',
     "_categorical_crossentropy": '''
 def _categorical_crossentropy(p, t, from_logits=False, dim=-1):
-    """mean(-sum(t log p, dim)); probabilities are clipped to [1e-7, 1 - 1e-7]."""
+    """mean(-sum(t log q, dim)); q is softmax(p), or p renormalised and clipped.
+
+    q = clip(p / max(sum(p, dim), eps), eps, 1 - eps) with eps = 1e-7: probabilities
+    are never read as logits.
+    """
     if from_logits:
-        logp = F.log_softmax(p, dim)
+        logq = F.log_softmax(p, dim)
     else:
-        logp = torch.log(torch.clamp(p, 1e-7, 1 - 1e-7))
-    return -(t * logp).sum(dim).mean()
+        q = p / torch.clamp(p.sum(dim, keepdim=True), min=1e-7)
+        logq = torch.log(torch.clamp(q, 1e-7, 1 - 1e-7))
+    return -(t * logq).sum(dim).mean()
 ''',
     "_sparse_categorical_crossentropy": '''
 def _sparse_categorical_crossentropy(p, t, from_logits=False, dim=-1):
-    """mean(-log p[t]) over every position; t: class ids, [..] or [.., 1]."""
+    """mean(-log q[t]) over every position, q as in categorical_crossentropy.
+
+    t holds class ids, shaped like p without its class axis, or with a trailing 1.
+    """
     if from_logits:
-        logp = F.log_softmax(p, dim)
+        logq = F.log_softmax(p, dim)
     else:
-        logp = torch.log(torch.clamp(p, 1e-7, 1 - 1e-7))
+        q = p / torch.clamp(p.sum(dim, keepdim=True), min=1e-7)
+        logq = torch.log(torch.clamp(q, 1e-7, 1 - 1e-7))
     t = t.long()
     if t.dim() == p.dim():
         t = t.squeeze(-1)
-    return -torch.gather(logp, dim, t.unsqueeze(dim)).mean()
+    return -torch.gather(logq, dim, t.unsqueeze(dim)).mean()
 ''',
     "_hinge": '''
 def _hinge(p, t):
@@ -738,14 +749,15 @@ def _hinge(p, t):
 ''',
     "_kl_divergence": '''
 def _kl_divergence(p, t):
-    """mean(sum(t log(t / p), -1)), p clipped to [1e-7, 1]; 0 log 0 = 0."""
-    p = torch.clamp(p, 1e-7, 1)
-    return (torch.xlogy(t, t) - torch.xlogy(t, p)).sum(-1).mean()
+    """mean(sum(t log(t / p), -1)), t and p clipped to [1e-7, 1]."""
+    t, p = torch.clamp(t, 1e-7, 1), torch.clamp(p, 1e-7, 1)
+    return (t * torch.log(t / p)).sum(-1).mean()
 ''',
     "_cosine_similarity": '''
 def _cosine_similarity(p, t):
-    """mean(-cos(p, t)) along the last axis."""
-    return -F.cosine_similarity(p, t, dim=-1).mean()
+    """mean(-sum(p' t', -1)), x' = x / max(|x|, 1e-7) along the last axis."""
+    p, t = F.normalize(p, dim=-1, eps=1e-7), F.normalize(t, dim=-1, eps=1e-7)
+    return -(p * t).sum(-1).mean()
 ''',
     "_kl_normal": '''
 def _kl_normal(mu, logvar):
@@ -766,7 +778,132 @@ def _decoupled_weight_decay(rate):
 
     return hook
 ''',
+    "_Optimizer": '''
+class _Optimizer(torch.optim.Optimizer):
+    """Base of the spec's optimizers: decoupled weight decay, then the update."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for w in group["params"]:
+                if w.grad is None:
+                    continue
+                state = self.state[w]
+                if not state:
+                    state["step"] = 0
+                    self.init_state(w, state, group)
+                state["step"] += 1
+                if group["weight_decay"]:  # w -= lr * weight_decay * w
+                    w.sub_(w * (group["lr"] * group["weight_decay"]))
+                self.update(w, w.grad, state, group)
+        return loss
+''',
+    "_RMSprop": '''
+class _RMSprop(_Optimizer):
+    """RMSprop with eps inside the square root (Keras's update).
+
+    v = rho v + (1 - rho) g^2; centered: a = rho a + (1 - rho) g, d = v - a^2,
+    else d = v; u = lr g / sqrt(d + eps); with momentum s = momentum s + u,
+    w -= s, else w -= u.
+    """
+
+    def __init__(self, params, lr, rho, momentum, centered, eps, weight_decay):
+        hyper = dict(lr=lr, rho=rho, momentum=momentum, centered=centered, eps=eps)
+        super().__init__(params, dict(hyper, weight_decay=weight_decay))
+
+    def init_state(self, w, state, group):
+        state["v"] = torch.zeros_like(w)
+        if group["centered"]:
+            state["a"] = torch.zeros_like(w)
+        if group["momentum"]:
+            state["s"] = torch.zeros_like(w)
+
+    def update(self, w, g, state, group):
+        rho = group["rho"]
+        v = state["v"].mul_(rho).add_((1 - rho) * g.square())
+        if group["centered"]:
+            a = state["a"].mul_(rho).add_((1 - rho) * g)
+            d = v - a.square() + group["eps"]
+        else:
+            d = v + group["eps"]
+        u = group["lr"] * g / torch.sqrt(d)
+        if group["momentum"]:
+            w.sub_(state["s"].mul_(group["momentum"]).add_(u))
+        else:
+            w.sub_(u)
+''',
+    "_Adagrad": '''
+class _Adagrad(_Optimizer):
+    """Adagrad with eps inside the square root (Keras's update).
+
+    s starts at initial_accumulator; s += g^2; w -= lr g / sqrt(s + eps).
+    """
+
+    def __init__(self, params, lr, initial_accumulator, eps, weight_decay):
+        hyper = dict(lr=lr, initial_accumulator=initial_accumulator, eps=eps)
+        super().__init__(params, dict(hyper, weight_decay=weight_decay))
+
+    def init_state(self, w, state, group):
+        state["s"] = torch.full_like(w, group["initial_accumulator"])
+
+    def update(self, w, g, state, group):
+        s = state["s"].add_(g.square())
+        w.sub_(group["lr"] * g / torch.sqrt(s + group["eps"]))
+''',
+    "_Adam": '''
+class _Adam(_Optimizer):
+    """Adam (and AdamW) with Keras's update: eps is added to sqrt(v), not sqrt(v_hat).
+
+    m += (1 - beta1) (g - m); v += (1 - beta2) (g^2 - v); amsgrad: v = max(v) so far;
+    w -= lr sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps).
+    """
+
+    def __init__(self, params, lr, beta1, beta2, eps, amsgrad, weight_decay):
+        hyper = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, amsgrad=amsgrad)
+        super().__init__(params, dict(hyper, weight_decay=weight_decay))
+
+    def init_state(self, w, state, group):
+        state["m"] = torch.zeros_like(w)
+        state["v"] = torch.zeros_like(w)
+        if group["amsgrad"]:
+            state["v_max"] = torch.zeros_like(w)
+
+    def update(self, w, g, state, group):
+        beta1, beta2, t = group["beta1"], group["beta2"], state["step"]
+        m = state["m"].add_((g - state["m"]) * (1 - beta1))
+        v = state["v"].add_((g.square() - state["v"]) * (1 - beta2))
+        if group["amsgrad"]:
+            v = torch.maximum(state["v_max"], v, out=state["v_max"])
+        alpha = group["lr"] * math.sqrt(1 - beta2**t) / (1 - beta1**t)
+        w.sub_(m * alpha / (torch.sqrt(v) + group["eps"]))
+''',
 }
+
+_BATCHNORM = '''
+class _BatchNorm{d}d(nn.BatchNorm{d}d):
+    """nn.BatchNorm{d}d whose moving variance takes the biased batch variance.
+
+    Training normalises with the batch mean and biased variance, as PyTorch does,
+    and updates moving = m * moving + (1 - m) * batch (m the spec's momentum;
+    self.momentum is 1 - m) for the mean and the biased variance, as Keras does.
+    """
+
+    def forward(self, x):
+        if not self.training:
+            return super().forward(x)
+        with torch.no_grad():
+            var, mean = torch.var_mean(x, [0, *range(2, x.dim())], correction=0)
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(var, self.momentum)
+            self.num_batches_tracked.add_(1)
+        w, b = self.weight, self.bias
+        return F.batch_norm(x, None, None, w, b, True, 0.0, self.eps)
+'''
+HELPER_SOURCE.update({f"_BatchNorm{d}d": _BATCHNORM.replace("{d}", str(d)) for d in (1, 2, 3)})
 
 
 # Losses and optimisers ------------------------------------------------------------------------------------
@@ -799,8 +936,12 @@ def _loss_call(term: ir.LossTerm, p: str, t: str, t_integer: bool, helpers: set[
     return Call("_" + fn, (p, t))
 
 
-def _optimizer_call(opt: ir.Optimizer) -> tuple[Call, float]:
-    """The torch.optim constructor and the decoupled weight decay left to a hook (0 if none)."""
+def _optimizer_call(opt: ir.Optimizer) -> tuple[Call, float, str | None]:
+    """(constructor, decoupled weight decay left to a step pre-hook (0 if none), generated class or None).
+
+    ``sgd`` and ``adadelta`` are torch.optim classes (their updates are the spec's); ``rmsprop``,
+    ``adagrad``, ``adam`` and ``adamw`` are generated classes (torch.optim places eps differently).
+    """
     a, name = opt.attrs, opt.name
     params = "model.parameters()"
     lr = ("lr", _lit(a["lr"]))
@@ -811,27 +952,17 @@ def _optimizer_call(opt: ir.Optimizer) -> tuple[Call, float]:
             kw.append(("momentum", _lit(a["momentum"])))
             if a["nesterov"]:
                 kw.append(("nesterov", "True"))
-        return Call("torch.optim.SGD", (params,), tuple(kw)), wd
-    if name == "rmsprop":
-        kw = [lr, ("alpha", _lit(a["rho"])), ("eps", _lit(a["eps"]))]
-        if a["momentum"]:
-            kw.append(("momentum", _lit(a["momentum"])))
-        if a["centered"]:
-            kw.append(("centered", "True"))
-        return Call("torch.optim.RMSprop", (params,), tuple(kw)), wd
-    if name == "adagrad":
-        kw = [lr, ("initial_accumulator_value", _lit(a["initial_accumulator"])), ("eps", _lit(a["eps"]))]
-        return Call("torch.optim.Adagrad", (params,), tuple(kw)), wd
+        return Call("torch.optim.SGD", (params,), tuple(kw)), wd, None
     if name == "adadelta":
-        return Call("torch.optim.Adadelta", (params,), (lr, ("rho", _lit(a["rho"])), ("eps", _lit(a["eps"])))), wd
-    # adam, adamw: torch's AdamW decay is the decoupled one
-    kw = [lr, ("betas", _lit((a["beta1"], a["beta2"]))), ("eps", _lit(a["eps"]))]
-    if wd or name == "adamw":
-        kw.append(("weight_decay", _lit(wd)))
-    if a["amsgrad"]:
-        kw.append(("amsgrad", "True"))
-    cls = "torch.optim.AdamW" if (wd or name == "adamw") else "torch.optim.Adam"
-    return Call(cls, (params,), tuple(kw)), 0.0
+        return Call("torch.optim.Adadelta", (params,), (lr, ("rho", _lit(a["rho"])), ("eps", _lit(a["eps"])))), wd, None
+    if name == "rmsprop":
+        cls, keys = "_RMSprop", ("rho", "momentum", "centered", "eps")
+    elif name == "adagrad":
+        cls, keys = "_Adagrad", ("initial_accumulator", "eps")
+    else:  # adam, adamw
+        cls, keys = "_Adam", ("beta1", "beta2", "eps", "amsgrad")
+    kw = [lr, *((k, _lit(a[k])) for k in keys), ("weight_decay", _lit(wd))]
+    return Call(cls, (params,), tuple(kw)), 0.0, cls
 
 
 def _spec_call(name: str, attrs: dict) -> str:
@@ -1074,7 +1205,9 @@ class Generator:
 
     def optimizer_lines(self) -> list[str]:
         opt = self.net.optimizer
-        call, decay = _optimizer_call(opt)
+        call, decay, cls = _optimizer_call(opt)
+        if cls:
+            self.em.helpers.update(("_Optimizer", cls))
         lines = ["", "", "def make_optimizer(model):"]
         lines += docstring(f"The spec's optimizer: {_spec_call(opt.name, opt.attrs)}.", 4)
         if decay:
@@ -1205,13 +1338,16 @@ def load_canonical(model, network: ir.Network, weights) -> None:
                 _tensor(model, plan_.attr, path).fill_(fill)
 
 
-def export_canonical(model, network: ir.Network) -> dict:
-    """The module's weights in canonical form, keyed ``<layer>.<param>`` (numpy, the module's dtype: float32)."""
+def export_canonical(model, network: ir.Network, layers: dict[str, LayerPlan] | None = None) -> dict:
+    """The module's weights in canonical form, keyed ``<layer>.<param>`` (numpy, the module's dtype: float32).
+
+    ``layers`` is ``plan(network)`` when the caller already has it (planning generates the source).
+    """
     import torch
 
     out = {}
     with torch.no_grad():
-        for plan_ in plan(network).values():
+        for plan_ in (layers or plan(network)).values():
             for pname, path in plan_.params.items():
                 t = _tensor(model, plan_.attr, path).detach()
                 if pname in plan_.plus:

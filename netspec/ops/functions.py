@@ -212,12 +212,15 @@ LOSSES = [
     _loss("mae", "mean(|p - t|)"),
     _loss("huber", "mean(0.5 e^2 if |e| <= delta else delta (|e| - 0.5 delta)), e = p - t",
           {"delta": Attr(Float(0.0, min_open=True), 1.0)}),
-    _loss("binary_crossentropy", "mean(-(t log p + (1 - t) log(1 - p)))", dict(_logits)),
-    _loss("categorical_crossentropy", "mean(-sum(t log p, axis))", {**_logits, **_axis}),
-    _loss("sparse_categorical_crossentropy", "mean(-log p[t], over every position)", {**_logits, **_axis}),
+    _loss("binary_crossentropy", "mean(-(t log p + (1 - t) log(1 - p))), p clipped to [1e-7, 1 - 1e-7]",
+          dict(_logits)),
+    _loss("categorical_crossentropy", "mean(-sum(t log q, axis)), q = p / sum(p, axis) clipped to [1e-7, 1 - 1e-7]",
+          {**_logits, **_axis}),
+    _loss("sparse_categorical_crossentropy", "mean(-log q[t]) over every position, q as in categorical_crossentropy",
+          {**_logits, **_axis}),
     _loss("hinge", "mean(max(1 - t p, 0)), t in {-1, 1}"),
-    _loss("kl_divergence", "mean(sum(t log(t / p), -1))"),
-    _loss("cosine_similarity", "mean(-cos(p, t) along the last axis)"),
+    _loss("kl_divergence", "mean(sum(t log(t / p), -1)), t and p clipped to [1e-7, 1]"),
+    _loss("cosine_similarity", "mean(-sum(p' t', -1)), x' = x / max(|x|, 1e-7) along the last axis"),
     _loss("kl_normal", "mean over the batch of -0.5 sum(1 + logvar - mu^2 - exp(logvar))", kind="normal"),
 ]
 
@@ -229,7 +232,7 @@ def _opt(name, doc, attrs):
 
 _lr = lambda v: {"lr": Attr(Float(0.0, min_open=True), v, "learning rate")}  # noqa: E731
 _eps = lambda v: {"eps": Attr(Float(0.0), v, "numerical stability term")}  # noqa: E731
-_wd = {"weight_decay": Attr(Float(0.0), 0.0, "decoupled weight decay: w -= lr * weight_decay * w")}
+_wd = {"weight_decay": Attr(Float(0.0), 0.0, "decoupled weight decay: w -= lr * weight_decay * w before each update")}
 OPTIMIZERS = [
     _opt("sgd", "SGD with optional (Nesterov) momentum",
          {**_lr(0.01), "momentum": Attr(Float(0.0, 1.0, max_open=True), 0.0),
@@ -247,6 +250,7 @@ OPTIMIZERS = [
          {**_lr(0.001), "beta1": Attr(Float(0.0, 1.0, max_open=True), 0.9),
           "beta2": Attr(Float(0.0, 1.0, max_open=True), 0.999), **_eps(1e-7),
           "amsgrad": Attr(Bool(), False),
-          "weight_decay": Attr(Float(0.0), 0.004, "decoupled weight decay: w -= lr * weight_decay * w")}),
+          "weight_decay": Attr(Float(0.0), 0.004,
+                               "decoupled weight decay: w -= lr * weight_decay * w before each update")}),
 ]
 
