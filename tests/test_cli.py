@@ -180,10 +180,9 @@ def test_compile_to_stdout_is_deterministic(capsys, in_root):
 
 def test_export_with_weights_file(capsys, tmp_path, in_root):
     import onnx
+    from onnx import numpy_helper
 
     from netspec.weights import init_weights, save_weights
-
-    from onnx import numpy_helper
 
     weights = tmp_path / "w.safetensors"
     drawn = init_weights(netspec_load("specs/tiny_mlp.net"), seed=7)

@@ -7,7 +7,8 @@ from conftest import ROOT
 import netspec
 from netspec.weights import check_weights, expected_shapes, fans, init_weights, load_weights, save_weights
 
-SPEC = "network N {\n    input x: [3, 8, 8]\n    y = x -> conv2d(4, 3) -> batchnorm -> flatten -> dense(5)\n    output y\n}\n"
+SPEC = ("network N {\n    input x: [3, 8, 8]\n"
+        "    y = x -> conv2d(4, 3) -> batchnorm -> flatten -> dense(5)\n    output y\n}\n")
 
 
 def test_names_and_shapes_follow_the_ops():
@@ -24,7 +25,8 @@ def test_init_is_deterministic_and_per_tensor_stable():
     a = init_weights(netspec.parse_text(SPEC, "w.net"), seed=3)
     b = init_weights(netspec.parse_text(SPEC, "w.net"), seed=3)
     assert all(np.array_equal(a[k], b[k]) for k in a)
-    assert not np.array_equal(a["y.dense.kernel"], init_weights(netspec.parse_text(SPEC, "w.net"), 4)["y.dense.kernel"])
+    other = init_weights(netspec.parse_text(SPEC, "w.net"), seed=4)
+    assert not np.array_equal(a["y.dense.kernel"], other["y.dense.kernel"])
     longer = SPEC.replace("-> dense(5)", "-> dense(5) -> dense(2)")
     c = init_weights(netspec.parse_text(longer, "w.net"), seed=3)
     assert np.array_equal(a["y.conv2d.kernel"], c["y.conv2d.kernel"])  # adding a layer changes no other tensor
