@@ -124,13 +124,37 @@ class Stats:
     min: float
     max: float
     n: int
+    q1: float  # quartiles: the middle half of the values lies in [q1, q3]
+    q3: float
 
     @classmethod
     def of(cls, values: Sequence[float]) -> Stats:
-        return cls(statistics.median(values), min(values), max(values), len(values))
+        values = list(values)
+        q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else values * 3
+        return cls(statistics.median(values), min(values), max(values), len(values), q1, q3)
 
     def as_dict(self) -> dict:
-        return {"median": self.median, "min": self.min, "max": self.max, "n": self.n}
+        return {"median": self.median, "min": self.min, "max": self.max, "n": self.n, "q1": self.q1, "q3": self.q3}
+
+
+#: A latency ratio "equals 1.00x within noise" when its median is within this of 1 ...
+RATIO_TOLERANCE = 0.03
+
+
+def ratio_verdict(q: dict) -> tuple[str, bool]:
+    """Verdict on "1.00x within noise" for per-round ratios (new / reference): (words, met).
+
+    Met when the median is within 3 % of 1.00x, or 1.00x lies in the middle half of the
+    rounds' ratios (between the quartiles), or the median is below 1.00x (netspec's side
+    is faster: not a shortfall, but said so). The min - max alone would be too lenient:
+    with twenty rounds on a shared machine one disturbed round reaches almost anything.
+    """
+    med = q["median"]
+    if abs(med - 1.0) <= RATIO_TOLERANCE or q["q1"] <= 1.0 <= q["q3"]:
+        return "equal within noise", True
+    if med < 1.0:
+        return f"netspec's side {1 - med:.0%} faster", True
+    return f"netspec's side {med - 1:.0%} slower", False
 
 
 def interleaved(cases: dict[str, Callable[[], float]], n_rounds: int, n_warmup: int) -> dict[str, list[float]]:
@@ -253,8 +277,9 @@ def git_revision() -> str:
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        # --no-optional-locks: read only, not even the index's stat cache is refreshed
+        dirty = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{rev} (with uncommitted changes)" if rev and dirty else rev or "unknown"
@@ -301,6 +326,10 @@ def fmt_ratio(x: float) -> str:
 
 def fmt_ratio_range(st: Stats) -> str:
     return f"{st.min:.2f}x - {st.max:.2f}x"
+
+
+def fmt_ratio_iqr(st: Stats) -> str:
+    return f"{st.q1:.2f}x - {st.q3:.2f}x"
 
 
 def fmt_mib(m: float) -> str:

@@ -31,15 +31,17 @@ PARAMS = {"resnet50": 25_557_032, "resnet152": 60_192_808, "vgg16": 138_357_544}
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 inplace: bool = True):
         super().__init__()
+        self.inplace = inplace
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = nn.ReLU(inplace=inplace)
         self.downsample = downsample
 
     def forward(self, x):
@@ -49,17 +51,24 @@ class Bottleneck(nn.Module):
         out = self.bn3(self.conv3(out))
         if self.downsample is not None:
             identity = self.downsample(x)
-        out += identity
+        if self.inplace:
+            out += identity
+        else:
+            out = out + identity
         return self.relu(out)
 
 
 class ResNet(nn.Module):
-    def __init__(self, layers: tuple[int, int, int, int], num_classes: int = 1000):
+    """torchvision's ResNet; ``inplace=False`` makes every ReLU and residual add allocate its output
+    (as netspec's generated code does), a variant for telling apart the cost of in-place operations."""
+
+    def __init__(self, layers: tuple[int, int, int, int], num_classes: int = 1000, inplace: bool = True):
         super().__init__()
         self.inplanes = 64
+        self.inplace = inplace
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = nn.ReLU(inplace=inplace)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         self.layer1 = self._make_layer(64, layers[0])
         self.layer2 = self._make_layer(128, layers[1], stride=2)
@@ -81,9 +90,9 @@ class ResNet(nn.Module):
                 nn.Conv2d(self.inplanes, planes * Bottleneck.expansion, 1, stride=stride, bias=False),
                 nn.BatchNorm2d(planes * Bottleneck.expansion),
             )
-        layers = [Bottleneck(self.inplanes, planes, stride, downsample)]
+        layers = [Bottleneck(self.inplanes, planes, stride, downsample, self.inplace)]
         self.inplanes = planes * Bottleneck.expansion
-        layers += [Bottleneck(self.inplanes, planes) for _ in range(1, blocks)]
+        layers += [Bottleneck(self.inplanes, planes, inplace=self.inplace) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
     def forward(self, x):
@@ -117,8 +126,8 @@ class VGG(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
-def resnet50() -> ResNet:
-    return ResNet((3, 4, 6, 3))
+def resnet50(inplace: bool = True) -> ResNet:
+    return ResNet((3, 4, 6, 3), inplace=inplace)
 
 
 def resnet152() -> ResNet:
