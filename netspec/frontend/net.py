@@ -9,13 +9,23 @@ import warnings
 from functools import cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, Tree, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
-from lark.lexer import PatternStr
-
 from ..diagnostics import Diagnostic, SpecError, source_lines
 from ..source import Source, Span
 from . import ast
+from ._parser import (
+    Lark,
+    Lark_StandAlone,
+    PatternStr,
+    Token,
+    Transformer,
+    Tree,
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+    v_args,
+)
 
 GRAMMAR = Path(__file__).resolve().parent.parent / "grammar" / "netspec.lark"
 
@@ -62,32 +72,31 @@ class _PostLex:
             yield pending
 
 
-def _cache_path(grammar: str, start: str) -> str | bool:
-    """Where lark keeps the built LALR tables: a per-user cache keyed by grammar, start and versions."""
-    import hashlib
-    import os
-    import sys
-    import tempfile
+@cache
+def _parser() -> Lark:
+    """The LALR parser, generated ahead of time from the grammar (scripts/gen_parser.py).
 
-    import lark
+    Its tables are Python literals in netspec/frontend/_parser.py: nothing is
+    built at start-up and no cache is ever read from disk.
+    """
+    return Lark_StandAlone(postlex=_PostLex())
 
-    key = hashlib.sha256(f"{grammar}\0{start}\0{lark.__version__}\0{sys.version}".encode()).hexdigest()[:16]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folder = os.path.join(base, "netspec")
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError:
-        folder = tempfile.gettempdir()
-    return os.path.join(folder, f"grammar-{start}-{key}.lark.cache")
+
+class _Start:
+    """The parser for one start symbol: ``parser("chain").parse(text)``."""
+
+    def __init__(self, start: str):
+        self.start = start
+        self.terminals = _parser().terminals
+
+    def parse(self, text: str):
+        return _parser().parse(text, start=self.start)
 
 
 @cache
-def parser(start: str = "start") -> Lark:
-    """The LALR parser for one start symbol (cached; built once per process)."""
-    grammar = GRAMMAR.read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", lexer="basic", start=start, postlex=_PostLex(),
-                cache=_cache_path(grammar, start),
-                propagate_positions=True, maybe_placeholders=True)
+def parser(start: str = "start") -> _Start:
+    """The LALR parser for one start symbol (start, expr, chain, step, tensor_type or call)."""
+    return _Start(start)
 
 
 def _span(file: str, meta) -> Span | None:
