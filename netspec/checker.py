@@ -27,8 +27,10 @@ UNSUPPORTED_DTYPES = ("float16", "bfloat16", "float64", "int8", "int16", "uint8"
 
 #: Expansion limits: a spec that asks for more is an error, not a hang.
 MAX_REPEAT = 10_000  # `STEP * n`
-MAX_NODES = 100_000  # nodes in one network once blocks and repeats are expanded
+MAX_NODES = 20_000  # nodes in one network once blocks and repeats are expanded
+MAX_BLOCK_USES = 20_000  # block expansions in one network (a block may add no node)
 MAX_BLOCK_DEPTH = 64  # blocks used inside blocks
+MAX_BLOCK_INT_BITS = 64  # an integer passed to a block (squaring it in each of 30 nested blocks never ends)
 
 #: Loss names from Keras and PyTorch, and what netspec calls them.
 LOSS_ALIASES = {
@@ -134,7 +136,8 @@ class _NetworkBuilder:
         self.block_counters: dict[str, int] = {}
         self.declared_inputs = 0  # `input` statements, bad ones included (no "declares no input" cascade)
         self.sites: list[tuple[str, Span | None]] = []  # the block uses being expanded, outermost first
-        self.too_big = False  # MAX_NODES was reported
+        self.too_big = False  # MAX_NODES or MAX_BLOCK_USES was reported
+        self.block_uses = 0  # block expansions so far
 
     # names ---------------------------------------------------------------------------
     def error(self, code: str, message: str, span: Span | None = None, *, formula: str | None = None,
@@ -444,9 +447,8 @@ class _NetworkBuilder:
                 if check_only:
                     self.check_value_call(param, target, scope)
                     return None
-                for _ in range(count):
-                    value = self.apply_value(param, value, target, scope, prefix)
-                return value
+                return self.repeat(step, count, value,
+                                   lambda v: self.apply_value(param, v, target, scope, prefix))
             else:
                 self.error("E301", f"block parameter '{name}' is {_short(show(param), 40)}, not an op", span)
                 raise _Poisoned
@@ -454,9 +456,8 @@ class _NetworkBuilder:
             if check_only:
                 self.bind_block_args(self.c.blocks[name], target, scope)
                 return None
-            for _ in range(count):
-                value = self.block(self.c.blocks[name], target, value, scope, prefix)
-            return value
+            block = self.c.blocks[name]
+            return self.repeat(step, count, value, lambda v: self.block(block, target, v, scope, prefix))
         op = OPS.get(name)
         if op is None:
             self.unknown_op(name, span, scope)
@@ -471,6 +472,7 @@ class _NetworkBuilder:
         if check_only:
             self.bind_attrs(op, args, kwargs, target)
             return None
+        self.budget(step, nodes=count)  # `relu * 10000` past the limit: refused before the first node
         for _ in range(count):
             value = self.apply(op, args, kwargs, [value], target, scope, prefix, base=name)
         return value
@@ -561,15 +563,36 @@ class _NetworkBuilder:
             self.error(exc.code, exc.message, span, formula=exc.formula, notes=notes)
             raise _Poisoned from None
 
-    def budget(self, at) -> None:
-        """Stop expanding a network that grows past MAX_NODES nodes (reported once)."""
-        if len(self.nodes) < MAX_NODES:
+    def budget(self, at, nodes: int = 1, uses: int = 0, notes: tuple[str, ...] = ()) -> None:
+        """Stop expanding a network that would grow past MAX_NODES nodes or MAX_BLOCK_USES
+        block expansions once ``nodes`` more nodes and ``uses`` more expansions are added
+        (reported once)."""
+        if len(self.nodes) + nodes <= MAX_NODES and self.block_uses + uses <= MAX_BLOCK_USES:
             return
         if not self.too_big:
             self.too_big = True
-            self.error("E304", f"network '{self.net.name}' expands to more than {MAX_NODES} layers",
-                           _span_of(at), notes=("check the repeat counts (`STEP * n`) and the blocks used here",))
+            if len(self.nodes) + nodes > MAX_NODES:
+                what = f"more than {MAX_NODES} layers"
+            else:
+                what = f"more than {MAX_BLOCK_USES} uses of blocks"
+            self.error("E304", f"network '{self.net.name}' expands to {what}", _span_of(at),
+                       notes=(*notes, "check the repeat counts (`STEP * n`) and the blocks used here"))
         raise _Poisoned
+
+    def repeat(self, step: ast.Step, count: int, value: str, once) -> str:
+        """``value = once(value)`` ``count`` times; after the first time, a repeat that would
+        pass the limits is refused at once, before expanding the rest."""
+        nodes, uses = len(self.nodes), self.block_uses
+        value = once(value)
+        if count > 1:
+            per_nodes, per_uses = len(self.nodes) - nodes, self.block_uses - uses
+            what = f"{per_nodes} layers" + (f" in {per_uses} uses of blocks" if per_uses > 1 else
+                                            " in one use of a block" if per_uses else "")
+            self.budget(step, per_nodes * (count - 1), per_uses * (count - 1),
+                        notes=(f"each of the {count} repeats adds {what}",))
+        for _ in range(count - 1):
+            value = once(value)
+        return value
 
     def apply(self, op: OpDef, args, kwargs, inputs: list[str], at, scope: _Scope, prefix: str,
               base: str) -> str:
@@ -627,7 +650,15 @@ class _NetworkBuilder:
             self.error("E207", f"blocks nest more than {MAX_BLOCK_DEPTH} deep: "
                            f"{scope.stack[0]} -> ... -> {block.name}", span)
             raise _Poisoned
+        self.block_uses += 1
+        self.budget(call, nodes=0)
         params = self.bind_block_args(block, call, scope)
+        for key, val in params.items():
+            if _int_bits(val) > MAX_BLOCK_INT_BITS:
+                self.error("E304", f"block {block.name} argument '{key}' is out of range: an integer of "
+                           f"{_int_bits(val)} bits; integers passed to a block must fit in "
+                           f"{MAX_BLOCK_INT_BITS} bits", span)
+                raise _Poisoned
         index = self.block_counters.get(prefix, 0)
         self.block_counters[prefix] = index + 1
         path = f"{prefix}{index}."
@@ -836,6 +867,15 @@ def _text(expr) -> str:
 
 def _short(text: str, limit: int = 24) -> str:
     return text if len(text) <= limit else f"{text[:limit - 3]}..."
+
+
+def _int_bits(value) -> int:
+    """The bits of the largest integer in a block argument (lists and tuples included)."""
+    if isinstance(value, int):
+        return abs(value).bit_length()
+    if isinstance(value, (list, tuple)):
+        return max((_int_bits(v) for v in value), default=0)
+    return 0
 
 
 def _span_of(at) -> Span | None:

@@ -15,6 +15,7 @@ them all; ``docs/diagnostics.md`` documents each.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from .source import Source, Span
 
@@ -69,10 +70,39 @@ def source_lines(text: str) -> list[str]:
     return lines
 
 
+@lru_cache(maxsize=8)
+def _lines(text: str) -> list[str]:
+    # split once per text: rendering N diagnostics stays linear in N
+    return source_lines(text)
+
+
 def source_line(source: Source, lineno: int) -> str:
     """The 1-based line ``lineno`` of a source ('' past the end)."""
-    lines = source_lines(source.text)
+    lines = _lines(source.text)
     return lines[lineno - 1] if 1 <= lineno <= len(lines) else ""
+
+
+def _escape_char(ch: str) -> str:
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with every character a terminal would act on escaped as in Python (``\\x1b``).
+
+    Control characters, line breaks, bidirectional overrides and other invisible
+    format characters come from the spec (a string argument, a name in a YAML key)
+    and must not clear, recolour or reorder the terminal.
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape_char(ch) for ch in text)
+
+
+#: Columns of a source line shown around the caret; longer lines are cut with '...'.
+LINE_WINDOW = 160
 
 
 @dataclass(frozen=True)
@@ -88,27 +118,31 @@ class Diagnostic:
 
     def render(self, sources: dict[str, Source] | None = None) -> str:
         """Render with the source line and a caret span when the source is known."""
-        where = f"{self.span}: " if self.span else ""
-        out = [f"{where}{self.severity}[{self.code}]: {self.message}"]
+        where = f"{printable(str(self.span))}: " if self.span else ""
+        out = [f"{where}{self.severity}[{self.code}]: {printable(self.message)}"]
         src = (sources or {}).get(self.span.file) if self.span else None
         if src is not None and self.span is not None:
             # one column per character; control characters would garble the terminal
-            text = "".join(ch if ch.isprintable() else " " for ch in source_line(src, self.span.line).expandtabs(1))
+            line = source_line(src, self.span.line)
+            if not line.isprintable() or "\t" in line:
+                line = "".join(ch if ch.isprintable() else " " for ch in line.expandtabs(1))
             num = str(self.span.line)
             pad = " " * len(num)
+            col = self.span.col
             if self.span.end_line == self.span.line:
-                width = max(self.span.end_col - self.span.col, 1)
+                width = max(self.span.end_col - col, 1)
             else:
-                width = max(len(text) - self.span.col + 1, 1)
-            width = min(width, max(len(text) - self.span.col + 1, 1))
+                width = max(len(line) - col + 1, 1)
+            width = min(width, max(len(line) - col + 1, 1))
+            line, col, width = _window(line, col, width)
             out.append(f"{pad} |")
-            out.append(f"{num} | {text}")
-            out.append(f"{pad} | {' ' * (self.span.col - 1)}{'^' * width}")
+            out.append(f"{num} | {line}")
+            out.append(f"{pad} | {' ' * (col - 1)}{'^' * width}")
         prefix = "   " if not (src and self.span) else " " * (len(str(self.span.line)) + 1)
         if self.formula:
-            out.append(f"{prefix}= arithmetic: {self.formula}")
+            out.append(f"{prefix}= arithmetic: {printable(self.formula)}")
         for note in self.notes:
-            out.append(f"{prefix}= {note}")
+            out.append(f"{prefix}= {printable(note)}")
         return "\n".join(out)
 
     def to_json(self) -> dict:
@@ -122,6 +156,18 @@ class Diagnostic:
         if self.notes:
             data["notes"] = list(self.notes)
         return data
+
+
+def _window(line: str, col: int, width: int) -> tuple[str, int, int]:
+    """At most about LINE_WINDOW columns of ``line`` around the caret (a 1 MB line stays readable)."""
+    if len(line) <= LINE_WINDOW:
+        return line, col, width
+    start = max(0, min(col - 1 - LINE_WINDOW // 4, len(line) - LINE_WINDOW))
+    end = start + LINE_WINDOW
+    shown = ("..." if start else "") + line[start:end] + ("..." if end < len(line) else "")
+    new_col = col - start + (3 if start else 0)
+    width = max(1, min(width, end - (col - 1)))
+    return shown, new_col, width
 
 
 class SpecError(Exception):

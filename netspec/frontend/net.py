@@ -336,31 +336,31 @@ def _keywords() -> frozenset[str]:
 
 
 def _offset(text: str, line: int, col: int) -> int:
-    lines = text.split("\n")
-    line = min(max(line, 1), len(lines))
-    return sum(len(x) + 1 for x in lines[:line - 1]) + col - 1
+    start = 0
+    for _ in range(max(line, 1) - 1):  # no split of the whole text: an error at the end of a big file
+        nl = text.find("\n", start)
+        if nl < 0:
+            break
+        start = nl + 1
+    return start + col - 1
+
+
+#: What the bracket scan skips (comments, strings: to the closing quote, the end of the line or a
+#: backslash-escaped character) and what it counts (brackets).
+_BRACKETS = re.compile(r'#[^\n]*|"[^"\\\n]*(?:\\[\s\S][^"\\\n]*)*"?|[()\[\]{}]')
 
 
 def _open_brackets(text: str, end: int) -> list[tuple[str, int]]:
     """The brackets still open at offset ``end`` (skipping comments and strings), innermost last."""
     pairs = {")": "(", "]": "[", "}": "{"}
     stack: list[tuple[str, int]] = []
-    i = 0
-    while i < min(end, len(text)):
-        ch = text[i]
-        if ch == "#":
-            while i < len(text) and text[i] != "\n":
-                i += 1
-            continue
-        if ch == '"':
-            i += 1
-            while i < len(text) and text[i] not in '"\n':
-                i += 2 if text[i] == "\\" else 1
-        elif ch in "([{":
-            stack.append((ch, i))
-        elif ch in pairs and stack and stack[-1][0] == pairs[ch]:
-            stack.pop()
-        i += 1
+    for m in _BRACKETS.finditer(text, 0, min(end, len(text))):
+        ch = m.group()
+        if ch in "([{":
+            stack.append((ch, m.start()))
+        elif ch in pairs:
+            if stack and stack[-1][0] == pairs[ch]:
+                stack.pop()
     return stack
 
 
@@ -462,6 +462,9 @@ def _to_ast(tree: Tree, source: Source, file: str, locate=_identity):
 
 def parse_net(source: Source) -> ast.Module:
     """Parse .net text; raises :class:`SpecError` (E101) on a syntax error."""
+    from . import check_size
+
+    check_size(source)
     text = source.text
     if text.startswith("\ufeff"):  # a byte-order mark is not part of the spec; a space keeps the columns
         text = " " + text[1:]

@@ -309,6 +309,9 @@ def _check_size(source: Source, root) -> None:
 
 def parse_yaml(source: Source) -> ast.Module:
     """Parse a YAML spec into the syntax tree; raises SpecError (E102) on a bad document."""
+    from . import check_size
+
+    check_size(source)
     try:
         root = yaml.compose(source.text, Loader=_Loader)
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow
