@@ -182,6 +182,11 @@ class SpecError(Exception):
         return "\n\n".join(d.render(self.sources) for d in self.diagnostics)
 
 
+#: A check stops after this many errors (like a C compiler's error limit): a flood of
+#: diagnostics from generated or hostile input would take longer to read than to fix.
+MAX_DIAGNOSTICS = 100
+
+
 @dataclass
 class DiagnosticBag:
     """Collects independent errors so that a check reports all of them at once."""
@@ -200,15 +205,24 @@ class DiagnosticBag:
         d = Diagnostic(code, message, span, tuple(notes), formula)
         self.items.append(d)
         self._seen[key] = d
+        if len(self.items) >= MAX_DIAGNOSTICS:
+            self.raise_if_any(stopped=True)
         return d
 
     def __bool__(self) -> bool:
         return bool(self.items)
 
-    def raise_if_any(self) -> None:
+    def raise_if_any(self, stopped: bool = False) -> None:
+        """Raise a SpecError with every diagnostic so far (``stopped``: the limit was reached)."""
         if self.items:
             sources = {self.source.name: self.source} if self.source else {}
-            raise SpecError(sorted(self.items, key=_order), sources)
+            items = sorted(self.items, key=_order)
+            if stopped:
+                last = items[-1]
+                note = f"too many errors: netspec stops after {MAX_DIAGNOSTICS}; fix these and check again"
+                items[-1] = Diagnostic(last.code, last.message, last.span, (*last.notes, note), last.formula,
+                                       last.severity)
+            raise SpecError(items, sources)
 
 
 def _order(d: Diagnostic) -> tuple:

@@ -12,13 +12,13 @@ FORMS = {".net": "net", ".yaml": "yaml", ".yml": "yaml"}
 
 #: The largest spec read, in bytes of UTF-8 (the largest example, ResNet-152, is 2.4 KB).
 #: Larger input is refused at once (E001, a usage error) instead of being parsed.
-MAX_SOURCE_BYTES = 1 << 20
+MAX_SOURCE_BYTES = 128 << 10
 
 
 def _too_large(name: str, size: int) -> SpecError:
     return SpecError([Diagnostic(
         "E001", f"cannot read '{name}': it is {size:,} bytes; a spec may be at most "
-        f"{MAX_SOURCE_BYTES:,} bytes (1 MiB)",
+        f"{MAX_SOURCE_BYTES:,} bytes ({MAX_SOURCE_BYTES >> 10} KiB)",
         notes=("split the spec, or generate the repeated part with blocks and `STEP * n`",))])
 
 
