@@ -12,7 +12,14 @@ The same for YAML: text mutations of ``specs/yaml/*.yaml`` and structural
 mutations of their documents (values replaced by odd scalars, lists and
 mappings; keys dropped).
 
-Set NETSPEC_FUZZ_EXAMPLES to run more examples (default 300 per test).
+Generated specs also aim at the classes of hostile input of issue 11: big integers
+(in dimensions, arguments, repeat counts and block arithmetic), deep and wide block
+expansion, large inputs (up to the size limit) and odd names (Python and framework
+names, dunders, keywords, control characters in strings). Every rendered diagnostic
+must be free of control characters.
+
+Set NETSPEC_FUZZ_EXAMPLES to run more examples (default 300 per test); scripts/fuzz.py
+runs long campaigns outside the unit suite.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=False,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 #: Diagnostics that concern a whole file and may have no place in it.
-FILE_LEVEL = {"E209"}
+FILE_LEVEL = {"E001", "E209"}
 
 # Tokens: names, numbers, arrows and operators, runs of space, anything else one character at a time.
 TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|->|//|\s+|.", re.S)
@@ -64,7 +71,8 @@ def check_text(text: str, name: str) -> None:
         spec = netspec.parse_text(text, name)
     except SpecError as exc:
         assert exc.diagnostics, "a SpecError carries at least one diagnostic"
-        exc.render()
+        rendered = exc.render()
+        assert all(ch.isprintable() or ch == "\n" for ch in rendered), f"a control character in:\n{rendered!r}"
         lines = max(len(text.split("\n")), 1)
         for d in exc.diagnostics:
             rendered = d.render(exc.sources)
@@ -324,3 +332,156 @@ def op_chains(draw) -> str:
 @given(text=op_chains())
 def test_random_op_chains(text):
     check_text(text, "ops.net")
+
+
+# -- issue 11: big integers, deep and wide expansion, large inputs, odd names ------------------------
+
+BIG_INTS = st.one_of(
+    st.integers(2**31 - 2, 2**31 + 2), st.integers(2**63 - 2, 2**63 + 2), st.integers(2**64 - 1, 2**64 + 1),
+    st.integers(10**18, 10**40), st.integers(1, 4400).map(lambda n: "9" * n), st.just("9" * 4301),
+    st.integers(0, 2**70), st.integers(1, 10).map(str),
+).map(str)
+
+#: Names that are valid in the language but special to Python, the frameworks or the generated code,
+#: and names that are not valid at all.
+ODD_NAMES = [
+    "_", "__", "__h", "_N__h", "__class__", "__dict__", "__init__", "__call__", "__getattr__", "__module__",
+    "__name__", "__slots__", "super", "len", "self", "forward", "call", "build", "torch", "nn", "F", "keras",
+    "layers", "np", "netspec_module", "Model", "Sequential", "inputs", "x", "True", "None", "def", "class",
+    "lambda", "import", "in", "network", "output", "a" * 300, "\u00e9t\u00e9", "x\u200b", "a-b", "1a",
+]
+
+STRING_ARGS = st.one_of(
+    st.sampled_from(['"\\u001b[2J"', '"\\x1b[31m"', '"a\\u202eb"', '"\\n"', '"\\x00"', '"\\u2028"',
+                     '"relu"', '"same"']),
+    st.text(max_size=12).map(lambda t: '"' + t.replace("\\", "").replace('"', "").replace("\n", "") + '"'),
+)
+
+
+@st.composite
+def big_int_specs(draw) -> str:
+    """Big integers everywhere an integer may stand (and YAML's hexadecimal ones)."""
+    n = draw(BIG_INTS)
+    site = draw(st.sampled_from(["dim", "units", "units_expr", "repeat", "kernel", "block_arg", "reshape",
+                                 "maxpool", "yaml_dim", "yaml_hex"]))
+    if site == "yaml_dim":
+        return f"networks:\n  N:\n    inputs: {{x: [{n}]}}\n    values: {{y: x -> relu}}\n    outputs: [y]\n"
+    if site == "yaml_hex":
+        return f"networks:\n  N:\n    inputs: {{x: [0x{'f' * draw(st.integers(1, 5000))}]}}\n" \
+               "    values: {y: x}\n    outputs: [y]\n"
+    dim, step, blocks = "4", "relu", ""
+    if site == "dim":
+        dim = n
+    elif site == "units":
+        step = f"dense({n})"
+    elif site == "units_expr":
+        step = f"dense({n} * {n} {draw(st.sampled_from(['+', '-', '*', '//', '%']))} {draw(BIG_INTS)})"
+    elif site == "repeat":
+        step = f"relu * {n}"
+    elif site == "kernel":
+        dim, step = "3, 8, 8", f"conv2d(2, {n}, padding={draw(st.sampled_from(['same', '0', n]))})"
+    elif site == "reshape":
+        step = f"reshape([{n}, -1])"
+    elif site == "maxpool":
+        dim, step = "3, 8", f"maxpool1d({n}, ceil_mode=true)"
+    elif site == "block_arg":
+        blocks = "block b(a) {\n  return in -> dense(a * a * a)\n}\n"
+        step = f"b({n})"
+    return f"{blocks}network N {{\n  input x: [{dim}]\n  y = x -> {step}\n  output y\n}}\n"
+
+
+@st.composite
+def expansion_specs(draw) -> str:
+    """Blocks that use each other deeply and widely, with repeats and growing arguments."""
+    depth = draw(st.integers(1, 70))
+    width = draw(st.integers(1, 3))
+    counts = st.sampled_from(["1", "2", "3", "10", "1000", "10000", "100000", "a", "a * a"])
+    args = st.sampled_from(["a", "a * a", "a + 1", "a * 1000", "2", "a // 2"])
+    lines = []
+    for i in range(depth):
+        steps = []
+        for _ in range(width):
+            repeat = f" * {draw(counts)}" if draw(st.integers(0, 2)) == 0 else ""
+            steps.append(f"s{i + 1}({draw(args)}){repeat}")
+        if draw(st.booleans()):
+            steps.append(draw(st.sampled_from(["relu", "dense(3)", "dense(a)", "relu * 10000"])))
+        lines.append(f"block s{i}(a) {{\n  return in -> {' -> '.join(steps)}\n}}")
+    lines.append(f"block s{depth}(a) {{\n  return in{draw(st.sampled_from(['', ' -> relu', ' -> dense(a)']))}\n}}")
+    wide = draw(st.integers(1, 30))
+    body = "".join(f"  y{k} = x -> s0({draw(st.integers(1, 9))})\n" for k in range(wide))
+    outs = ", ".join(f"y{k}" for k in range(wide))
+    return "\n".join(lines) + f"\nnetwork N {{\n  input x: [3]\n{body}  output {outs}\n}}\n"
+
+
+LARGE_MAX = int(os.environ.get("NETSPEC_FUZZ_LARGE", "20000"))
+
+
+@st.composite
+def large_specs(draw) -> str:
+    """Long inputs: a long chain, many statements, deep brackets, long strings, blank lines, comments."""
+    size = draw(st.integers(1, LARGE_MAX))
+    kind = draw(st.sampled_from(["chain", "statements", "parens", "string", "blank", "comment", "list",
+                                 "errors", "yaml_chain", "yaml_comment"]))
+    if kind == "chain":
+        return "network N {\n input x: [3]\n y = x" + " -> relu" * (size // 8) + "\n output y\n}\n"
+    if kind == "statements":
+        return ("network N {\n input x: [3]\n y0 = x\n" + "".join(f" y{i + 1} = y{i} -> relu\n"
+                for i in range(size // 16)) + f" output y{size // 16}\n}}\n")
+    if kind == "parens":
+        closed = draw(st.booleans())
+        return "network N {\n input x: [3]\n y = x -> dense(" + "(" * size + "1" + (")" * size if closed else "") \
+            + ")\n output y\n}\n"
+    if kind == "string":
+        return 'network N {\n input x: [3]\n y = x -> dense(3, activation="' + draw(st.sampled_from(["a", "\\n"])) \
+            * (size // 2) + draw(st.sampled_from(['"', ""])) + ")\n output y\n}\n"
+    if kind == "blank":
+        return "network N {\n" + draw(st.sampled_from(["\n", "\r\n", " \n", "\n\t"])) * (size // 2) + "}\n"
+    if kind == "comment":
+        return "# " + "x" * size + "\nnetwork N {\n}\n"
+    if kind == "list":
+        return "network N {\n input x: [" + ", ".join(["1"] * (size // 3)) + "]\n output x\n}\n"
+    if kind == "errors":
+        return "network N {\n input x: [3]\n" + "".join(f" y{i} = x -> nosuch\n" for i in range(size // 20)) + "}\n"
+    if kind == "yaml_chain":
+        return "networks:\n  N:\n    inputs: {x: [3]}\n    values:\n      y: [x" + ", relu" * (size // 6) \
+            + "]\n    outputs: [y]\n"
+    return "#" + "x" * size + "\n"
+
+
+@st.composite
+def odd_name_specs(draw) -> str:
+    """Odd names as networks, values, layers, blocks and parameters; odd strings as arguments."""
+    pick = st.sampled_from(ODD_NAMES)
+    net, value, layer, block, param = (draw(pick) for _ in range(5))
+    act = draw(STRING_ARGS)
+    return (f"block {block}({param}=2) {{\n  return in -> dense({param}, activation={act})\n}}\n"
+            f"network {net} {{\n  input x: [4]\n  layer {layer} = dense(4)\n"
+            f"  {value} = x -> {layer} -> {block}\n  output {value}\n}}\n")
+
+
+# Issue 11 section 2 (integers bounded in the evaluator, dimensions and parameter counts in the
+# checker) is another change: until it is merged this finds tracebacks such as `dense(9...9 * 9...9)`
+# reaching report.py. Remove the marker with it.
+@pytest.mark.xfail(reason="issue 11.2: big integers are bounded by the evaluator change", strict=False)
+@FUZZ
+@given(text=big_int_specs())
+def test_big_integers(text):
+    check_text(text, "fuzz.yaml" if text.startswith("networks:") else "fuzz.net")
+
+
+@settings(FUZZ, max_examples=max(EXAMPLES // 3, 1))
+@given(text=expansion_specs())
+def test_deep_and_wide_expansion(text):
+    check_text(text, "fuzz.net")
+
+
+@settings(FUZZ, max_examples=max(EXAMPLES // 10, 1))
+@given(text=large_specs())
+def test_large_inputs(text):
+    check_text(text, "fuzz.yaml" if text.startswith(("networks:", "#x")) else "fuzz.net")
+
+
+@FUZZ
+@given(text=odd_name_specs())
+def test_odd_names(text):
+    check_text(text, "fuzz.net")
