@@ -14,9 +14,10 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import ir
+from . import ir, limits
 from .diagnostics import DiagnosticBag
 from .frontend import ast
+from .limits import int_text
 from .ops.base import AttrError, CallValue, InferError, OpDef, Sym, did_you_mean, show
 from .ops.registry import LOSS_FNS, MERGE_OPS, OPS, OPTIMIZER_DEFS
 from .source import Source, Span
@@ -50,7 +51,9 @@ class _EvalError(Exception):
 
 def evaluate(expr: ast.Expr, params: dict[str, Any]) -> Any:
     """Evaluate an argument expression; block parameters substitute, other names are symbols."""
-    if isinstance(expr, (ast.Num, ast.Str, ast.Bool)):
+    if isinstance(expr, ast.Num):
+        return _bounded(expr.value, expr.span)
+    if isinstance(expr, (ast.Str, ast.Bool)):
         return expr.value
     if isinstance(expr, ast.Name):
         return params[expr.id] if expr.id in params else Sym(expr.id)
@@ -84,10 +87,18 @@ def evaluate(expr: ast.Expr, params: dict[str, Any]) -> Any:
         if isinstance(result, float) and not math.isfinite(result):
             raise _EvalError(f"the result of {_short(show(a))} {expr.op} {_short(show(b))} is not a finite "
                              "number", expr.span)
-        return result
+        return _bounded(result, expr.span, f"{show(a)} {expr.op} {show(b)} = ")
     if isinstance(expr, ast.BlockInput):
         raise _EvalError("'in' is a value, not an argument", expr.span)
     raise _EvalError("invalid expression", getattr(expr, "span", None))  # pragma: no cover
+
+
+def _bounded(value, span: Span | None, arithmetic: str | None = None):
+    """``value``, or an E304 when it is an integer beyond int64 (every backend stores sizes as int64)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > limits.MAX_INT:
+        raise _EvalError(f"{arithmetic or ''}{int_text(value)} is too large: integers are at most 2**63 - 1 "
+                         f"({limits.MAX_INT})", span, "E304")
+    return value
 
 
 @dataclass
@@ -239,9 +250,13 @@ class _NetworkBuilder:
         else:
             for d in t.dims:
                 if isinstance(d, int) and d < 1:
-                    self.error("E304", f"dimensions must be positive; received: {d}", t.span)
+                    self.error("E304", f"dimensions must be positive; received: {int_text(d)}", t.span)
                     ok = False
                     break
+            problem = ok and limits.shape_problem(t.dims, f"{stmt.kind} '{stmt.name}'")
+            if problem:
+                self.error("E304", problem, t.span)
+                ok = False
         if not ok:
             scope.values[stmt.name] = None  # poisoned: its uses stay silent
             return
@@ -571,14 +586,24 @@ class _NetworkBuilder:
                            _span_of(at), notes=("check the repeat counts (`STEP * n`) and the blocks used here",))
         raise _Poisoned
 
+    def check_sizes(self, op: OpDef, out: ir.TensorType, params, types, at) -> None:
+        """The language limits on a node's output and weights: dimensions and element counts fit int64."""
+        problem = limits.shape_problem(out.shape, f"{op.name}'s output {_short(str(out), 60)}")
+        for p in params:
+            problem = problem or limits.shape_problem(p.shape, f"{op.name}'s weight '{p.name}'")
+        if problem:
+            self.error("E401", problem, _span_of(at), notes=(f"input: {', '.join(str(t) for t in types)}",))
+            raise _Poisoned
+
     def apply(self, op: OpDef, args, kwargs, inputs: list[str], at, scope: _Scope, prefix: str,
               base: str) -> str:
         self.budget(at)
         attrs = self.bind_attrs(op, args, kwargs, at)
         types = self.input_types(op, inputs, at)
         out, attrs = self.infer(op, attrs, types, at)
-        name = self.fresh(prefix, base)
         params = tuple(op.params(attrs, types, out))
+        self.check_sizes(op, out, params, types, at)
+        name = self.fresh(prefix, base)
         node = ir.Node.model_construct(name=name, op=op.name, attrs=attrs, inputs=tuple(inputs), type=out, layer=name,
                        params=params, macs=op.macs(attrs, types, out), span=_span_of(at))
         self.nodes.append(node)
@@ -599,6 +624,7 @@ class _NetworkBuilder:
         types = self.input_types(op, [value], at)
         out, attrs = self.infer(op, layer.attrs, types, layer.call)
         params = tuple(op.params(attrs, types, out))
+        self.check_sizes(op, out, params, types, at)
         if layer.params is None:
             layer.params, layer.first_input, layer.first_use = params, types[0], at.span
         elif [p.shape for p in params] != [p.shape for p in layer.params]:
@@ -720,13 +746,20 @@ class _NetworkBuilder:
                     continue
                 try:
                     w = evaluate(num, scope.params)
-                except _EvalError:
-                    continue
+                except _EvalError as exc:
+                    if exc.code != "E304":
+                        continue
+                    self.error(exc.code, exc.message, exc.span)
+                    raise _Poisoned from None
                 if isinstance(w, (int, float)) and not isinstance(w, bool):
                     if expr.op == "/" and w == 0:
                         self.error("E305", f"division by zero in a loss weight: {_text(expr)}", expr.span)
                         raise _Poisoned
-                    self.loss_terms(term, weight * w if expr.op == "*" else weight / w, scope, out)
+                    scaled = weight * w if expr.op == "*" else weight / w
+                    if not math.isfinite(scaled):
+                        self.error("E305", f"the loss weight of {_text(term)} is not a finite number", expr.span)
+                        raise _Poisoned
+                    self.loss_terms(term, scaled, scope, out)
                     return
         if isinstance(expr, ast.Call):
             out.append(self.loss_call(expr, weight, scope))
