@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import ir
-from .checker import check_module
-from .diagnostics import SpecError
+from .checker import Checker
+from .diagnostics import Diagnostic, SpecError
 from .frontend import form_of, parse_source, read_source
 from .source import Source
 
@@ -14,10 +14,16 @@ from .source import Source
 class Spec:
     """A checked spec: its source, syntax tree and IR."""
 
-    def __init__(self, source: Source, module, program: ir.Program):
+    def __init__(self, source: Source, module, program: ir.Program, warnings: tuple[Diagnostic, ...] = ()):
         self.source = source
         self.module = module
         self.program = program
+        #: Warnings of the check (E208: an unused value, left out of the model), in source order.
+        self.warnings = tuple(warnings)
+
+    def render_warnings(self) -> str:
+        """The warnings as ``netspec check`` prints them ('' when there are none)."""
+        return "\n\n".join(w.render({self.source.name: self.source}) for w in self.warnings)
 
     @property
     def networks(self) -> tuple[ir.Network, ...]:
@@ -70,11 +76,14 @@ def parse_text(text: str, name: str = "<string>.net") -> Spec:
     source = Source(name, text)
     try:
         module = parse_source(source)
-        program = check_module(module, source)
+        checker = Checker(module, source)
+        program = checker.run()
     except SpecError as exc:
         exc.sources.setdefault(source.name, source)
         raise
-    return Spec(source, module, program)
+    warnings = sorted(checker.bag.warnings, key=lambda d: (d.span is not None, d.span and d.span.line,
+                                                           d.span and d.span.col))
+    return Spec(source, module, program, tuple(warnings))
 
 
 def load(path: str | Path) -> Spec:

@@ -146,6 +146,8 @@ class _NetworkBuilder:
         self.declared_inputs = 0  # `input` statements, bad ones included (no "declares no input" cascade)
         self.sites: list[tuple[str, Span | None]] = []  # the block uses being expanded, outermost first
         self.too_big = False  # MAX_NODES was reported
+        # (name, value id, name span, first node, end node) of every binding, for the unused-value warning
+        self.bindings: list[tuple[str, str | None, Span | None, int, int]] = []
 
     # names ---------------------------------------------------------------------------
     def error(self, code: str, message: str, span: Span | None = None, *, formula: str | None = None,
@@ -189,7 +191,15 @@ class _NetworkBuilder:
                     self.error("E202", "a network has one output statement; list every output in it",
                                    stmt.span)
                 seen_output = True
+                listed: set[str] = {n for n, _, _ in outputs}
                 for n in stmt.names:
+                    if n.id in listed:
+                        # ONNX (and a Keras model's outputs) need distinct names; one value, one output
+                        self.error("E202", f"'{n.id}' is listed twice in the output statement", n.span,
+                                   notes=("to return one value under two names, bind it again: `copy = "
+                                          f"{n.id}`",))
+                        continue
+                    listed.add(n.id)
                     outputs.append((n.id, self.lookup_value(n, scope, allow_target=False), n.span))
             elif isinstance(stmt, ast.LossDecl):
                 if seen_loss:
@@ -214,18 +224,40 @@ class _NetworkBuilder:
                            self.net.span and Span.at(self.net.span.file, self.net.span.line, self.net.span.col, 7))
         if any(v is None for _, v, _ in outputs) or self.bag.items:
             return None
+        nodes = self.live_nodes([v for _, v, _ in outputs] + [a for term in loss for a in term.args])
         # Everything here was validated while it was built: construct without re-validating.
         return ir.Network.model_construct(
             name=self.net.name,
             inputs=tuple(self.inputs),
             targets=tuple(self.targets),
-            nodes=tuple(self.nodes),
+            nodes=nodes,
             outputs=tuple(v for _, v, _ in outputs),
             output_names=tuple(n for n, _, _ in outputs),
             loss=tuple(loss),
             optimizer=optimizer,
             span=self.net.span,
         )
+
+    def live_nodes(self, roots: list[str]) -> tuple[ir.Node, ...]:
+        """The nodes some output or loss term depends on; the others are dropped, with a warning (E208).
+
+        An unused binding would otherwise hold weights that no backend can agree on
+        (Keras prunes what no output reaches, PyTorch and ONNX keep it): dropping it
+        here gives every backend, the report and the canonical weights the same layers.
+        """
+        live = set(roots)
+        for node in reversed(self.nodes):
+            if node.name in live:
+                live.update(node.inputs)
+        if len(live) >= len(self.nodes) and all(n.name in live for n in self.nodes):
+            return tuple(self.nodes)
+        for name, value, span, first, last in self.bindings:
+            if value is not None and value not in live and first < last:
+                dropped = sum(1 for n in self.nodes[first:last] if n.name not in live)
+                self.c.bag.warning("E208", f"'{name}' is never used: no output or loss depends on it", span,
+                                   notes=(f"its {dropped} layer{'s are' if dropped != 1 else ' is'} left out of the "
+                                          "model (no weights, not in the report or any backend)",))
+        return tuple(n for n in self.nodes if n.name in live)
 
     def declare_input(self, stmt: ast.InputDecl, scope: _Scope) -> None:
         if scope.in_block:
@@ -283,8 +315,10 @@ class _NetworkBuilder:
         name_span = stmt.span and Span.at(stmt.span.file, stmt.span.line, stmt.span.col, len(stmt.name))
         if not self.define(stmt.name, stmt.span, scope, name_span):
             return
+        first = len(self.nodes)
         value = self.chain(stmt.chain, scope, f"{scope.path}{stmt.name}.")
         scope.values[stmt.name] = value
+        self.bindings.append((stmt.name, value, name_span, first, len(self.nodes)))
 
     def declare_layer(self, stmt: ast.LayerDecl, scope: _Scope) -> None:
         if not self.define(stmt.name, stmt.span, scope):

@@ -81,8 +81,11 @@ def cmd_check(args) -> int:
             continue
         report = spec.check()
         if args.format == "json":
-            results.append(report.to_json())
+            results.append({**report.to_json(), **({"warnings": [w.to_json() for w in spec.warnings]}
+                                                   if spec.warnings else {})})
         else:
+            if spec.warnings:
+                print(spec.render_warnings(), file=sys.stderr)
             if len(args.files) > 1:
                 print(f"== {path}")
             print(report.render())
