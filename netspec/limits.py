@@ -113,8 +113,16 @@ def max_tensor_bytes() -> int:
 
 
 def max_memory_bytes() -> int:
-    """The per-command ceiling in bytes (``NETSPEC_MAX_MEMORY_BYTES``, default 8 GiB)."""
-    return _ceiling(MEMORY_ENV, DEFAULT_MAX_MEMORY_BYTES)
+    """The per-command ceiling in bytes: ``NETSPEC_MAX_MEMORY_BYTES``, else 8 GiB or 3/4 of the
+    machine's physical memory, whichever is less."""
+    default = DEFAULT_MAX_MEMORY_BYTES
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not every platform says
+        physical = 0
+    if physical > 0:
+        default = min(default, physical * 3 // 4)
+    return _ceiling(MEMORY_ENV, default)
 
 
 def weight_bytes(network: ir.Network) -> int:
