@@ -212,7 +212,8 @@ def _float32(key: str, a, problems: list[str]):
     else:
         what = {"i": "integer", "u": "unsigned integer", "b": "bool", "c": "complex", "U": "string",
                 "S": "bytes", "O": "object"}.get(a.dtype.kind, str(a.dtype))
-        problems.append(f"{key}: expected a float32 array; received {what} ({a.dtype})")
+        problems.append(f"{key}: expected a float32 array; received {what}"
+                        + (f" ({a.dtype})" if what != str(a.dtype) else ""))
         return None
     bad = ~np.isfinite(out)
     if bad.any():
