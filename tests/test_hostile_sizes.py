@@ -59,7 +59,7 @@ BIG_INT_CASES = {
     "units_2_63": net("dense(units=9223372036854775808)"),
     "long_units": net(f"dense({BIG})"),
     "long_dimension": net("dense(3)", f"input x: [{BIG}]"),
-    "two_long_dimensions": "network N {\n    input x: [%s, %s]\n    y = x -> flatten\n    output y\n}\n" % (BIG, BIG),
+    "two_long_dimensions": net("flatten", f"input x: [{BIG}, {BIG}]"),
     "thirty_digit_dimension": net("dense(3)", f"input x: [{'9' * 30}]"),
     "conv_filters": net(f"conv2d({BIG}, 3)", "input x: [3, 8, 8]"),
     "embedding": net(f"embedding({BIG}, {BIG})", "input x: int64[4]"),
@@ -108,8 +108,8 @@ def test_long_integers_are_shortened_not_converted():
 
 @pytest.mark.parametrize("digits", ["0x" + "f" * 4000, "0x" + "f" * 20, "1_000_000_000_000_000_000_000"])
 def test_yaml_dimensions_beyond_int64(digits):
-    text = ("networks:\n  N:\n    inputs:\n      x: [%s]\n    values:\n      y: x -> dense(3)\n"
-            "    outputs: [y]\n") % digits
+    text = (f"networks:\n  N:\n    inputs:\n      x: [{digits}]\n    values:\n      y: x -> dense(3)\n"
+            "    outputs: [y]\n")
     err = refusal(text, "t.yaml")
     assert err.diagnostics[0].code == "E304"
     assert "a dimension is at most 2**63 - 1" in err.diagnostics[0].message
