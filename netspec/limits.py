@@ -29,6 +29,8 @@ from .diagnostics import Diagnostic, SpecError
 
 #: Every integer an expression produces, every dimension, every element count: int64.
 MAX_INT = 2**63 - 1
+#: Window sizes, strides, dilations and upsampling scales: TensorFlow's op attributes are int32.
+MAX_INT32 = 2**31 - 1
 
 GiB = 2**30
 #: Defaults of the memory ceilings (bytes); the environment variables below override them.

@@ -70,6 +70,10 @@ BIG_INT_CASES = {
     "batchnorm_long_input": net("batchnorm", f"input x: [{BIG}]"),
     "pool_2_63_ceil": net("maxpool1d(9223372036854775808, ceil_mode=true)", "input x: [3, 8]"),
     "pool_int64_max_ceil": net("maxpool1d(9223372036854775807, ceil_mode=true)", "input x: [3, 8]"),
+    "pool_window_past_input_ceil": net("maxpool1d(20, ceil_mode=true)", "input x: [3, 8]"),
+    "stride_past_int32": net("maxpool1d(2, stride=2147483648, ceil_mode=true)", "input x: [3, 8]"),
+    "dilation_past_int32": net("conv1d(2, 1, dilation=2147483648)", "input x: [3, 8]"),
+    "scale_past_int32": net("upsample1d(2147483648)", "input x: [3, 8]"),
     "output_elements_past_int64": net("dense(9223372036854775807)", "input x: [3, 4]"),
     "weight_elements_past_int64": net("dense(4611686018427387904)"),
     "repeat": net(f"relu * ({HALF} * {HALF})"),
@@ -88,6 +92,16 @@ BIG_INT_CASES = {
 def test_big_integers_are_located_errors(text):
     err = refusal(text)
     assert {d.code for d in err.diagnostics} <= {"E304", "E401", "E305"}, err.render()
+
+
+def test_window_attributes_fit_int32():
+    """TensorFlow aborts the process (a failed CHECK) on a stride beyond int32: the checker refuses it."""
+    err = refusal(net("maxpool1d(2, stride=9223372036854775807, ceil_mode=true)", "input x: [3, 8]"))
+    (d,) = err.diagnostics
+    assert d.code == "E304" and "argument 'stride': expected at most 2**31 - 1" in d.message
+    assert (d.span.line, d.span.col) == (3, 27)
+    spec = netspec.parse_text(net("maxpool1d(2, stride=2147483647, ceil_mode=true)", "input x: [3, 8]"))
+    assert spec.network().nodes[0].type.shape == (3, 1)
 
 
 def test_big_integer_message_shows_the_arithmetic():
