@@ -177,7 +177,7 @@ def cmd_verify(args) -> int:
     weights = _read_weights(args.weights)
     nets = [spec.network(network)] if network else list(spec.networks)
     for n in nets:  # located refusals of what the machine should not allocate, before any framework loads
-        spec.preflight("verify", n.name, [b for b in backends if v.available(b)],
+        spec.preflight("train" if args.train else "verify", n.name, [b for b in backends if v.available(b)],
                        args.batch or (v.TRAIN_BATCH if args.train else 2))
     if args.train:
         results = [v.verify_training(n, backends, weights, steps=args.steps or v.TRAIN_STEPS, seed=args.seed,

@@ -50,6 +50,8 @@ COPIES = {
 }
 #: verify holds the canonical arrays once, plus these per backend it runs.
 VERIFY_COPIES = {"torch": 1, "keras": 1, "onnx": 3}  # onnx: the graph, its bytes, the runtime's session
+#: verify --train: per backend the weights, their gradients and up to two optimiser moments.
+TRAIN_COPIES = 4
 
 _DTYPE_BYTES = {"float32": 4, "int32": 4, "int64": 8}
 
@@ -137,8 +139,8 @@ def preflight(network: ir.Network, command: str, backends: tuple[str, ...] | lis
     """Refuse, with a located E304, a command whose tensors the machine should not be asked to allocate.
 
     ``command`` is ``init_weights``, ``torch``, ``keras``, ``onnx`` (a build or
-    an export) or ``verify`` (``backends`` run on ``batch`` samples; ``train``
-    counts like verify). Checks every weight tensor and, when ``batch`` is given,
+    an export), ``verify`` or ``train`` (``verify --train``): ``backends`` run on
+    ``batch`` samples. Checks every weight tensor and, when ``batch`` is given,
     every activation against the per-tensor ceiling, then the command's
     estimated peak against the memory ceiling. Cheap: one pass over the IR.
     """
@@ -167,8 +169,9 @@ def preflight(network: ir.Network, command: str, backends: tuple[str, ...] | lis
                         f"a tensor may take at most {human_bytes(tensor_limit)}",
                         f"{batch} * {dims} elements * {_DTYPE_BYTES.get(t.dtype, 4)} bytes = {size:,} bytes", hint)
     weights = weight_bytes(network)
-    if command == "verify":
-        copies = 1 + sum(VERIFY_COPIES.get(b, 1) for b in backends)
+    if command in ("verify", "train"):
+        per = {b: TRAIN_COPIES for b in backends} if command == "train" else VERIFY_COPIES
+        copies = 1 + sum(per.get(b, 1) for b in backends)
         if "onnx" in backends and weights >= PROTOBUF_BYTES:
             _refuse(network.span, f"verify runs the ONNX model in memory, and a protobuf holds at most 2 GiB; "
                     f"the weights of network '{network.name}' take {human_bytes(weights)}", None,
@@ -178,7 +181,9 @@ def preflight(network: ir.Network, command: str, backends: tuple[str, ...] | lis
         copies = COPIES.get(command, 2)
     peak = copies * weights + activation + (2 * largest if command == "init_weights" else 0)
     if peak > memory_limit:
-        _refuse(network.span, f"{command} would need about {human_bytes(peak)} for network '{network.name}' "
+        label = {"train": "verify --train", "torch": "a PyTorch build", "keras": "a Keras build",
+                 "onnx": "an ONNX export"}.get(command, command)
+        _refuse(network.span, f"{label} would need about {human_bytes(peak)} for network '{network.name}' "
                 f"({human_bytes(weights)} of weights, held {copies} time{'s' if copies > 1 else ''}); "
                 f"the limit is {human_bytes(memory_limit)}", None,
                 f"set {MEMORY_ENV} (bytes) to raise the limit on a machine that has the memory")

@@ -462,7 +462,7 @@ def verify_training(network: ir.Network, backends=TRAIN_BACKENDS, weights=None, 
     if "keras" in present:
         result.notes.append("keras runs channels-last: inputs and targets are transposed in, weights are canonical")
     net = without_dropout(network)
-    preflight(network, "verify", present, batch)  # refuse what the machine should not allocate, first
+    preflight(network, "train", present, batch)  # refuse what the machine should not allocate, first
     weights = init_weights(network, seed) if weights is None else prepare_weights(weights, network)
     batches = make_batches(net, steps, batch, seed)
     if dtype != "float32":

@@ -256,7 +256,7 @@ def test_ceilings_can_be_raised_or_lowered(monkeypatch):
     assert "-> dense(4, activation=sigmoid)" in info.value.render()
     monkeypatch.setenv("NETSPEC_MAX_TENSOR_BYTES", "1_000")
     monkeypatch.setenv("NETSPEC_MAX_MEMORY_BYTES", "100")
-    with pytest.raises(SpecError, match="onnx would need about 312 B"):
+    with pytest.raises(SpecError, match="an ONNX export would need about 312 B"):
         preflight(network, "onnx")
     monkeypatch.setenv("NETSPEC_MAX_MEMORY_BYTES", "lots")
     with pytest.raises(SpecError, match="NETSPEC_MAX_MEMORY_BYTES must be a positive number of bytes"):
