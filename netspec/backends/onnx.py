@@ -60,13 +60,6 @@ def _weights_for(network: ir.Network, weights, seed: int) -> dict[str, np.ndarra
     return prepare_weights(weights, network)  # the one weights boundary (type, dtype, shape, finiteness)
 
 
-def _numpy(value):
-    """A numpy array from an array-like (a torch tensor is converted without importing torch)."""
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    return value
-
-
 def _gates(w: np.ndarray, order: tuple[int, ...]) -> np.ndarray:
     """Reorder the gate blocks along axis 0 (``[G*u, ...]``)."""
     blocks = np.split(w, len(order), axis=0)
