@@ -105,11 +105,25 @@ def init_weights(spec, seed: int = 0, network: str | None = None) -> Weights:
 
     net = _network(spec, network)
     preflight(net, "init_weights")  # refuse, before drawing, what the machine should not allocate
+    import numpy as np
+
     out: Weights = {}
     for layer, params in net.layers().items():
         for p in params:
             key = f"{layer}.{p.name}"
-            out[key] = draw(p.init, p.shape, _rng(seed, key))
+            with np.errstate(over="ignore", invalid="ignore"):
+                out[key] = draw(p.init, p.shape, _rng(seed, key))
+            if not np.isfinite(out[key]).all():
+                from .diagnostics import Diagnostic, SpecError
+                from .ops.base import CallValue
+
+                init = p.init
+                text = str(CallValue(init["name"], (), tuple((k, v) for k, v in init.items() if k != "name")))
+                node = next(n for n in net.nodes if n.layer == layer)
+                raise SpecError([Diagnostic(
+                    "E304", f"initializer {text} of '{key}' draws values beyond float32's range "
+                    f"(+-{float(np.finfo(np.float32).max):.4g})", node.span,
+                    ("weights are float32; choose a smaller scale",))])
     return out
 
 

@@ -449,3 +449,16 @@ def test_bad_weights_get_the_same_error_in_every_backend(tmp_path):
         assert np.array_equal(tb.export_canonical(model, spec.network())[K], good[K])
         spec.to_keras(weights)
         spec.to_onnx(weights)
+
+
+@pytest.mark.parametrize("init", ["normal(0, 1e300)", "uniform(-1e300, 1e300)", "constant(1e300)"])
+def test_initialisers_beyond_float32_are_refused_not_exported_as_inf(init):
+    spec = netspec.parse_text(net(f"dense(3, kernel_init={init})"), "init.net")
+    with pytest.raises(SpecError) as info:
+        spec.init_weights()
+    (d,) = info.value.diagnostics
+    assert d.code == "E304" and "beyond float32's range" in d.message
+    assert (d.span.line, d.span.col) == (3, 14)
+    pytest.importorskip("onnx")
+    with pytest.raises(SpecError, match="beyond float32's range"):
+        spec.to_onnx()
