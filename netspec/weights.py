@@ -196,15 +196,13 @@ def _as_array(value):
         return value
     if isinstance(value, (str, bytes, bool, int, float, complex, list, tuple, dict)) or value is None:
         return None
-    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without importing torch
-        value = value.detach().cpu()
-        if hasattr(value, "numpy"):
-            return value.numpy()
-    if hasattr(value, "__array__"):  # TensorFlow/JAX tensors, numpy scalars
-        try:
+    try:
+        if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without importing torch
+            return value.detach().cpu().numpy()  # (bfloat16 has no numpy dtype: a TypeError, refused below)
+        if hasattr(value, "__array__"):  # TensorFlow/JAX tensors, numpy scalars
             return np.asarray(value)
-        except Exception:  # noqa: BLE001 - an odd __array__ is a bad value, reported as such
-            return None
+    except Exception:  # noqa: BLE001 - an array-like that numpy cannot take is a bad value, reported as such
+        return None
     return None
 
 
@@ -273,7 +271,9 @@ def prepare_weights(weights, spec, network: str | None = None) -> Weights:
             continue
         a = _as_array(weights[key])
         if a is None:
-            problems.append(f"{key}: expected an array; received {type(weights[key]).__name__}")
+            dtype = getattr(weights[key], "dtype", None)
+            problems.append(f"{key}: expected an array; received {type(weights[key]).__name__}"
+                            + (f" of dtype {str(dtype)[:40]}, which numpy cannot hold" if dtype is not None else ""))
         elif tuple(a.shape) != shape:
             problems.append(f"{key}: expected shape {list(shape)}, received {list(a.shape)}")
         else:

@@ -433,7 +433,8 @@ def test_bad_weights_get_the_same_error_in_every_backend(tmp_path):
 
     spec = netspec.load(ROOT / "specs" / "tiny_mlp.net")
     good = spec.init_weights()
-    for name, bad in _bad_weights(good).items():
+    cases = {**_bad_weights(good), "bfloat16_tensor": {**good, K: torch.from_numpy(good[K]).to(torch.bfloat16)}}
+    for name, bad in cases.items():
         outcomes = {fn.__name__: _outcome(lambda fn=fn, bad=bad: fn(bad))
                     for fn in (spec.to_torch, spec.to_keras, spec.to_onnx)}
         assert len(set(outcomes.values())) == 1, (name, outcomes)
