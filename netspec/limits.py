@@ -9,8 +9,8 @@ Two kinds of limit, both documented in docs/language.md (Limits):
 * **Memory limits** (:func:`preflight`, before a backend command allocates
   anything): one tensor at most ``NETSPEC_MAX_TENSOR_BYTES`` (default 2 GiB),
   and the command's estimated peak at most ``NETSPEC_MAX_MEMORY_BYTES``
-  (default 8 GiB). Both can be raised through those environment variables on a
-  machine that has the memory. The estimate is the float32 bytes of every
+  (default 8 GiB, or 3/4 of the machine's physical memory if less). Both can be raised through those environment variables on a
+  machine that has (or lacks) the memory. The estimate is the float32 bytes of every
   weight times the copies the command holds at once, plus the largest
   activation at the command's batch size; it is computed from the IR in
   microseconds, so a model too big for the machine is refused in well under a
@@ -43,7 +43,7 @@ PROTOBUF_BYTES = 2**31 - 2**20
 
 #: Copies of the weights each command holds at its peak (see docs/language.md, Limits).
 COPIES = {
-    "init_weights": 1,  # the arrays (each drawn in float64 first: the largest tensor counted 3x more)
+    "init_weights": 1,  # the arrays; each is drawn in float64 first, so the largest counts 2x more
     "torch": 2,  # the module's parameters and the canonical arrays loaded into them
     "keras": 2,  # the model's variables and the canonical arrays
     "onnx": 3,  # the canonical arrays, the graph's initializers and the serialised bytes
