@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import ir
-from .checker import check_module
-from .diagnostics import SpecError
+from .checker import Checker
+from .diagnostics import Diagnostic, SpecError
 from .frontend import form_of, parse_source, read_source
 from .source import Source
 
@@ -14,10 +15,16 @@ from .source import Source
 class Spec:
     """A checked spec: its source, syntax tree and IR."""
 
-    def __init__(self, source: Source, module, program: ir.Program):
+    def __init__(self, source: Source, module, program: ir.Program, warnings: tuple[Diagnostic, ...] = ()):
         self.source = source
         self.module = module
         self.program = program
+        #: Warnings of the check (E208: an unused value, left out of the model), in source order.
+        self.warnings = tuple(warnings)
+
+    def render_warnings(self) -> str:
+        """The warnings as ``netspec check`` prints them ('' when there are none)."""
+        return "\n\n".join(w.render({self.source.name: self.source}) for w in self.warnings)
 
     @property
     def networks(self) -> tuple[ir.Network, ...]:
@@ -39,30 +46,57 @@ class Spec:
 
         return generator(target).generate(self.network(network), **options)
 
+    @contextmanager
+    def _located(self):
+        """Diagnostics raised by a backend render with this spec's source lines."""
+        try:
+            yield
+        except SpecError as exc:
+            exc.sources.setdefault(self.source.name, self.source)
+            raise
+
+    def preflight(self, command: str, network: str | None = None, backends=(), batch: int | None = None) -> None:
+        """Refuse (E304) a backend command whose tensors exceed the memory limits; see :mod:`netspec.limits`."""
+        from .limits import preflight
+
+        with self._located():
+            preflight(self.network(network), command, tuple(backends), batch)
+
     def init_weights(self, seed: int = 0, network: str | None = None):
         """Deterministic canonical weights (numpy) drawn from the spec's initialisers."""
         from .weights import init_weights
 
-        return init_weights(self.program, seed, network)
+        with self._located():
+            return init_weights(self.program, seed, network)
 
     def to_torch(self, weights=None, network: str | None = None):
-        """A ``torch.nn.Module`` built by executing the generated source; canonical ``weights`` loaded if given."""
+        """A ``torch.nn.Module`` built by executing the generated source; canonical ``weights`` loaded if given.
+
+        ``weights``: a mapping of canonical names to arrays, or a safetensors path (see
+        :func:`netspec.weights.prepare_weights`).
+        """
+        self.preflight("torch", network)
         from .backends import torch as backend
 
-        return backend.build(self.network(network), weights)
+        with self._located():
+            return backend.build(self.network(network), weights)
 
     def to_keras(self, weights=None, network: str | None = None, layout: str = "channels_last"):
         """A ``keras.Model`` built by executing the generated source; canonical ``weights`` loaded if given."""
+        self.preflight("keras", network)
         from .backends import keras as backend
 
-        return backend.build(self.network(network), weights, layout=layout)
+        with self._located():
+            return backend.build(self.network(network), weights, layout=layout)
 
     def to_onnx(self, weights=None, network: str | None = None, opset: int | None = None,
                 keep_bn: bool = False, seed: int = 0):
         """An ``onnx.ModelProto`` emitted straight from the IR (no torch, no tensorflow)."""
+        self.preflight("onnx", network)
         from .backends import onnx as backend
 
-        return backend.export(self.network(network), weights, opset=opset, keep_bn=keep_bn, seed=seed)
+        with self._located():
+            return backend.export(self.network(network), weights, opset=opset, keep_bn=keep_bn, seed=seed)
 
 
 def parse_text(text: str, name: str = "<string>.net") -> Spec:
@@ -70,11 +104,14 @@ def parse_text(text: str, name: str = "<string>.net") -> Spec:
     source = Source(name, text)
     try:
         module = parse_source(source)
-        program = check_module(module, source)
+        checker = Checker(module, source)
+        program = checker.run()
     except SpecError as exc:
         exc.sources.setdefault(source.name, source)
         raise
-    return Spec(source, module, program)
+    warnings = sorted(checker.bag.warnings, key=lambda d: (d.span is not None, d.span and d.span.line,
+                                                           d.span and d.span.col))
+    return Spec(source, module, program, tuple(warnings))
 
 
 def load(path: str | Path) -> Spec:

@@ -14,9 +14,10 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import ir
+from . import ir, limits
 from .diagnostics import DiagnosticBag
 from .frontend import ast
+from .limits import int_text
 from .ops.base import AttrError, CallValue, InferError, OpDef, Sym, did_you_mean, show
 from .ops.registry import LOSS_FNS, MERGE_OPS, OPS, OPTIMIZER_DEFS
 from .source import Source, Span
@@ -52,7 +53,9 @@ class _EvalError(Exception):
 
 def evaluate(expr: ast.Expr, params: dict[str, Any]) -> Any:
     """Evaluate an argument expression; block parameters substitute, other names are symbols."""
-    if isinstance(expr, (ast.Num, ast.Str, ast.Bool)):
+    if isinstance(expr, ast.Num):
+        return _bounded(expr.value, expr.span)
+    if isinstance(expr, (ast.Str, ast.Bool)):
         return expr.value
     if isinstance(expr, ast.Name):
         return params[expr.id] if expr.id in params else Sym(expr.id)
@@ -86,10 +89,18 @@ def evaluate(expr: ast.Expr, params: dict[str, Any]) -> Any:
         if isinstance(result, float) and not math.isfinite(result):
             raise _EvalError(f"the result of {_short(show(a))} {expr.op} {_short(show(b))} is not a finite "
                              "number", expr.span)
-        return result
+        return _bounded(result, expr.span, f"{show(a)} {expr.op} {show(b)} = ")
     if isinstance(expr, ast.BlockInput):
         raise _EvalError("'in' is a value, not an argument", expr.span)
     raise _EvalError("invalid expression", getattr(expr, "span", None))  # pragma: no cover
+
+
+def _bounded(value, span: Span | None, arithmetic: str | None = None):
+    """``value``, or an E304 when it is an integer beyond int64 (every backend stores sizes as int64)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > limits.MAX_INT:
+        raise _EvalError(f"{arithmetic or ''}{int_text(value)} is too large: integers are at most 2**63 - 1 "
+                         f"({limits.MAX_INT})", span, "E304")
+    return value
 
 
 @dataclass
@@ -138,6 +149,8 @@ class _NetworkBuilder:
         self.sites: list[tuple[str, Span | None]] = []  # the block uses being expanded, outermost first
         self.too_big = False  # MAX_NODES or MAX_BLOCK_USES was reported
         self.block_uses = 0  # block expansions so far
+        # (name, value id, name span, first node, end node) of every binding, for the unused-value warning
+        self.bindings: list[tuple[str, str | None, Span | None, int, int]] = []
 
     # names ---------------------------------------------------------------------------
     def error(self, code: str, message: str, span: Span | None = None, *, formula: str | None = None,
@@ -181,7 +194,15 @@ class _NetworkBuilder:
                     self.error("E202", "a network has one output statement; list every output in it",
                                    stmt.span)
                 seen_output = True
+                listed: set[str] = {n for n, _, _ in outputs}
                 for n in stmt.names:
+                    if n.id in listed:
+                        # ONNX (and a Keras model's outputs) need distinct names; one value, one output
+                        self.error("E202", f"'{n.id}' is listed twice in the output statement", n.span,
+                                   notes=("to return one value under two names, bind it again: `copy = "
+                                          f"{n.id}`",))
+                        continue
+                    listed.add(n.id)
                     outputs.append((n.id, self.lookup_value(n, scope, allow_target=False), n.span))
             elif isinstance(stmt, ast.LossDecl):
                 if seen_loss:
@@ -206,18 +227,40 @@ class _NetworkBuilder:
                            self.net.span and Span.at(self.net.span.file, self.net.span.line, self.net.span.col, 7))
         if any(v is None for _, v, _ in outputs) or self.bag.items:
             return None
+        nodes = self.live_nodes([v for _, v, _ in outputs] + [a for term in loss for a in term.args])
         # Everything here was validated while it was built: construct without re-validating.
         return ir.Network.model_construct(
             name=self.net.name,
             inputs=tuple(self.inputs),
             targets=tuple(self.targets),
-            nodes=tuple(self.nodes),
+            nodes=nodes,
             outputs=tuple(v for _, v, _ in outputs),
             output_names=tuple(n for n, _, _ in outputs),
             loss=tuple(loss),
             optimizer=optimizer,
             span=self.net.span,
         )
+
+    def live_nodes(self, roots: list[str]) -> tuple[ir.Node, ...]:
+        """The nodes some output or loss term depends on; the others are dropped, with a warning (E208).
+
+        An unused binding would otherwise hold weights that no backend can agree on
+        (Keras prunes what no output reaches, PyTorch and ONNX keep it): dropping it
+        here gives every backend, the report and the canonical weights the same layers.
+        """
+        live = set(roots)
+        for node in reversed(self.nodes):
+            if node.name in live:
+                live.update(node.inputs)
+        if len(live) >= len(self.nodes) and all(n.name in live for n in self.nodes):
+            return tuple(self.nodes)
+        for name, value, span, first, last in self.bindings:
+            if value is not None and value not in live and first < last:
+                dropped = sum(1 for n in self.nodes[first:last] if n.name not in live)
+                self.c.bag.warning("E208", f"'{name}' is never used: no output or loss depends on it", span,
+                                   notes=(f"its {dropped} layer{'s are' if dropped != 1 else ' is'} left out of the "
+                                          "model (no weights, not in the report or any backend)",))
+        return tuple(n for n in self.nodes if n.name in live)
 
     def declare_input(self, stmt: ast.InputDecl, scope: _Scope) -> None:
         if scope.in_block:
@@ -242,9 +285,13 @@ class _NetworkBuilder:
         else:
             for d in t.dims:
                 if isinstance(d, int) and d < 1:
-                    self.error("E304", f"dimensions must be positive; received: {d}", t.span)
+                    self.error("E304", f"dimensions must be positive; received: {int_text(d)}", t.span)
                     ok = False
                     break
+            problem = ok and limits.shape_problem(t.dims, f"{stmt.kind} '{stmt.name}'")
+            if problem:
+                self.error("E304", problem, t.span)
+                ok = False
         if not ok:
             scope.values[stmt.name] = None  # poisoned: its uses stay silent
             return
@@ -271,8 +318,10 @@ class _NetworkBuilder:
         name_span = stmt.span and Span.at(stmt.span.file, stmt.span.line, stmt.span.col, len(stmt.name))
         if not self.define(stmt.name, stmt.span, scope, name_span):
             return
+        first = len(self.nodes)
         value = self.chain(stmt.chain, scope, f"{scope.path}{stmt.name}.")
         scope.values[stmt.name] = value
+        self.bindings.append((stmt.name, value, name_span, first, len(self.nodes)))
 
     def declare_layer(self, stmt: ast.LayerDecl, scope: _Scope) -> None:
         if not self.define(stmt.name, stmt.span, scope):
@@ -594,14 +643,24 @@ class _NetworkBuilder:
             value = once(value)
         return value
 
+    def check_sizes(self, op: OpDef, out: ir.TensorType, params, types, at) -> None:
+        """The language limits on a node's output and weights: dimensions and element counts fit int64."""
+        problem = limits.shape_problem(out.shape, f"{op.name}'s output {_short(str(out), 60)}")
+        for p in params:
+            problem = problem or limits.shape_problem(p.shape, f"{op.name}'s weight '{p.name}'")
+        if problem:
+            self.error("E401", problem, _span_of(at), notes=(f"input: {', '.join(str(t) for t in types)}",))
+            raise _Poisoned
+
     def apply(self, op: OpDef, args, kwargs, inputs: list[str], at, scope: _Scope, prefix: str,
               base: str) -> str:
         self.budget(at)
         attrs = self.bind_attrs(op, args, kwargs, at)
         types = self.input_types(op, inputs, at)
         out, attrs = self.infer(op, attrs, types, at)
-        name = self.fresh(prefix, base)
         params = tuple(op.params(attrs, types, out))
+        self.check_sizes(op, out, params, types, at)
+        name = self.fresh(prefix, base)
         node = ir.Node.model_construct(name=name, op=op.name, attrs=attrs, inputs=tuple(inputs), type=out, layer=name,
                        params=params, macs=op.macs(attrs, types, out), span=_span_of(at))
         self.nodes.append(node)
@@ -622,6 +681,7 @@ class _NetworkBuilder:
         types = self.input_types(op, [value], at)
         out, attrs = self.infer(op, layer.attrs, types, layer.call)
         params = tuple(op.params(attrs, types, out))
+        self.check_sizes(op, out, params, types, at)
         if layer.params is None:
             layer.params, layer.first_input, layer.first_use = params, types[0], at.span
         elif [p.shape for p in params] != [p.shape for p in layer.params]:
@@ -751,13 +811,20 @@ class _NetworkBuilder:
                     continue
                 try:
                     w = evaluate(num, scope.params)
-                except _EvalError:
-                    continue
+                except _EvalError as exc:
+                    if exc.code != "E304":
+                        continue
+                    self.error(exc.code, exc.message, exc.span)
+                    raise _Poisoned from None
                 if isinstance(w, (int, float)) and not isinstance(w, bool):
                     if expr.op == "/" and w == 0:
                         self.error("E305", f"division by zero in a loss weight: {_text(expr)}", expr.span)
                         raise _Poisoned
-                    self.loss_terms(term, weight * w if expr.op == "*" else weight / w, scope, out)
+                    scaled = weight * w if expr.op == "*" else weight / w
+                    if not math.isfinite(scaled):
+                        self.error("E305", f"the loss weight of {_text(term)} is not a finite number", expr.span)
+                        raise _Poisoned
+                    self.loss_terms(term, scaled, scope, out)
                     return
         if isinstance(expr, ast.Call):
             out.append(self.loss_call(expr, weight, scope))

@@ -81,8 +81,11 @@ def cmd_check(args) -> int:
             continue
         report = spec.check()
         if args.format == "json":
-            results.append(report.to_json())
+            results.append({**report.to_json(), **({"warnings": [w.to_json() for w in spec.warnings]}
+                                                   if spec.warnings else {})})
         else:
+            if spec.warnings:
+                print(spec.render_warnings(), file=sys.stderr)
             if len(args.files) > 1:
                 print(f"== {path}")
             print(report.render())
@@ -173,6 +176,9 @@ def cmd_verify(args) -> int:
         raise _UsageError(f"--batch must be at least 1; received {args.batch}")
     weights = _read_weights(args.weights)
     nets = [spec.network(network)] if network else list(spec.networks)
+    for n in nets:  # located refusals of what the machine should not allocate, before any framework loads
+        spec.preflight("train" if args.train else "verify", n.name, [b for b in backends if v.available(b)],
+                       args.batch or (v.TRAIN_BATCH if args.train else 2))
     if args.train:
         results = [v.verify_training(n, backends, weights, steps=args.steps or v.TRAIN_STEPS, seed=args.seed,
                                      batch=args.batch or v.TRAIN_BATCH, atol=args.atol, rtol=args.rtol,
@@ -273,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except BrokenPipeError:  # pragma: no cover - e.g. `netspec check x | head`
         return EXIT_OK
+    except MemoryError:  # the preflight's estimate fits the limits, but this machine has less free memory
+        print("netspec: error: out of memory; lower NETSPEC_MAX_MEMORY_BYTES to what this machine can "
+              "spare, and the command will be refused before it allocates", file=sys.stderr)
+        return EXIT_SPEC
 
 
 def entry() -> None:  # console script

@@ -193,6 +193,7 @@ class DiagnosticBag:
 
     source: Source | None = None
     items: list[Diagnostic] = field(default_factory=list)
+    warnings: list[Diagnostic] = field(default_factory=list)  # severity "warning": reported, not fatal
     _seen: dict[tuple, Diagnostic] = field(default_factory=dict, repr=False)
 
     def error(self, code: str, message: str, span: Span | None = None, *,
@@ -207,6 +208,18 @@ class DiagnosticBag:
         self._seen[key] = d
         if len(self.items) >= MAX_DIAGNOSTICS:
             self.raise_if_any(stopped=True)
+        return d
+
+    def warning(self, code: str, message: str, span: Span | None = None, *,
+                notes: tuple[str, ...] | list[str] = ()) -> Diagnostic:
+        """Record a warning (kept once per place): the spec is valid, but probably not what was meant."""
+        assert code in CODES, code
+        key = ("warning", code, message, span)
+        if key in self._seen:
+            return self._seen[key]
+        d = Diagnostic(code, message, span, tuple(notes), severity="warning")
+        self.warnings.append(d)
+        self._seen[key] = d
         return d
 
     def __bool__(self) -> bool:

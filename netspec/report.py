@@ -104,17 +104,18 @@ def build_report(program: ir.Program) -> Report:
 
 
 def human_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover
+    """Bytes in B, KiB, MiB or GiB (TiB and beyond for the limits' messages); never overflows."""
+    from .limits import human_bytes as text
+
+    return text(n)
 
 
 def human_count(n: int) -> str:
-    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+    """``1.23G``, ``4.56M``, ``7.89K`` or the number; integer arithmetic, so no float overflow."""
+    for unit, size in (("G", 10**9), ("M", 10**6), ("K", 10**3)):
         if n >= size:
-            return f"{n / size:.2f}{unit}"
+            hundredths = (n * 100 + size // 2) // size
+            return f"{hundredths // 100:,}.{hundredths % 100:02d}{unit}"
     return str(n)
 
 

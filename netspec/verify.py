@@ -162,10 +162,12 @@ def verify(network: ir.Network, backends=BACKENDS, weights=None, seed: int = 0, 
     The first available backend in ``backends`` is the reference. Missing
     frameworks are reported and make the result fail; they never pass silently.
     """
-    from .weights import init_weights
+    from .limits import preflight
+    from .weights import init_weights, prepare_weights
 
-    weights = init_weights(network, seed) if weights is None else weights
     present = [b for b in backends if available(b)]
+    preflight(network, "verify", present, batch)  # refuse what the machine should not allocate, first
+    weights = init_weights(network, seed) if weights is None else prepare_weights(weights, network)
     result = VerifyResult(network.name, present, [b for b in backends if b not in present], atol=atol,
                           rtol=rtol, batch=batch)
     if "keras" in present:
@@ -439,7 +441,8 @@ def verify_training(network: ir.Network, backends=TRAIN_BACKENDS, weights=None, 
     ``|x - ref| <= atol * max(1, max|ref|) + rtol * |ref|``. ``dtype="float64"`` trains both in double
     precision and ``eager=True`` runs Keras eagerly (see :func:`train_backend`).
     """
-    from .weights import init_weights
+    from .limits import preflight
+    from .weights import init_weights, prepare_weights
 
     backends = list(backends)
     unknown = [b for b in backends if b not in TRAIN_BACKENDS]
@@ -459,7 +462,8 @@ def verify_training(network: ir.Network, backends=TRAIN_BACKENDS, weights=None, 
     if "keras" in present:
         result.notes.append("keras runs channels-last: inputs and targets are transposed in, weights are canonical")
     net = without_dropout(network)
-    weights = init_weights(network, seed) if weights is None else weights
+    preflight(network, "train", present, batch)  # refuse what the machine should not allocate, first
+    weights = init_weights(network, seed) if weights is None else prepare_weights(weights, network)
     batches = make_batches(net, steps, batch, seed)
     if dtype != "float32":
         result.notes.append(f"both backends train in {dtype}")

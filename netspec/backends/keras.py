@@ -1690,14 +1690,11 @@ def load_canonical(model, network: ir.Network, weights, layout: str = "channels_
     """
     import numpy as np
 
-    from ..weights import check_weights
+    from ..weights import prepare_weights
 
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout '{layout}'; expected one of {', '.join(LAYOUTS)}")
-    try:
-        check_weights(weights, network)
-    except ValueError as exc:
-        raise _e602(str(exc)) from None
+    weights = prepare_weights(weights, network)  # the one weights boundary (type, dtype, shape, finiteness)
     types = {v.name: v.type for v in network.inputs}
     types.update({n.name: n.type for n in network.nodes})
     problems = []

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
 from math import sqrt
 from pathlib import Path
 from typing import Any, ClassVar
@@ -54,28 +53,11 @@ def max_opset() -> int:
 
 
 def _weights_for(network: ir.Network, weights, seed: int) -> dict[str, np.ndarray]:
-    from ..weights import check_weights, init_weights, load_weights
+    from ..weights import init_weights, prepare_weights
 
     if weights is None:
         return init_weights(network, seed)
-    if isinstance(weights, (str, Path)):
-        weights = load_weights(weights)
-    if not isinstance(weights, Mapping):
-        raise TypeError(f"weights must be a mapping of canonical names to arrays or a path; "
-                        f"received {type(weights).__name__}")
-    out = {k: np.asarray(_numpy(v)) for k, v in weights.items()}
-    try:
-        check_weights(out, network)
-    except ValueError as exc:
-        raise SpecError([Diagnostic("E602", f"{exc} (network '{network.name}')", network.span)]) from None
-    return out
-
-
-def _numpy(value):
-    """A numpy array from an array-like (a torch tensor is converted without importing torch)."""
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    return value
+    return prepare_weights(weights, network)  # the one weights boundary (type, dtype, shape, finiteness)
 
 
 def _gates(w: np.ndarray, order: tuple[int, ...]) -> np.ndarray:

@@ -1318,12 +1318,9 @@ def load_canonical(model, network: ir.Network, weights) -> None:
     import numpy as np
     import torch
 
-    from ..weights import check_weights
+    from ..weights import prepare_weights
 
-    try:
-        check_weights(weights, network)
-    except ValueError as exc:
-        raise _weights_error(network, str(exc)) from None
+    weights = prepare_weights(weights, network)  # the one weights boundary (type, dtype, shape, finiteness)
     layers = plan(network)
     with torch.no_grad():
         for plan_ in layers.values():

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..ir import Dim, Param, TensorType
+from ..limits import MAX_INT32
 from ..source import Span
 
 REQUIRED = object()
@@ -195,6 +196,9 @@ class IntTuple(Kind):
         if not (isinstance(value, (tuple, list)) and len(value) == rank
                 and all(isinstance(v, int) and not isinstance(v, bool) and v >= self.min for v in value)):
             self.fail(value)
+        if any(v > MAX_INT32 for v in value):
+            raise AttrError(f"expected at most 2**31 - 1 ({MAX_INT32}): windows, strides, dilations and scales are "
+                            f"int32 in TensorFlow; received: {brief(value)}", "E304")
         return tuple(value)
 
 

@@ -120,12 +120,15 @@ def _spatial_out(op: OpDef, sizes, kernel, stride, pads, dilation, ceil_mode=Fal
             c = shapes.pool_output_length(size, k, s, pb, pe, d, ceil_mode)
         else:
             c = shapes.conv_output_length(size, k, s, pb, pe, d)
-        if c.value < 1:
+        k_eff = shapes.effective_kernel(k, d)
+        if c.value < 1 or (ceil_mode and k_eff > size + pb + pe):
+            # ceil mode would round a window past the whole input up to one output; every backend
+            # but PyTorch then pads by the window's size (a bomb for a window of 2**62), so: the same rule
             axis = AXIS_NAMES[op.rank][i]
-            k_eff = shapes.effective_kernel(k, d)
             window = f"the window ({k})" if d == 1 else f"the dilated window ({k_eff})"
-            raise InferError(f"{op.name} output {axis} is {c.value}: {window} is larger than "
-                             f"the padded input ({size} + {pb + pe})", formula=c.formula)
+            what = f"output {axis} is {c.value}" if c.value < 1 else f"{axis}: even with ceil_mode"
+            raise InferError(f"{op.name} {what}: {window} is larger than the padded input ({size} + {pb + pe})",
+                             formula=c.formula)
         out.append(c.value)
     return tuple(out)
 
