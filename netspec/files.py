@@ -16,6 +16,8 @@ Every file netspec writes (``fmt -o``/``-i``, ``compile -o``, ``export -o``,
   nor the folder's owner, the classic planted link, is refused.
 - A target that exists and is not a regular file (``/dev/null``, ``/dev/stdout``,
   a FIFO) is written in place: renaming over it would replace the device.
+- A hard-linked target is replaced under the name given; its other names keep the
+  old content (as with any atomic save).
 
 Failures raise :class:`WriteError`, an ``OSError`` whose ``str()`` is one line
 ("cannot write 'out/model.py': no such directory 'out'"); the CLI reports it as a
