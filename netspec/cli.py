@@ -1,7 +1,9 @@
 """The ``netspec`` command line.
 
 Exit status: 0 clean, 1 spec errors (diagnostics printed), 2 usage errors
-(bad flags, unreadable files, unknown network or target).
+(bad flags, unreadable files, unknown network or target, an output that cannot be
+written). Every file a command writes goes through :func:`write_atomic`, and
+commands check their ``-o`` target with :func:`check_output` before working.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 from pathlib import Path
 
 from .diagnostics import SpecError
+from .files import WriteError
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
 
@@ -21,13 +24,19 @@ class _UsageError(Exception):
 
 
 def write_atomic(path: str | Path, data) -> None:
-    """Write a whole file or nothing (see :func:`netspec.files.write_atomic`)."""
+    """Write a whole file or nothing (see :mod:`netspec.files`); WriteError is a usage error."""
     from .files import write_atomic as write
 
-    try:
-        write(path, data)
-    except FileNotFoundError as exc:
-        raise _UsageError(f"cannot write '{path}': {exc}") from None
+    write(path, data)
+
+
+def check_output(path: str | Path | None) -> None:
+    """Refuse an output that cannot be written (missing or read-only folder, a directory,
+    a read-only file) before a command does its work; :func:`write_atomic` checks again."""
+    from .files import check_target
+
+    if path is not None:
+        check_target(path)
 
 
 def _load(path: str):
@@ -101,6 +110,10 @@ def cmd_fmt(args) -> int:
     from .frontend.format import format_module, source_comments
 
     form = form_of(args.file)
+    if args.output:
+        check_output(args.output)
+    elif args.in_place:
+        check_output(args.file)
     source = read_source(args.file)
     try:
         module = parse_source(source)
@@ -128,6 +141,7 @@ def cmd_fmt(args) -> int:
 
 
 def cmd_compile(args) -> int:
+    check_output(args.output)
     spec = _load(args.file)
     network = _network_name(spec, args.network)
     options = {}
@@ -144,15 +158,14 @@ def cmd_compile(args) -> int:
 
 
 def cmd_export(args) -> int:
+    check_output(args.output)
     spec = _load(args.file)
     network = _network_name(spec, args.network)
     weights = _read_weights(args.weights)
     from .backends import onnx as backend
 
     model = spec.to_onnx(weights, network, opset=args.opset, keep_bn=args.keep_bn, seed=args.seed)
-    if not (Path(args.output).parent if str(Path(args.output).parent) else Path(".")).is_dir():
-        raise _UsageError(f"cannot write '{args.output}': no such directory '{Path(args.output).parent}'")
-    backend.save(model, args.output)
+    backend.save(model, args.output)  # netspec.files.write_atomic
     return EXIT_OK
 
 
@@ -269,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE if _is_usage(exc) else EXIT_SPEC
-    except _UsageError as exc:
+    except (_UsageError, WriteError) as exc:
         print(f"netspec: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ImportError as exc:
@@ -283,10 +296,33 @@ def main(argv: list[str] | None = None) -> int:
         print("netspec: error: out of memory; lower NETSPEC_MAX_MEMORY_BYTES to what this machine can "
               "spare, and the command will be refused before it allocates", file=sys.stderr)
         return EXIT_SPEC
+    except OSError as exc:  # standard output on a full disk, or a file no command named in a message
+        from .files import quote, reason
+
+        where = quote(exc.filename) if exc.filename is not None else "standard output"
+        print(f"netspec: error: cannot write {where}: {reason(exc)}" if exc.filename is None
+              else f"netspec: error: {where}: {reason(exc)}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def entry() -> None:  # console script
-    sys.exit(main())
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.exit(code)
+    except BrokenPipeError:  # pragma: no cover - the reader went away: not an error
+        pass
+    except OSError as exc:  # e.g. `netspec compile ... > /dev/full`
+        from .files import reason
+
+        if code != EXIT_USAGE:  # not reported by main() already
+            print(f"netspec: error: cannot write standard output: {reason(exc)}", file=sys.stderr)
+        code = EXIT_USAGE
+    # Python would try to flush the unwritten buffer again at exit, and complain.
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

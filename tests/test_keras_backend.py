@@ -143,6 +143,97 @@ def test_spec_channels_first(stem):
         check_network(network, layout="channels_first")
 
 
+# Machines without oneDNN ------------------------------------------------------------------------------
+# TensorFlow turns oneDNN off on CPUs without AVX-512, and then its CPU Conv/ConvTranspose kernels
+# accept only NHWC and cannot dilate a transposed convolution. So spatial layers always run
+# channels-last (channels_first only moves the model's inputs and outputs) and a dilated transposed
+# convolution runs as the dilated convolution it equals: the same source works on every machine.
+
+
+def _onednn_on() -> bool:
+    """Whether this process's TensorFlow runs with oneDNN (TF_ENABLE_ONEDNN_OPTS, or the CPU's default)."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0"
+
+
+def test_no_layer_needs_channels_first_or_a_dilated_transposed_kernel():
+    texts = [(p.stem, p.read_text()) for p in SPECS] + list(PITFALLS) + [(c.name, c.text()) for c in CASES]
+    for name, text in texts:
+        for network in netspec.parse_text(text, f"{name}.net").networks:
+            for layout in LAYOUTS:
+                try:
+                    src = kb.generate(network, layout)
+                except SpecError:
+                    continue
+                assert "data_format=\"channels_first\"" not in src, (name, layout)
+                assert not any("layers.Conv" in line and "Transpose(" in line and "dilation_rate" in line
+                               for line in src.splitlines()), (name, layout)
+    src = kb.generate(_net(dict(PITFALLS)["ct_dilated"]), "channels_first")
+    assert "class DilatedConv2DTranspose(layers.Conv2DTranspose)" in src
+    assert 'layers.Permute((2, 3, 1), name="x-to_channels_last")' in src
+
+
+ONEDNN_OFF_PROBE = """
+import json, sys
+import numpy as np
+import netspec
+from netspec.backends import keras as kb
+from tensorflow.python.util import _pywrap_util_port
+out = {"onednn": bool(_pywrap_util_port.IsMklEnabled())}
+for name, text in json.loads(sys.argv[1]).items():
+    spec = netspec.parse_text(text, name + ".net")
+    net = spec.network()
+    weights = spec.init_weights(seed=3)
+    x = np.random.default_rng(0).standard_normal((2, *net.inputs[0].type.shape)).astype(np.float32)
+    y = {}
+    for layout in ("channels_first", "channels_last"):
+        model = spec.to_keras(weights=weights, layout=layout)
+        got = np.asarray(model(kb.to_model_layout(net, net.inputs[0].name, x, layout)))
+        y[layout] = kb.from_model_layout(net, net.outputs[0], got, layout)
+    out[name] = float(np.abs(y["channels_first"] - y["channels_last"]).max())
+print(json.dumps(out))
+"""
+
+
+def test_channels_first_runs_with_onednn_off():
+    """The issue's reproducer: a channels_first model (conv, conv1d, cropped and dilated transposed
+    convolutions) called right after to_keras, in a process where oneDNN is off."""
+    cases = {"lenet5": (ROOT / "specs" / "lenet5.net").read_text(), **{n: t for n, t in PITFALLS if n in (
+        "same_s2_odd", "ct_dilated", "ct1d_crop", "ct1d_dilated", "ct3d_dilated")}}
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-c", ONEDNN_OFF_PROBE, json.dumps(cases)], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result.pop("onednn") is False
+    assert set(result) == set(cases)
+    assert all(err <= ATOL for err in result.values()), result
+
+
+# The tests whose layers TensorFlow computes differently with oneDNN on and off (about 100, 1 to 2 min).
+ONEDNN_DEPENDENT = ("channels_first or (pitfall and (cf or ct_ or ct1d or ct3d)) or (conformance_case and conv) "
+                    "or categorical_loss_axis or api_and_layout")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("NETSPEC_ONEDNN_RERUN") == "1", reason="already the re-run")
+def test_layout_and_transposed_conv_tests_pass_with_the_other_onednn_setting():
+    """CI runs this file with one oneDNN setting (its CPU's default); this re-runs the tests that
+    depend on it (channels_first, transposed convolutions) with the other, so both are proven."""
+    other = "0" if _onednn_on() else "1"
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": other, "NETSPEC_ONEDNN_RERUN": "1"}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
+                           str(ROOT / "tests" / "test_keras_backend.py"),
+                           "-k", ONEDNN_DEPENDENT],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1], proc.stdout[-2000:]
+
+
 def test_generated_sources_are_ruff_clean_and_deterministic(tmp_path):
     """Every spec and case, both layouts: identical on regeneration, compiles, passes ruff check and format."""
     count = 0
@@ -210,6 +301,16 @@ PITFALLS = [
                             "y = x -> conv_transpose2d(2, 4, stride=3, padding=((2, 0), (1, 2)), output_padding=2)\n"
                             "output y")),
     ("ct_dilated", _case("input x: [3, 4, 4]\ny = x -> conv_transpose2d(2, 3, dilation=2, padding=1)\noutput y")),
+    # dilated transposed convolutions run as dilated convolutions (TensorFlow's CPU kernels without oneDNN)
+    ("ct_dilated_same", _case("input x: [3, 5, 4]\ny = x -> conv_transpose2d(2, 3, dilation=2, padding=same)\n"
+                              "output y")),
+    ("ct_dilated_rect_softmax", _case("input x: [3, 4, 5]\n"
+                                      "y = x -> conv_transpose2d(2, (2, 3), dilation=(1, 3), padding=(1, 2), "
+                                      "activation=softmax)\noutput y")),
+    ("ct1d_dilated", _case("input x: [3, 6]\ny = x -> conv_transpose1d(2, 3, dilation=3, use_bias=false)\n"
+                           "output y")),
+    ("ct3d_dilated", _case("input x: [2, 3, 4, 4]\ny = x -> conv_transpose3d(2, 2, dilation=2, activation=relu)\n"
+                           "output y")),
     ("ct_softmax_crop", _case("input x: [3, 4, 4]\n"
                               "y = x -> conv_transpose2d(2, 3, stride=2, padding=1, activation=softmax)\noutput y")),
     ("ct1d_crop", _case("input x: [3, 6]\ny = x -> conv_transpose1d(2, 3, stride=2, padding=1, output_padding=1)\n"
@@ -359,11 +460,11 @@ def test_layer_names_and_inputs():
 def test_batchnorm_and_leaky_relu_settings():
     network = _net(_case("input x: [3, 6, 6]\n"
                          "y = x -> conv2d(4, 3) -> batchnorm(eps=1e-5, momentum=0.9) -> leaky_relu\noutput y"))
-    for layout, axis in (("channels_last", -1), ("channels_first", 1)):
+    for layout in LAYOUTS:  # spatial layers run channels-last in both layouts
         model = kb.build(network, layout=layout)
         bn = model.get_layer("y-batchnorm")
         assert (bn.epsilon, bn.momentum) == (1e-5, 0.9)
-        assert bn.axis in (axis, 3 if axis == -1 else axis)
+        assert bn.axis in (-1, 3)
         assert model.get_layer("y-leaky_relu").negative_slope == pytest.approx(0.01)
     gru = kb.build(netspec.load(ROOT / "specs" / "bigru_classifier.net").network())
     inner = gru.get_layer("prob-bidirectional").forward_layer

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from math import sqrt
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,7 +28,7 @@ from onnx import TensorProto, helper
 
 from .. import ir
 from ..diagnostics import Diagnostic, SpecError
-from ..files import file_mode, write_atomic
+from ..files import write_atomic
 from .base import Emitter
 
 #: The opset written unless ``opset=`` asks for another (docs/onnx.md says why).
@@ -786,24 +787,22 @@ def save(model: onnx.ModelProto, path: str | os.PathLike) -> None:
 
 
 def _write_external(model: onnx.ModelProto, path: Path, f) -> None:
-    from onnx.external_data_helper import convert_model_to_external_data, write_external_data_tensors
+    """Tensors of 1 KiB or more go to ``<name>.data`` beside ``path`` (written atomically first)."""
+    from onnx.external_data_helper import set_external_data
 
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     location = f"{path.name}.data"
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{location}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        convert_model_to_external_data(copy, all_tensors_to_one_file=True, location=os.path.basename(tmp),
-                                       size_threshold=1024)
-        write_external_data_tensors(copy, str(path.parent or "."))
+
+    def data(fh, _target: Path) -> None:
+        offset = 0
         for t in copy.graph.initializer:
-            for entry in t.external_data:
-                if entry.key == "location":
-                    entry.value = location
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path.parent / location)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+            if t.HasField("raw_data") and len(t.raw_data) >= 1024:
+                fh.write(t.raw_data)
+                set_external_data(t, location, offset, len(t.raw_data))
+                offset += len(t.raw_data)
+                t.ClearField("raw_data")
+                t.data_location = TensorProto.EXTERNAL
+
+    write_atomic(path.parent / location, data)
     f.write(copy.SerializeToString())
