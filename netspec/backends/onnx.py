@@ -16,8 +16,6 @@ IR, initializers are sorted, and nothing depends on time or memory addresses.
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Mapping
 from math import sqrt
 from pathlib import Path
 from typing import Any, ClassVar
