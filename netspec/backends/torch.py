@@ -14,6 +14,7 @@ Generation needs neither torch nor numpy; ``build``, ``load_canonical`` and
 from __future__ import annotations
 
 import ast as pyast
+import builtins
 import keyword
 import operator
 import re
@@ -71,12 +72,22 @@ RESERVED = MODULE_ATTRS | {"append", "extend", "insert", "pop", "netspec_module"
 })
 
 _AMBIGUOUS = {"l", "O", "I"}  # E741
+_BUILTINS = frozenset(dir(builtins))
 
 
 def _ident(name: str, taken: set[str]) -> str:
-    """identifier() that also avoids the module's globals and E741's ambiguous names."""
+    """identifier() for a generated name (a variable, a parameter, a class).
+
+    It also avoids the module's globals, Python's builtins (``super``, ``len``,
+    ``range``... which generated code calls), E741's ambiguous names, and
+    names Python would mangle or that break ``super()`` inside a class body
+    (``__h``, ``__class__``): those lose their leading underscores.
+    """
     out = identifier(name)
-    if out in GLOBALS or out in _AMBIGUOUS:
+    if out.startswith("__"):
+        out = out.lstrip("_") or "v"
+        out = identifier(out if not out[0].isdigit() else "v" + out) + "_"
+    if out in GLOBALS or out in _AMBIGUOUS or out in _BUILTINS:
         out += "_"
     return identifier(out, taken)
 
@@ -934,9 +945,7 @@ class Generator:
     def __init__(self, network: ir.Network):
         self.net = network
         self.em = TorchEmitter(network)
-        self.cls = identifier(network.name)
-        if self.cls in GLOBALS or self.cls in _AMBIGUOUS:  # E742
-            self.cls += "_"
+        self.cls = _ident(network.name, set())  # E742 and builtins too
         self.class_taken = set(GLOBALS) | {self.cls}
         net = network
         self.instances = {i.path: i for i in net.instances}

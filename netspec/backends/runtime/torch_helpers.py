@@ -211,8 +211,8 @@ class _RMSprop(_Optimizer):
     """
 
     def __init__(self, params, lr, rho, momentum, centered, eps, weight_decay):
-        hyper = dict(lr=lr, rho=rho, momentum=momentum, centered=centered, eps=eps)
-        super().__init__(params, dict(hyper, weight_decay=weight_decay))
+        hyper = {"lr": lr, "rho": rho, "momentum": momentum, "centered": centered}
+        super().__init__(params, {**hyper, "eps": eps, "weight_decay": weight_decay})
 
     def init_state(self, w, state, group):
         state["v"] = torch.zeros_like(w)
@@ -243,8 +243,8 @@ class _Adagrad(_Optimizer):
     """
 
     def __init__(self, params, lr, initial_accumulator, eps, weight_decay):
-        hyper = dict(lr=lr, initial_accumulator=initial_accumulator, eps=eps)
-        super().__init__(params, dict(hyper, weight_decay=weight_decay))
+        hyper = {"lr": lr, "initial_accumulator": initial_accumulator, "eps": eps}
+        super().__init__(params, {**hyper, "weight_decay": weight_decay})
 
     def init_state(self, w, state, group):
         state["s"] = torch.full_like(w, group["initial_accumulator"])
@@ -262,8 +262,14 @@ class _Adam(_Optimizer):
     """
 
     def __init__(self, params, lr, beta1, beta2, eps, amsgrad, weight_decay):
-        hyper = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, amsgrad=amsgrad)
-        super().__init__(params, dict(hyper, weight_decay=weight_decay))
+        hyper = {
+            "lr": lr,
+            "beta1": beta1,
+            "beta2": beta2,
+            "eps": eps,
+            "amsgrad": amsgrad,
+        }
+        super().__init__(params, {**hyper, "weight_decay": weight_decay})
 
     def init_state(self, w, state, group):
         state["m"] = torch.zeros_like(w)
