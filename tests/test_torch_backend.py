@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -932,3 +933,210 @@ def test_integer_ids_stay_integer_until_the_embedding():
     assert out.dtype == torch.float32 and tuple(out.shape[1:]) == net.type_of(net.outputs[0]).shape
     assert torch.equal(out, module.y_embedding.weight[ids] if hasattr(module, "y_embedding")
                        else torch.nn.functional.embedding(ids, next(module.parameters())))
+
+
+# Structure: the generated source mirrors the spec ----------------------------------------------------------
+
+
+def test_resnet50_source_has_one_class_per_block_and_canonical_state_dict_keys():
+    net = spec_network("resnet50.net", "ResNet50")
+    text = tb.generate(net)
+    classes = re.findall(r"^class (\w+)\(nn\.Module\):", text, re.M)
+    assert classes == ["BottleneckDown", "Bottleneck", "ResNet50"]  # one per block, then the network
+    assert len(text.splitlines()) < 676 / 2
+    assert "def __init__(self, in_channels, width, stride=1):" in text  # torchvision's Bottleneck(inplanes, ...)
+    assert "self.features = nn.Sequential(" in text and "*(Bottleneck(64) for _ in range(2))," in text
+    assert "features = self.features(stem)" in text
+    model = tb.build(net)
+    plans = tb.plan(net)
+    weights = {f"{p.name}.{k}" for p in plans.values() for k in p.params}
+    keys = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
+    # the documented rename: the layer path as is, the parameter renamed (kernel -> weight...)
+    rename = {"kernel": "weight", "bias": "bias", "gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
+              "moving_variance": "running_var"}
+    assert keys == {f"{k.rsplit('.', 1)[0]}.{rename[k.rsplit('.', 1)[1]]}" for k in weights}
+    assert "features.3.main.conv2d.weight" in keys
+
+
+def test_a_network_without_blocks_stays_one_flat_class():
+    text = tb.generate(spec_network("vgg16.net", "VGG16"))
+    assert re.findall(r"^class (\w+)\(", text, re.M) == ["_BatchNorm2d"] * ("_BatchNorm2d" in text) + ["VGG16"]
+    assert "self.features.conv2d_1 = nn.Conv2d(64, 64, 3, padding=1)" in text
+
+
+def test_constructor_literals_become_block_parameters_or_in_channels():
+    text = tb.generate(spec_network("unet.net", "UNet"))
+    assert "def __init__(self, in_channels, filters):" in text
+    assert "self.conv2d = nn.Conv2d(in_channels, filters, 3, padding=1, bias=False)" in text
+    assert "self.conv2d_1 = nn.Conv2d(filters, filters, 3, padding=1, bias=False)" in text  # channel propagation
+    assert "self.dec3 = nn.Sequential(DoubleConv(128, 64))" in text
+
+
+def test_instances_of_different_structure_get_their_own_classes_and_nested_blocks_work():
+    net = net_of("""
+block inner(n, k=2) { return in -> dense(n * k) -> relu }
+block outer(n) {
+    h = in -> inner(n) * 2
+    return h -> inner(n, k=1) -> dense(4)
+}
+block pad(p) { return in -> zeropad1d(p) -> flatten }
+network N {
+    input x: [4]
+    input s: [3, 5]
+    a = x -> outer(3) -> outer(5)
+    b = s -> pad(1) -> dense(2)
+    c = s -> pad((0, 2)) -> dense(2)
+    output a, b, c
+}""")
+    text = tb.generate(net)
+    assert re.findall(r"^class (\w+)\(nn\.Module\):", text, re.M) == ["Inner", "Outer", "Pad", "Pad_2", "N"]
+    assert "self.h = nn.Sequential(*(Inner(n) for _ in range(2)))" in text or "Inner(" in text
+    weights = random_weights(net)
+    model = tb.build(net, weights)
+    keys = {k for k in model.state_dict()}
+    assert "a.1.h.0.dense.weight" in keys and "a.0.0.dense.bias" in keys
+    x, s = torch.randn(2, 4), torch.randn(2, 3, 5)
+    a, b, c = model(x, s)
+    assert a.shape == (2, 4) and b.shape == (2, 2) and c.shape == (2, 2)
+    back = tb.export_canonical(model, net)
+    assert all(np.array_equal(back[k], w) for k, w in weights.items())
+
+
+def test_unbatched_or_misshapen_inputs_are_refused_clearly():
+    net = net_of("network N {\n input x: [4]\n y = x -> dense(2)\n output y\n}\n")
+    model = tb.build(net)
+    assert model(torch.randn(3, 4)).shape == (3, 2)
+    with pytest.raises(ValueError, match=r"input x: expected \[N, 4\]; received: \[4\]"):
+        model(torch.randn(4))
+    with pytest.raises(ValueError, match=r"expected \[N, 4\]; received: \[2, 3\]"):
+        model(torch.randn(2, 3))
+    seq = net_of("network S {\n input x: [T, 3]\n y = x -> lstm(2)\n output y\n}\n")
+    model = tb.build(seq)
+    assert model(torch.randn(2, 7, 3)).shape == (2, 2)  # a run-time size takes any length
+    with pytest.raises(ValueError, match=r"expected \[N, \*, 3\]; received: \[7, 3\]"):
+        model(torch.randn(7, 3))
+
+
+# In place where it is safe (netspec/liveness.py) ------------------------------------------------------------
+
+
+def test_liveness_allows_in_place_only_where_safe():
+    from netspec.liveness import inplace_nodes
+
+    net = spec_network("resnet50.net", "ResNet50")
+    inplace = inplace_nodes(net)
+    assert {"stem.relu", "features.0.main.relu", "features.0.add", "features.0.relu", "features.1.add"} <= inplace
+    assert not any(n.startswith("stem.conv") or n.endswith("batchnorm") for n in inplace)
+    net = net_of("""network N {
+    input x: [4]
+    h = x -> dense(4)
+    a = h -> relu
+    b = add(a, h) -> relu
+    s = x -> dense(4) -> sigmoid -> relu
+    v = x -> dense(8) -> reshape([2, 4])
+    w = v -> relu
+    u = add(w, v)
+    o = x -> dense(4)
+    p = o -> relu
+    q = x -> relu
+    output b, s, u, o, p, q
+}""")
+    inplace = inplace_nodes(net)
+    assert "a.relu" not in inplace  # h is read again by the add
+    assert "b.relu" in inplace  # after an add
+    assert "s.relu" not in inplace  # sigmoid differentiates through its output
+    assert "w.relu" not in inplace  # a view of v, which is read later
+    assert "p.relu" not in inplace  # o is an output
+    assert "q.relu" not in inplace  # the caller's tensor
+
+
+def test_in_place_ops_change_no_number_and_no_gradient():
+    text = (ROOT / "specs" / "resnet50.net").read_text().replace("[3, 224, 224]", "[3, 16, 16]")
+    text = text.replace("* 5", "* 1").replace("* 3", "* 1").replace("* 2", "* 1")
+    net = net_of(text)
+    source = tb.generate(net)
+    assert "F.relu(main, inplace=True)" in source and "main += skip" in source
+    plain = source.replace(", inplace=True", "").replace("main += skip", "main = main + skip").replace(
+        "main += x", "main = main + x")
+    assert "inplace" not in plain and "+=" not in plain
+    weights = random_weights(net)
+    models = []
+    for src in (source, plain):
+        module = {}
+        exec(compile(src, "<gen>", "exec"), module)
+        model = module["ResNet50"]()
+        tb.load_canonical(model, net, weights)
+        models.append(model.train())
+    x = torch.randn(2, 3, 16, 16)
+    outs = [m(x) for m in models]
+    assert torch.equal(outs[0], outs[1])
+    for out in outs:
+        out.square().sum().backward()
+    for (name, p), (_, q) in zip(*(m.named_parameters() for m in models)):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-5, atol=1e-6), name
+
+
+# Compilers, snapshots, runtime helpers ------------------------------------------------------------------------
+
+COMPILE_SPECS = {
+    "blocks": """
+block res(filters, stride=1) {
+    main = in -> conv2d(filters, 3, stride=stride, padding=1) -> batchnorm -> relu
+    return add(main, in) -> relu
+}
+network Net {
+    input image: [4, 8, 8]
+    stage = image -> res(4) * 2 -> global_avgpool2d
+    out = stage -> dense(3, activation=relu)
+    output out
+}""",
+    "recurrent": "network R {\n input x: [5, 3]\n y = x -> lstm(4, return_sequences=true) -> gru(2)\n output y\n}\n",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(COMPILE_SPECS))
+def test_torch_compile_fullgraph_and_export(case):
+    """torch.compile(fullgraph=True) traces without a graph break (aot_eager: CPU inductor takes minutes)."""
+    net = net_of(COMPILE_SPECS[case])
+    model = tb.build(net, random_weights(net)).eval()
+    x = [random_input(v, 2, {}) for v in net.inputs]
+    want = model(*x)
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    assert torch.allclose(compiled(*x), want, atol=1e-6)
+    exported = torch.export.export(model, tuple(x))
+    assert torch.allclose(exported.module()(*x), want, atol=1e-6)
+
+
+SNAPSHOTS = {"tiny_mlp": ("tiny_mlp.net", None), "unet": ("unet.net", None), "conv_example": ("conv_example.net", None)}
+
+
+@pytest.mark.parametrize("name", sorted(SNAPSHOTS))
+def test_generated_source_matches_its_snapshot(name):
+    """A change to generated code is a reviewed diff: NETSPEC_UPDATE_SNAPSHOTS=1 rewrites tests/snapshots/."""
+    file, network = SNAPSHOTS[name]
+    text = netspec.load(ROOT / "specs" / file).compile("torch", network)
+    path = ROOT / "tests" / "snapshots" / f"torch_{name}.py"
+    if os.environ.get("NETSPEC_UPDATE_SNAPSHOTS") == "1":
+        path.write_text(text)
+    assert text == path.read_text(), "generated source changed; review and rerun with NETSPEC_UPDATE_SNAPSHOTS=1"
+
+
+def test_runtime_helpers_are_real_code_copied_verbatim():
+    from netspec.backends.runtime import torch_helpers
+
+    source = (ROOT / "netspec" / "backends" / "runtime" / "torch_helpers.py").read_text()
+    for name, text in tb.HELPER_SOURCE.items():
+        assert text in source and hasattr(torch_helpers, name), name
+    assert set(tb.HELPERS) <= set(tb.HELPER_SOURCE)
+    # only the helpers a network uses are copied, and the file imports no netspec
+    text = tb.generate(net_of("network N {\n input x: [4]\n y = x -> dense(2)\n output y\n}\n"))
+    assert "def _init(" in text and "def _expect(" in text and "_BatchNorm" not in text and "_Adam" not in text
+    assert "netspec" not in text.replace("generated by netspec", "")
+    # the helpers work as the generated code uses them
+    with pytest.raises(ValueError, match="input a"):
+        torch_helpers._expect(torch.zeros(3), "a", (3,))
+    bn = torch_helpers._BatchNorm1d(3, momentum=0.5).train()
+    x = torch.randn(8, 3)
+    bn(x)
+    assert torch.allclose(bn.running_var, 0.5 + 0.5 * x.var(0, unbiased=False))

@@ -287,7 +287,7 @@ def test_batchnorm_moving_statistics_use_the_biased_variance():
     net = netspec.parse_text("network B {\n input x: [3, 4, 4]\n y = x -> batchnorm(momentum=0.75, eps=0.01)\n"
                              " output y\n}\n", "b.net").network()
     model = tb.build(net)
-    assert isinstance(model.y_batchnorm, torch.nn.BatchNorm2d)
+    assert isinstance(model.y.batchnorm, torch.nn.BatchNorm2d)
     x = torch.randn(5, 3, 4, 4, dtype=torch.float64) * 3 + 1
     model.double().train()
     y = model(x)

@@ -26,6 +26,7 @@ from typing import Any
 
 from .. import ir
 from ..diagnostics import Diagnostic, SpecError
+from ..liveness import INPLACE_ACTIVATIONS, inplace_nodes
 from .base import Emitter, identifier, literal
 
 LINE = 88  # ruff's default line length: the generated file passes `ruff format --check` as is
@@ -255,6 +256,7 @@ class TorchEmitter(Emitter):
     def __init__(self, network: ir.Network):
         super().__init__(network)
         self.body: Body | None = None  # the class body being written
+        self.inplace = inplace_nodes(network)
         self.layers: dict[str, LayerPlan] = {}
         self.helpers: set[str] = set()
 
@@ -290,34 +292,37 @@ class TorchEmitter(Emitter):
         return mod
 
     def activation(self, node: ir.Node, expr, act: dict | None):
-        """``expr`` followed by a layer's ``activation=`` attribute."""
+        """``expr`` followed by a layer's ``activation=`` attribute (in place: ``expr`` is a fresh tensor)."""
         if not act or act["name"] == "linear":
             return expr
-        out = self.act_call(act, expr)
+        out = self.act_call(act, expr, inplace=True)
         if out is None:
             self.fail(node, f"activation '{act['name']}'")
             return expr
         return out
 
-    def act_call(self, act: dict, x):
+    def act_call(self, act: dict, x, inplace: bool = False):
+        """The activation applied to ``x``; ``inplace``: ``x`` may be overwritten (see netspec/liveness.py)."""
         name = act["name"]
+        inplace = inplace and name in INPLACE_ACTIVATIONS and act.get("alpha", 1.0) > 0
+        kw = (("inplace", "True"),) if inplace else ()
         if name in _ACTS:
-            return Call(_ACTS[name], (x,))
+            return Call(_ACTS[name], (x,), kw)
         if name == "linear":
             return x
         if name == "softmax":
             return Call("F.softmax", (x,), (("dim", _lit(_dim(act["axis"]))),))
         if name == "leaky_relu":
-            return Call("F.leaky_relu", (x, _lit(act["alpha"])))
+            return Call("F.leaky_relu", (x, _lit(act["alpha"])), kw)
         if name == "elu":
-            return Call("F.elu", (x, _lit(act["alpha"])) if act["alpha"] != 1.0 else (x,))
+            return Call("F.elu", (x, _lit(act["alpha"])) if act["alpha"] != 1.0 else (x,), kw)
         if name == "gelu":
             return Call("F.gelu", (x,), (("approximate", '"tanh"'),) if act["approximate"] else ())
         return None  # caller reports
 
 
 def _emit_activation(self: TorchEmitter, node, x):
-    out = self.act_call({"name": node.op, **node.attrs}, x[0])
+    out = self.act_call({"name": node.op, **node.attrs}, x[0], inplace=node.name in self.inplace)
     if out is None:
         self.fail(node, f"activation '{node.op}'")
         return x[0]
@@ -623,6 +628,8 @@ def _emit_elementwise(self: TorchEmitter, node, x):
     for i, v in enumerate(node.inputs):  # per-sample broadcasting: missing axes come first, after the batch
         for _ in range(rank - self.network.type_of(v).rank):
             x[i] = Call("torch.unsqueeze", (x[i], "1"))
+    if op == "add" and node.name in self.inplace and len(x) == 2 and isinstance(x[0], str):
+        return ("iadd", x[0], x[1])  # `a += b`: the first operand is dead after this (netspec/liveness.py)
     if op in ("add", "subtract", "multiply"):
         sym = {"add": "+", "subtract": "-", "multiply": "*"}[op]
         return Bin(tuple(x), (sym,) * (len(x) - 1))
@@ -996,6 +1003,11 @@ class Generator:
             segs = tuple(escape(s) for s in kid.path[len(scope):-1].split("."))
             b.seqs.add(segs[:-1])
             seq_size[segs[:-1]] = seq_size.get(segs[:-1], 0) + 1
+        for n in nodes:  # a Sequential that also holds layers is not called as a whole
+            if n.params and self.owner[n.name] == scope:
+                segs = tuple(escape(s) for s in n.layer[len(scope):].split("."))
+                if segs[:-1] in seq_size:
+                    seq_size[segs[:-1]] = -1
         last_use: dict[str, int] = {}
         for i, n in enumerate(nodes):
             for v in n.inputs:
@@ -1062,7 +1074,15 @@ class Generator:
                 var[node.name] = expr
                 holds[expr].append(node.name)
                 continue
-            name = name_for(node.name[len(scope):], i)
+            if isinstance(expr, tuple) and expr[0] == "iadd":
+                var[node.name] = expr[1]
+                holds[expr[1]] = [node.name]
+                lines += fmt(f"{expr[1]} += ", expr[2], f"  # {node.type}" if comments else "", 8)
+                continue
+            if node.name in em.inplace and isinstance(x[0], str) and x[0] in holds:
+                name = x[0]  # overwritten in place: the same variable
+            else:
+                name = name_for(node.name[len(scope):], i)
             var[node.name] = name
             holds[name] = [node.name]
             comment = f"  # {node.type}" if comments else ""
