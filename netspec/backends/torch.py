@@ -814,13 +814,15 @@ def _plain_attr(name: str) -> bool:
 
 def access(obj: str, segments) -> str:
     """Source that reads a submodule: ``self.main.conv2d``, ``self.features[3]``, ``getattr(self, "class")``."""
+    previous = None
     for s in segments:
-        if s.isdigit():
-            obj = f"{obj}[{s}]"
+        if s.isdigit() and previous is not None and not previous.isdigit():
+            obj = f"{obj}[{s}]"  # an instance in the nn.Sequential of its binding
         elif _plain_attr(s):
             obj = f"{obj}.{s}"
-        else:
+        else:  # a keyword, a name Python would mangle, an instance in a block's return chain
             obj = f'getattr({obj}, "{s}")'
+        previous = s
     return obj
 
 
@@ -1001,6 +1003,8 @@ class Generator:
         seq_size: dict[tuple, int] = {}
         for kid in kids:  # a Sequential per container of block instances
             segs = tuple(escape(s) for s in kid.path[len(scope):-1].split("."))
+            if not segs[:-1]:
+                continue  # in a block's return chain: a submodule of the block itself
             b.seqs.add(segs[:-1])
             seq_size[segs[:-1]] = seq_size.get(segs[:-1], 0) + 1
         for n in nodes:  # a Sequential that also holds layers is not called as a whole
@@ -1046,10 +1050,15 @@ class Generator:
                 done.update(run)
                 rel = first.path[len(scope):-1]
                 segs = tuple(escape(s) for s in rel.split("."))
-                seq = b.space(segs[:-1])
-                for path in run:
-                    seq.value.append((path, self.ctor[path]))
-                whole = len(run) == len(seq.value) == seq_size[segs[:-1]]
+                if segs[:-1]:
+                    seq = b.space(segs[:-1])
+                    for path in run:
+                        seq.value.append((path, self.ctor[path]))
+                    whole = len(run) == len(seq.value) == seq_size[segs[:-1]]
+                else:
+                    for path in run:
+                        b.items.append(Item("child", (escape(path[len(scope):-1]),), self.ctor[path]))
+                    whole = False
                 mod = access("self", segs[:-1] if whole else segs)
                 name = name_for(last.path[len(scope):] + "out", i)
                 var[last.output] = name
@@ -1144,7 +1153,7 @@ class Generator:
                 return ("tup", tuple(sk(a) for a in e.items))
             return "?" if _value(e) is not _NOVALUE else e
 
-        items = tuple((it.kind, it.path, sk(it.value) if it.kind == "layer" else
+        items = tuple((it.kind, it.path, sk(it.value) if it.kind in ("layer", "child") else
                        tuple((p[len(b.prefix):], sk(c)) for p, c in it.value) if it.kind == "seq" else None)
                       for it in b.items)
         return items, tuple(b.forward), tuple(b.frozen), tuple(sk(c) for c, _ in b.inits)
@@ -1266,6 +1275,12 @@ class Generator:
                 rel_input = src[len(first.path):] if src and src.startswith(first.path) else None
                 value = uni([b.items[j].value for b in bodies], own(rel), rel_input)
                 init += fmt(*_assign("self", item.path, value), 8)
+            elif item.kind == "child":
+                kid = first.path + item.path[0] + "."
+                kid_input = self.instances[kid].input
+                rel_input = kid_input[len(first.path):] if kid_input.startswith(first.path) else None
+                value = uni([b.items[j].value for b in bodies], {}, rel_input)
+                init += fmt(*_assign("self", item.path, value), 8)
             else:
                 calls = []
                 for k in range(len(item.value)):
@@ -1375,7 +1390,7 @@ class Generator:
         for item in b.items:
             if item.kind == "space":
                 init += fmt(*_assign("self", item.path, "nn.Module()"), 8)
-            elif item.kind == "layer":
+            elif item.kind in ("layer", "child"):
                 init += fmt(*_assign("self", item.path, item.value), 8)
             else:
                 init += fmt(*_assign("self", item.path, self.sequential(item, [c for _, c in item.value], "")), 8)
