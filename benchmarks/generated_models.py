@@ -87,8 +87,7 @@ def part_torch(args) -> dict:
     spec = netspec.load(SPEC_TORCH)
     weights = canonical_weights(ref, spec.network())
     gen = spec.to_torch(weights=weights).eval()
-    # The same model with out-of-place ReLU and residual adds, as the generated code writes them:
-    # tells the cost of allocating those outputs apart from anything else.
+    # The same model with out-of-place ReLU and residual adds: tells what in-place ops save.
     ref_oop = resnet50(inplace=False).eval()
     ref_oop.load_state_dict(ref.state_dict())
     ref.to(device)
@@ -132,10 +131,10 @@ def part_torch(args) -> dict:
             "notes": [f"PyTorch {torch.__version__}, torch.set_num_threads({n_threads}), torch.inference_mode(), "
                       f"device {device}; {n_ref:,} parameters in both; {check}",
                       "hand-written = torchvision's form, with in-place ReLU (`nn.ReLU(inplace=True)`) and residual "
-                      "add (`out += identity`); the row \"without in-place ops\" compares the generated model with "
-                      "the same hand-written model using out-of-place ReLU and add, as the generated code does "
-                      "(`F.relu(x)`, `main + skip`): the difference between the two rows is the cost of those "
-                      "allocations"]}
+                      "add (`out += identity`), as the generated code now writes them where netspec/liveness.py "
+                      "proves it safe (`F.relu(main, inplace=True)`, `main += x`); the row \"without in-place ops\" "
+                      "compares the generated model with the same hand-written model using out-of-place ReLU and "
+                      "add: the difference between the two rows is what the in-place ops save"]}
 
 
 # Keras -------------------------------------------------------------------------------------------

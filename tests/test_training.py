@@ -287,18 +287,18 @@ def test_batchnorm_moving_statistics_use_the_biased_variance():
     net = netspec.parse_text("network B {\n input x: [3, 4, 4]\n y = x -> batchnorm(momentum=0.75, eps=0.01)\n"
                              " output y\n}\n", "b.net").network()
     model = tb.build(net)
-    assert isinstance(model.y_batchnorm, torch.nn.BatchNorm2d)
+    assert isinstance(model.y.batchnorm, torch.nn.BatchNorm2d)
     x = torch.randn(5, 3, 4, 4, dtype=torch.float64) * 3 + 1
     model.double().train()
     y = model(x)
     var = x.var(dim=(0, 2, 3), unbiased=False)
-    assert torch.allclose(model.y_batchnorm.running_var, 0.75 + 0.25 * var)
-    assert torch.allclose(model.y_batchnorm.running_mean, 0.25 * x.mean(dim=(0, 2, 3)))
+    assert torch.allclose(model.y.batchnorm.running_var, 0.75 + 0.25 * var)
+    assert torch.allclose(model.y.batchnorm.running_mean, 0.25 * x.mean(dim=(0, 2, 3)))
     mean = x.mean(dim=(0, 2, 3), keepdim=True)
     assert torch.allclose(y, (x - mean) / torch.sqrt(var[None, :, None, None] + 0.01))
     model.eval()  # inference reads the moving statistics
-    ref = (x - model.y_batchnorm.running_mean[None, :, None, None]) / torch.sqrt(
-        model.y_batchnorm.running_var[None, :, None, None] + 0.01)
+    ref = (x - model.y.batchnorm.running_mean[None, :, None, None]) / torch.sqrt(
+        model.y.batchnorm.running_var[None, :, None, None] + 0.01)
     assert torch.allclose(model(x), ref)
     conv = run("torch", "conv", OPTIMIZER_CASES[1])[1][-1]  # the moving statistics really moved
     assert np.abs(conv["s.batchnorm.moving_variance"] - 1).min() > 1e-3

@@ -13,20 +13,26 @@ Generation needs neither torch nor numpy; ``build``, ``load_canonical`` and
 
 from __future__ import annotations
 
+import ast as pyast
+import builtins
+import keyword
+import operator
 import re
 import textwrap
 from dataclasses import dataclass, field
 from math import prod
+from pathlib import Path
 from typing import Any
 
 from .. import ir
 from ..diagnostics import Diagnostic, SpecError
+from ..liveness import INPLACE_ACTIVATIONS, inplace_nodes
 from .base import Emitter, identifier, literal
 
 LINE = 88  # ruff's default line length: the generated file passes `ruff format --check` as is
 
 #: Names the generated module defines or imports; spec names never shadow them.
-HELPERS = ("_init", "_avg_pool", "_final_state", "_merge_directions", "_dot", "_BatchNorm1d", "_BatchNorm2d",
+HELPERS = ("_expect", "_init", "_avg_pool", "_final_state", "_merge_directions", "_dot", "_BatchNorm1d", "_BatchNorm2d",
            "_BatchNorm3d", "_binary_crossentropy", "_categorical_crossentropy",
            "_sparse_categorical_crossentropy", "_hinge", "_kl_divergence", "_cosine_similarity", "_kl_normal",
            "_decoupled_weight_decay", "_Optimizer", "_RMSprop", "_Adagrad", "_Adam")
@@ -46,13 +52,43 @@ MODULE_ATTRS = frozenset({
     "training", "type", "xpu", "zero_grad", "reset_parameters",
 })
 
+#: Names a submodule cannot take (``add_module`` refuses them, or the attribute would hide a method):
+#: every attribute of ``nn.Module`` and ``nn.Sequential``, and ``netspec_module`` (set by :func:`build`).
+#: A test checks the list against the installed torch.
+RESERVED = MODULE_ATTRS | {"append", "extend", "insert", "pop", "netspec_module"} | frozenset({
+    '__add__', '__annotations__', '__call__', '__class__', '__delattr__', '__delitem__', '__dict__', '__dir__',
+    '__doc__', '__eq__', '__format__', '__ge__', '__getattr__', '__getattribute__', '__getitem__',
+    '__getstate__', '__gt__', '__hash__', '__iadd__', '__imul__', '__init__', '__init_subclass__', '__iter__',
+    '__le__', '__len__', '__lt__', '__module__', '__mul__', '__ne__', '__new__', '__reduce__', '__reduce_ex__',
+    '__repr__', '__rmul__', '__setattr__', '__setitem__', '__setstate__', '__sizeof__', '__str__',
+    '__subclasshook__', '__weakref__', '_apply', '_backward_hooks', '_backward_pre_hooks', '_buffers',
+    '_call_impl', '_compiled_call_impl', '_forward_hooks', '_forward_hooks_always_called',
+    '_forward_hooks_with_kwargs', '_forward_pre_hooks', '_forward_pre_hooks_with_kwargs', '_get_backward_hooks',
+    '_get_backward_pre_hooks', '_get_item_by_idx', '_get_name', '_is_full_backward_hook',
+    '_load_from_state_dict', '_load_state_dict_post_hooks', '_load_state_dict_pre_hooks',
+    '_maybe_warn_non_full_backward_hook', '_modules', '_named_members', '_non_persistent_buffers_set',
+    '_parameters', '_register_load_state_dict_pre_hook', '_register_state_dict_hook',
+    '_replicate_for_data_parallel', '_save_to_state_dict', '_slow_forward', '_state_dict_hooks',
+    '_state_dict_pre_hooks', '_version', '_wrapped_call_impl'
+})
+
 _AMBIGUOUS = {"l", "O", "I"}  # E741
+_BUILTINS = frozenset(dir(builtins))
 
 
 def _ident(name: str, taken: set[str]) -> str:
-    """identifier() that also avoids the module's globals and E741's ambiguous names."""
+    """identifier() for a generated name (a variable, a parameter, a class).
+
+    It also avoids the module's globals, Python's builtins (``super``, ``len``,
+    ``range``... which generated code calls), E741's ambiguous names, and
+    names Python would mangle or that break ``super()`` inside a class body
+    (``__h``, ``__class__``): those lose their leading underscores.
+    """
     out = identifier(name)
-    if out in GLOBALS or out in _AMBIGUOUS:
+    if out.startswith("__"):
+        out = out.lstrip("_") or "v"
+        out = identifier(out if not out[0].isdigit() else "v" + out) + "_"
+    if out in GLOBALS or out in _AMBIGUOUS or out in _BUILTINS:
         out += "_"
     return identifier(out, taken)
 
@@ -209,53 +245,84 @@ _ACTS = {
 }
 
 
+#: What PyTorch's normalisation layers initialise their tensors to (the generator leaves those to it)
+_NORM_DEFAULTS = {"weight": {"name": "ones"}, "bias": {"name": "zeros"}, "running_mean": {"name": "zeros"},
+                  "running_var": {"name": "ones"}}
+
+
 class TorchEmitter(Emitter):
     backend = "torch"
 
     def __init__(self, network: ir.Network):
         super().__init__(network)
-        self.attr_taken: set[str] = set(MODULE_ATTRS) | GLOBALS
+        self.body: Body | None = None  # the class body being written
+        self.inplace = inplace_nodes(network)
         self.layers: dict[str, LayerPlan] = {}
         self.helpers: set[str] = set()
 
     # layers ------------------------------------------------------------------------------------------
     def layer(self, node: ir.Node, ctor, params: dict[str, str], fixed=None, plus=None) -> str:
-        """``self.<attr>`` for the node's weight owner, declared on first use."""
-        plan = self.layers.get(node.layer)
-        if plan is None:
-            plan = LayerPlan(node.layer, _ident(node.layer, self.attr_taken), ctor, params, fixed or {}, plus or {})
-            self.layers[node.layer] = plan
-        return f"self.{plan.attr}"
+        """The module of the node's weight owner (``self.main.conv2d``), declared in the class body on first use.
+
+        Its attribute path is the canonical layer name under the body's prefix, each segment escaped.
+        """
+        b = self.body
+        segs = tuple(escape(s) for s in node.layer[len(b.prefix):].split("."))
+        mod = access("self", segs)
+        if node.layer in self.layers:
+            return mod
+        attr = ".".join(escape(s) for s in node.layer.split("."))
+        plan = LayerPlan(node.layer, attr, ctor, params, fixed or {}, plus or {})
+        self.layers[node.layer] = plan
+        if len(segs) > 1:
+            b.space(segs[:-1])
+        b.items.append(Item("layer", segs, ctor, node))
+        norm = isinstance(ctor, Call) and ctor.func.startswith(("_BatchNorm", "nn.LayerNorm"))
+        for p in node.params:
+            path = plan.params[p.name]
+            if norm and _NORM_DEFAULTS.get(path) == p.init:
+                continue  # the constructor already initialised it so
+            kw = tuple((k, _lit(v)) for k, v in p.init.items() if k != "name")
+            b.inits.append((Call("_init", (mod + _torch_path(path), _lit(p.init["name"])), kw), node))
+        for path, (value, _) in plan.fixed.items():
+            b.frozen.append(mod + _torch_path(path))
+            if not (norm and _NORM_DEFAULTS.get(path) == {"name": "ones" if value == 1.0 else "zeros"}):
+                b.inits.append((Call("_init", (mod + _torch_path(path), '"ones"' if value == 1.0 else '"zeros"')),
+                                node))
+        return mod
 
     def activation(self, node: ir.Node, expr, act: dict | None):
-        """``expr`` followed by a layer's ``activation=`` attribute."""
+        """``expr`` followed by a layer's ``activation=`` attribute (in place: ``expr`` is a fresh tensor)."""
         if not act or act["name"] == "linear":
             return expr
-        out = self.act_call(act, expr)
+        out = self.act_call(act, expr, inplace=True)
         if out is None:
             self.fail(node, f"activation '{act['name']}'")
             return expr
         return out
 
-    def act_call(self, act: dict, x):
+    def act_call(self, act: dict, x, inplace: bool = False):
+        """The activation applied to ``x``; ``inplace``: ``x`` may be overwritten (see netspec/liveness.py)."""
         name = act["name"]
+        inplace = inplace and name in INPLACE_ACTIVATIONS and act.get("alpha", 1.0) > 0
+        kw = (("inplace", "True"),) if inplace else ()
         if name in _ACTS:
-            return Call(_ACTS[name], (x,))
+            return Call(_ACTS[name], (x,), kw)
         if name == "linear":
             return x
         if name == "softmax":
             return Call("F.softmax", (x,), (("dim", _lit(_dim(act["axis"]))),))
         if name == "leaky_relu":
-            return Call("F.leaky_relu", (x, _lit(act["alpha"])))
+            return Call("F.leaky_relu", (x, _lit(act["alpha"])), kw)
         if name == "elu":
-            return Call("F.elu", (x, _lit(act["alpha"])) if act["alpha"] != 1.0 else (x,))
+            return Call("F.elu", (x, _lit(act["alpha"])) if act["alpha"] != 1.0 else (x,), kw)
         if name == "gelu":
             return Call("F.gelu", (x,), (("approximate", '"tanh"'),) if act["approximate"] else ())
         return None  # caller reports
 
 
 def _emit_activation(self: TorchEmitter, node, x):
-    out = self.act_call({"name": node.op, **node.attrs}, x[0])
+    out = self.act_call({"name": node.op, **node.attrs}, x[0], inplace=node.name in self.inplace)
     if out is None:
         self.fail(node, f"activation '{node.op}'")
         return x[0]
@@ -561,6 +628,8 @@ def _emit_elementwise(self: TorchEmitter, node, x):
     for i, v in enumerate(node.inputs):  # per-sample broadcasting: missing axes come first, after the batch
         for _ in range(rank - self.network.type_of(v).rank):
             x[i] = Call("torch.unsqueeze", (x[i], "1"))
+    if op == "add" and node.name in self.inplace and len(x) == 2 and isinstance(x[0], str):
+        return ("iadd", x[0], x[1])  # `a += b`: the first operand is dead after this (netspec/liveness.py)
     if op in ("add", "subtract", "multiply"):
         sym = {"add": "+", "subtract": "-", "multiply": "*"}[op]
         return Bin(tuple(x), (sym,) * (len(x) - 1))
@@ -623,287 +692,20 @@ TorchEmitter.TRANSFORMS = {
 
 # Helper source, emitted only when used -----------------------------------------------------------------
 
-HELPER_SOURCE = {
-    "_init": '''
-def _init(w, name, unit_forget_bias=False, **args):
-    """Fill w from a spec initialiser; fans: dim 0 = out, dim 1 = in, rest = window."""
-    receptive = math.prod(w.shape[2:])
-    fan_in = w.shape[1] * receptive if w.dim() > 1 else len(w)
-    fan_out = w.shape[0] * receptive if w.dim() > 1 else len(w)
-    glorot, he, lecun = 2 / (fan_in + fan_out), 2 / fan_in, 1 / fan_in  # variances
-    variance = {"glorot": glorot, "he": he, "lecun": lecun}.get(name.split("_")[0])
-    with torch.no_grad():
-        if name == "zeros":
-            w.zero_()
-        elif name == "ones":
-            w.fill_(1.0)
-        elif name == "constant":
-            w.fill_(args["value"])
-        elif name == "normal":
-            w.normal_(args["mean"], args["std"])
-        elif name == "uniform":
-            w.uniform_(args["a"], args["b"])
-        elif name == "orthogonal":
-            nn.init.orthogonal_(w.view(len(w), -1), args["gain"])
-        elif name.endswith("_uniform"):  # variance limit ** 2 / 3
-            limit = math.sqrt(3 * variance)
-            w.uniform_(-limit, limit)
-        elif name.endswith("_normal"):  # truncated at 2 std, rescaled to the variance
-            std = math.sqrt(variance) / 0.87962566103423978
-            nn.init.trunc_normal_(w, 0.0, std, -2 * std, 2 * std)
-        else:
-            raise ValueError(f"unknown initializer {name}")
-        if unit_forget_bias:  # LSTM: the forget gate's bias (2nd quarter) is 1
-            units = len(w) // 4
-            w[units : 2 * units] = 1.0
-''',
-    "_avg_pool": '''
-def _avg_pool(x, window, stride, padding, extra=None, count_include_pad=False):
-    """Average pooling with (begin, end) padding per axis, possibly asymmetric.
+def _helper_source() -> dict[str, str]:
+    """name -> source of every top-level helper in runtime/torch_helpers.py, in file order (read, not imported)."""
+    path = Path(__file__).with_name("runtime") / "torch_helpers.py"
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    out = {}
+    for stmt in pyast.parse(text).body:
+        if isinstance(stmt, (pyast.FunctionDef, pyast.ClassDef)):
+            out[stmt.name] = "\n".join(lines[stmt.lineno - 1:stmt.end_lineno]) + "\n"
+    return out
 
-    The divisor counts the window's input values, plus its padded ones when
-    count_include_pad; `extra` end padding (ceil mode) is never counted.
-    """
-    pool = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[len(window) - 1]
-    extra = extra or (0,) * len(window)
-    spec = [p for b, e in reversed(padding) for p in (b, e)]
-    more = [p for x_ in reversed(extra) for p in (0, x_)]
-    ones = x.new_ones((1, 1, *x.shape[2:]))
-    if count_include_pad:
-        count = F.pad(F.pad(ones, spec, value=1.0), more)
-    else:
-        count = F.pad(F.pad(ones, spec), more)
-    total = pool(F.pad(F.pad(x, spec), more), window, stride)
-    return total / pool(count, window, stride)
-''',
-    "_final_state": '''
-def _final_state(output):
-    """A recurrent layer's last step, from its (sequence [N, T, units], state)."""
-    return output[0][:, -1]
-''',
-    "_merge_directions": '''
-def _merge_directions(output, units, mode, last):
-    """Merge a bidirectional layer's directions; last: each one's final state."""
-    forward, backward = output[0][..., :units], output[0][..., units:]
-    if last:  # the backward direction ends at the first step
-        forward, backward = forward[:, -1], backward[:, 0]
-    if mode == "concat":
-        return torch.cat((forward, backward), -1)
-    if mode == "sum":
-        return forward + backward
-    if mode == "mul":
-        return forward * backward
-    return (forward + backward) / 2
-''',
-    "_dot": '''
-def _dot(a, b, axes, normalize=False):
-    """Per-sample dot product of axis axes[0] of a with axis axes[1] of b."""
-    if normalize:
-        a, b = F.normalize(a, dim=axes[0] + 1), F.normalize(b, dim=axes[1] + 1)
-    a, b = torch.movedim(a, axes[0] + 1, -1), torch.movedim(b, axes[1] + 1, -1)
-    shape = (len(a), *a.shape[1:-1], *b.shape[1:-1])
-    a, b = a.reshape(len(a), -1, a.shape[-1]), b.reshape(len(b), -1, b.shape[-1])
-    out = a @ b.transpose(1, 2)
-    return out.reshape(shape if len(shape) > 1 else (len(out), 1))
-''',
-    "_binary_crossentropy": '''
-def _binary_crossentropy(p, t):
-    """mean(-(t log p + (1 - t) log(1 - p))), p clipped to [1e-7, 1 - 1e-7]."""
-    p = torch.clamp(p, 1e-7, 1 - 1e-7)
-    return -(t * torch.log(p) + (1 - t) * torch.log(1 - p)).mean()
-''',
-    "_categorical_crossentropy": '''
-def _categorical_crossentropy(p, t, from_logits=False, dim=-1):
-    """mean(-sum(t log q, dim)); q is softmax(p), or p renormalised and clipped.
 
-    q = clip(p / max(sum(p, dim), eps), eps, 1 - eps) with eps = 1e-7: probabilities
-    are never read as logits.
-    """
-    if from_logits:
-        logq = F.log_softmax(p, dim)
-    else:
-        q = p / torch.clamp(p.sum(dim, keepdim=True), min=1e-7)
-        logq = torch.log(torch.clamp(q, 1e-7, 1 - 1e-7))
-    return -(t * logq).sum(dim).mean()
-''',
-    "_sparse_categorical_crossentropy": '''
-def _sparse_categorical_crossentropy(p, t, from_logits=False, dim=-1):
-    """mean(-log q[t]) over every position, q as in categorical_crossentropy.
+HELPER_SOURCE = _helper_source()
 
-    t holds class ids, shaped like p without its class axis, or with a trailing 1.
-    """
-    if from_logits:
-        logq = F.log_softmax(p, dim)
-    else:
-        q = p / torch.clamp(p.sum(dim, keepdim=True), min=1e-7)
-        logq = torch.log(torch.clamp(q, 1e-7, 1 - 1e-7))
-    t = t.long()
-    if t.dim() == p.dim():
-        t = t.squeeze(-1)
-    return -torch.gather(logq, dim, t.unsqueeze(dim)).mean()
-''',
-    "_hinge": '''
-def _hinge(p, t):
-    """mean(max(1 - t p, 0)), t in {-1, 1}."""
-    return torch.clamp(1 - t * p, min=0).mean()
-''',
-    "_kl_divergence": '''
-def _kl_divergence(p, t):
-    """mean(sum(t log(t / p), -1)), t and p clipped to [1e-7, 1]."""
-    t, p = torch.clamp(t, 1e-7, 1), torch.clamp(p, 1e-7, 1)
-    return (t * torch.log(t / p)).sum(-1).mean()
-''',
-    "_cosine_similarity": '''
-def _cosine_similarity(p, t):
-    """mean(-sum(p' t', -1)), x' = x / max(|x|, 1e-7) along the last axis."""
-    p, t = F.normalize(p, dim=-1, eps=1e-7), F.normalize(t, dim=-1, eps=1e-7)
-    return -(p * t).sum(-1).mean()
-''',
-    "_kl_normal": '''
-def _kl_normal(mu, logvar):
-    """KL(N(mu, exp(logvar)) || N(0, 1)): batch mean of the per-sample sum."""
-    kl = -0.5 * (1 + logvar - mu**2 - torch.exp(logvar))
-    return kl.flatten(1).sum(1).mean()
-''',
-    "_decoupled_weight_decay": '''
-def _decoupled_weight_decay(rate):
-    """An optimizer step pre-hook: w -= lr * rate * w (decoupled weight decay)."""
-
-    def hook(optimizer, args, kwargs):
-        with torch.no_grad():
-            for group in optimizer.param_groups:
-                for p in group["params"]:
-                    if p.grad is not None:
-                        p.mul_(1 - group["lr"] * rate)
-
-    return hook
-''',
-    "_Optimizer": '''
-class _Optimizer(torch.optim.Optimizer):
-    """Base of the spec's optimizers: decoupled weight decay, then the update."""
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for w in group["params"]:
-                if w.grad is None:
-                    continue
-                state = self.state[w]
-                if not state:
-                    state["step"] = 0
-                    self.init_state(w, state, group)
-                state["step"] += 1
-                if group["weight_decay"]:  # w -= lr * weight_decay * w
-                    w.sub_(w * (group["lr"] * group["weight_decay"]))
-                self.update(w, w.grad, state, group)
-        return loss
-''',
-    "_RMSprop": '''
-class _RMSprop(_Optimizer):
-    """RMSprop with eps inside the square root (Keras's update).
-
-    v = rho v + (1 - rho) g^2; centered: a = rho a + (1 - rho) g, d = v - a^2,
-    else d = v; u = lr g / sqrt(d + eps); with momentum s = momentum s + u,
-    w -= s, else w -= u.
-    """
-
-    def __init__(self, params, lr, rho, momentum, centered, eps, weight_decay):
-        hyper = dict(lr=lr, rho=rho, momentum=momentum, centered=centered, eps=eps)
-        super().__init__(params, dict(hyper, weight_decay=weight_decay))
-
-    def init_state(self, w, state, group):
-        state["v"] = torch.zeros_like(w)
-        if group["centered"]:
-            state["a"] = torch.zeros_like(w)
-        if group["momentum"]:
-            state["s"] = torch.zeros_like(w)
-
-    def update(self, w, g, state, group):
-        rho = group["rho"]
-        v = state["v"].mul_(rho).add_((1 - rho) * g.square())
-        if group["centered"]:
-            a = state["a"].mul_(rho).add_((1 - rho) * g)
-            d = v - a.square() + group["eps"]
-        else:
-            d = v + group["eps"]
-        u = group["lr"] * g / torch.sqrt(d)
-        if group["momentum"]:
-            w.sub_(state["s"].mul_(group["momentum"]).add_(u))
-        else:
-            w.sub_(u)
-''',
-    "_Adagrad": '''
-class _Adagrad(_Optimizer):
-    """Adagrad with eps inside the square root (Keras's update).
-
-    s starts at initial_accumulator; s += g^2; w -= lr g / sqrt(s + eps).
-    """
-
-    def __init__(self, params, lr, initial_accumulator, eps, weight_decay):
-        hyper = dict(lr=lr, initial_accumulator=initial_accumulator, eps=eps)
-        super().__init__(params, dict(hyper, weight_decay=weight_decay))
-
-    def init_state(self, w, state, group):
-        state["s"] = torch.full_like(w, group["initial_accumulator"])
-
-    def update(self, w, g, state, group):
-        s = state["s"].add_(g.square())
-        w.sub_(group["lr"] * g / torch.sqrt(s + group["eps"]))
-''',
-    "_Adam": '''
-class _Adam(_Optimizer):
-    """Adam (and AdamW) with Keras's update: eps is added to sqrt(v), not sqrt(v_hat).
-
-    m += (1 - beta1) (g - m); v += (1 - beta2) (g^2 - v); amsgrad: v = max(v) so far;
-    w -= lr sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps).
-    """
-
-    def __init__(self, params, lr, beta1, beta2, eps, amsgrad, weight_decay):
-        hyper = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, amsgrad=amsgrad)
-        super().__init__(params, dict(hyper, weight_decay=weight_decay))
-
-    def init_state(self, w, state, group):
-        state["m"] = torch.zeros_like(w)
-        state["v"] = torch.zeros_like(w)
-        if group["amsgrad"]:
-            state["v_max"] = torch.zeros_like(w)
-
-    def update(self, w, g, state, group):
-        beta1, beta2, t = group["beta1"], group["beta2"], state["step"]
-        m = state["m"].add_((g - state["m"]) * (1 - beta1))
-        v = state["v"].add_((g.square() - state["v"]) * (1 - beta2))
-        if group["amsgrad"]:
-            v = torch.maximum(state["v_max"], v, out=state["v_max"])
-        alpha = group["lr"] * math.sqrt(1 - beta2**t) / (1 - beta1**t)
-        w.sub_(m * alpha / (torch.sqrt(v) + group["eps"]))
-''',
-}
-
-_BATCHNORM = '''
-class _BatchNorm{d}d(nn.BatchNorm{d}d):
-    """nn.BatchNorm{d}d whose moving variance takes the biased batch variance.
-
-    Training normalises with the batch mean and biased variance, as PyTorch does,
-    and updates moving = m * moving + (1 - m) * batch (m the spec's momentum;
-    self.momentum is 1 - m) for the mean and the biased variance, as Keras does.
-    """
-
-    def forward(self, x):
-        if not self.training:
-            return super().forward(x)
-        with torch.no_grad():
-            var, mean = torch.var_mean(x, [0, *range(2, x.dim())], correction=0)
-            self.running_mean.lerp_(mean, self.momentum)
-            self.running_var.lerp_(var, self.momentum)
-            self.num_batches_tracked.add_(1)
-        w, b = self.weight, self.bias
-        return F.batch_norm(x, None, None, w, b, True, 0.0, self.eps)
-'''
-HELPER_SOURCE.update({f"_BatchNorm{d}d": _BATCHNORM.replace("{d}", str(d)) for d in (1, 2, 3)})
 
 
 # Losses and optimisers ------------------------------------------------------------------------------------
@@ -972,7 +774,178 @@ def _spec_call(name: str, attrs: dict) -> str:
     return f"{name}(" + ", ".join(f"{k}={show(v)}" for k, v in attrs.items()) + ")"
 
 
-# The generator ---------------------------------------------------------------------------------------------
+# Module paths: canonical names -> attributes --------------------------------------------------------------
+
+
+def escape(segment: str) -> str:
+    """The submodule name for one segment of a canonical layer name (docs/torch.md, "Names").
+
+    A segment is kept as it is unless it names an attribute that ``nn.Module`` or
+    ``nn.Sequential`` already has (``RESERVED``: ``forward``, ``training``,
+    ``__init__``...), or is such a name followed by underscores: then it gets one
+    more ``_``. The map is injective and undone by :func:`unescape`.
+    """
+    s = segment
+    while True:
+        if s in RESERVED:
+            return segment + "_"
+        if not s.endswith("_"):
+            return segment
+        s = s[:-1]
+
+
+def unescape(name: str) -> str:
+    """The canonical segment of a submodule name (the inverse of :func:`escape`)."""
+    return name[:-1] if name.endswith("_") and escape(name[:-1]) == name else name
+
+
+def torch_key(canonical: str, plans: dict[str, LayerPlan]) -> str:
+    """The ``state_dict()`` key of a canonical weight name ``<layer>.<param>``."""
+    layer, param = canonical.rsplit(".", 1)
+    plan_ = plans[layer]
+    return f"{plan_.attr}.{plan_.params[param]}"
+
+
+def _plain_attr(name: str) -> bool:
+    """Whether ``obj.name`` reads the attribute ``name`` (an identifier Python will not mangle)."""
+    return (name.isidentifier() and not keyword.iskeyword(name)
+            and not (name.startswith("__") and not name.endswith("__")))
+
+
+def access(obj: str, segments) -> str:
+    """Source that reads a submodule: ``self.main.conv2d``, ``self.features[3]``, ``getattr(self, "class")``."""
+    previous = None
+    for s in segments:
+        if s.isdigit() and previous is not None and not previous.isdigit():
+            obj = f"{obj}[{s}]"  # an instance in the nn.Sequential of its binding
+        elif _plain_attr(s):
+            obj = f"{obj}.{s}"
+        else:  # a keyword, a name Python would mangle, an instance in a block's return chain
+            obj = f'getattr({obj}, "{s}")'
+        previous = s
+    return obj
+
+
+def _assign(obj: str, segments, value) -> tuple[str, Any, str]:
+    """(prefix, value, suffix) for fmt(): ``obj.a.b = value`` or ``setattr(obj.a, "b", value)``."""
+    *head, last = segments
+    parent = access(obj, head)
+    if _plain_attr(last):
+        return f"{parent}.{last} = ", value, ""
+    return "", Call("setattr", (parent, f'"{last}"', value)), ""
+
+
+def _camel(name: str) -> str:
+    parts = [p for p in name.split("_") if p]
+    out = "".join(p[:1].upper() + p[1:] for p in parts) or "Block"
+    return out if out.isidentifier() else "Block" + out
+
+
+# A tiny, safe evaluator of the IR's parameter expressions ----------------------------------------------------
+
+_BINOPS = {pyast.Add: operator.add, pyast.Sub: operator.sub, pyast.Mult: operator.mul,
+           pyast.Div: operator.truediv, pyast.FloorDiv: operator.floordiv, pyast.Mod: operator.mod}
+
+
+def _evaluate(tree, env: dict) -> Any:
+    if isinstance(tree, pyast.Constant):
+        return tree.value
+    if isinstance(tree, pyast.Name):
+        return env[tree.id]
+    if isinstance(tree, (pyast.Tuple, pyast.List)):
+        return tuple(_evaluate(x, env) for x in tree.elts)
+    if isinstance(tree, pyast.UnaryOp) and isinstance(tree.op, pyast.USub):
+        return -_evaluate(tree.operand, env)
+    if isinstance(tree, pyast.BinOp) and type(tree.op) in _BINOPS:
+        return _BINOPS[type(tree.op)](_evaluate(tree.left, env), _evaluate(tree.right, env))
+    raise ValueError("unsupported expression")
+
+
+class _Expr:
+    """A parameter expression: its source and its value per instance (None when it cannot be evaluated)."""
+
+    def __init__(self, text: str, envs: list[dict]):
+        self.text = text
+        try:
+            self.tree = pyast.parse(text, mode="eval").body
+            self.values = [_norm(_evaluate(self.tree, env)) for env in envs]
+        except Exception:  # a name that is not a parameter, a division by zero...: no candidate
+            self.tree, self.values = None, None
+
+    def source(self, names: dict[str, str]) -> str:
+        """The expression with block parameters renamed to their Python names."""
+        tree = pyast.parse(self.text, mode="eval")
+        for n in pyast.walk(tree):
+            if isinstance(n, pyast.Name):
+                n.id = names.get(n.id, n.id)
+        return pyast.unparse(tree)
+
+
+def _norm(v):
+    """A value for comparison: lists as tuples, bools kept apart from ints."""
+    if isinstance(v, (list, tuple)):
+        return tuple(_norm(x) for x in v)
+    if isinstance(v, bool):
+        return ("bool", v)
+    return v
+
+
+def _denorm(v):
+    if isinstance(v, tuple):
+        return v[1] if len(v) == 2 and v[0] == "bool" else tuple(_denorm(x) for x in v)
+    return v
+
+
+def _value(text: str):
+    try:
+        return _norm(pyast.literal_eval(text))
+    except Exception:
+        return _NOVALUE
+
+
+_NOVALUE = object()
+
+#: PyTorch constructor defaults of the keyword arguments the emitters leave out when they equal them
+_KW_DEFAULTS = {"stride": "1", "padding": "0", "dilation": "1", "groups": "1", "bias": "True",
+                "output_padding": "0"}
+
+
+# One class body: the network, or one block instance ---------------------------------------------------------
+
+
+@dataclass
+class Item:
+    """One ``__init__`` statement: a namespace, a layer, or a Sequential of block instances."""
+
+    kind: str  # "space" | "layer" | "seq"
+    path: tuple[str, ...]  # escaped segments under self
+    value: Any = None  # the constructor (layer); [(index, Call)] (seq)
+    node: ir.Node | None = None
+    runs: tuple = ()  # seq: (start, count) of STEP * n runs among its members
+
+
+@dataclass
+class Body:
+    prefix: str
+    items: list[Item] = field(default_factory=list)
+    spaces: dict[tuple, Item] = field(default_factory=dict)
+    frozen: list[str] = field(default_factory=list)
+    inits: list[tuple[Call, ir.Node]] = field(default_factory=list)
+    forward: list[str] = field(default_factory=list)
+    signature: list[str] = field(default_factory=list)
+    seqs: set = field(default_factory=set)  # containers of block instances: nn.Sequential
+
+    def space(self, segs: tuple[str, ...]) -> Item:
+        """The container at ``segs`` (declared on first use, its parents first)."""
+        if segs in self.spaces:
+            return self.spaces[segs]
+        if len(segs) > 1:
+            self.space(segs[:-1])
+        seq = segs in self.seqs
+        item = Item("seq" if seq else "space", segs, [] if seq else None)
+        self.spaces[segs] = item
+        self.items.append(item)
+        return item
 
 
 class Generator:
@@ -981,71 +954,426 @@ class Generator:
     def __init__(self, network: ir.Network):
         self.net = network
         self.em = TorchEmitter(network)
-        self.cls = identifier(network.name)
-        if self.cls in GLOBALS or self.cls in _AMBIGUOUS:  # E742
-            self.cls += "_"
+        self.cls = _ident(network.name, set())  # E742 and builtins too
+        self.class_taken = set(GLOBALS) | {self.cls}
+        net = network
+        self.instances = {i.path: i for i in net.instances}
+        # the innermost instance of every node, and the enclosing instance of every instance
+        self.parent: dict[str, str] = {}
+        for inst in net.instances:
+            p = inst.path[:-1]
+            while "." in p:
+                p = p.rsplit(".", 1)[0]
+                if p + "." in self.instances:
+                    self.parent[inst.path] = p + "."
+                    break
+            else:
+                self.parent[inst.path] = ""
+        self.owner: dict[str, str] = {}
+        for node in net.nodes:
+            p = node.name
+            while "." in p:
+                p = p.rsplit(".", 1)[0]
+                if p + "." in self.instances:
+                    self.owner[node.name] = p + "."
+                    break
+            else:
+                self.owner[node.name] = ""
+        self.runs = {m: r for r in net.repeats if r.kind == "block" for m in r.members}
+        self.classes: list[str] = []  # class source blocks, dependencies first
+        self.ctor: dict[str, Call] = {}  # instance path -> its constructor call
 
-    # forward --------------------------------------------------------------------------------------------
-    def forward_lines(self) -> tuple[list[str], list[str], dict[str, str], list[str]]:
-        """(signature params, body lines, value -> variable, loss intermediates)."""
-        net = self.net
-        out_values = set(net.outputs)
-        loss_values = [v for term in net.loss for v in term.args]
-        node_names = {n.name for n in net.nodes}
-        intermediates = [v for v in dict.fromkeys(loss_values) if v in node_names and v not in out_values]
-        keep = out_values | set(intermediates)
+    # bodies -------------------------------------------------------------------------------------------------
+    def child_of(self, path: str, scope: str) -> str | None:
+        """The instance directly inside ``scope`` that holds ``path`` (an instance path or '')."""
+        while path and path != scope:
+            parent = self.parent[path]
+            if parent == scope:
+                return path
+            path = parent
+        return None
+
+    def body(self, scope: str, inputs: dict[str, str], comments: bool = True) -> tuple[Body, dict[str, str]]:
+        """Init items and forward lines of the class body at ``scope``; returns it and value -> variable."""
+        net, em = self.net, self.em
+        b = Body(scope)
+        em.body = b
+        nodes = [n for n in net.nodes if n.name.startswith(scope)]
+        kids = [i for i in net.instances if self.parent.get(i.path) == scope and i.path.startswith(scope)]
+        seq_size: dict[tuple, int] = {}
+        for kid in kids:  # a Sequential per container of block instances
+            segs = tuple(escape(s) for s in kid.path[len(scope):-1].split("."))
+            if not segs[:-1]:
+                continue  # in a block's return chain: a submodule of the block itself
+            b.seqs.add(segs[:-1])
+            seq_size[segs[:-1]] = seq_size.get(segs[:-1], 0) + 1
+        for n in nodes:  # a Sequential that also holds layers is not called as a whole
+            if n.params and self.owner[n.name] == scope:
+                segs = tuple(escape(s) for s in n.layer[len(scope):].split("."))
+                if segs[:-1] in seq_size:
+                    seq_size[segs[:-1]] = -1
         last_use: dict[str, int] = {}
-        for i, n in enumerate(net.nodes):
+        for i, n in enumerate(nodes):
             for v in n.inputs:
                 last_use[v] = i
-        taken: set[str] = set()
-        var: dict[str, str] = {}
-        holds: dict[str, list[str]] = {}
-        params = []
-        for v in net.inputs:
-            name = _ident(v.name, taken)
-            var[v.name] = name
-            holds[name] = [v.name]
-            params.append(name)
+        keep = set(net.outputs) | {v for t in net.loss for v in t.args}
+        taken: set[str] = set(inputs.values())
+        var = dict(inputs)
+        holds = {name: [v] for v, name in inputs.items()}
 
         def free(name: str, i: int) -> bool:
             return all(h not in keep and last_use.get(h, -1) <= i for h in holds.get(name, []))
 
-        body: list[str] = []
-        for i, node in enumerate(net.nodes):
+        def name_for(rel: str, i: int) -> str:
+            prefix = rel.rsplit(".", 1)[0] if "." in rel else rel
+            short = next((p for p in reversed(prefix.split(".")) if not p.isdigit()), prefix)
+            for candidate in dict.fromkeys((short, prefix)):  # `main`, then `features_0_main`
+                want = identifier(candidate)
+                if want in GLOBALS or want in _AMBIGUOUS:
+                    want += "_"
+                if want not in taken:
+                    return _ident(candidate, taken)
+                if free(want, i):
+                    return want
+            return _ident(rel, taken)
+
+        lines: list[str] = []
+        done: set[str] = set()
+        for i, node in enumerate(nodes):
+            kid = self.child_of(self.owner[node.name], scope)
+            if kid is not None:
+                if kid in done:
+                    continue
+                run = self.chained_run(kid, kids, nodes, scope)
+                first = self.instances[run[0]]
+                last = self.instances[run[-1]]
+                done.update(run)
+                rel = first.path[len(scope):-1]
+                segs = tuple(escape(s) for s in rel.split("."))
+                if segs[:-1]:
+                    seq = b.space(segs[:-1])
+                    for path in run:
+                        seq.value.append((path, self.ctor[path]))
+                    whole = len(run) == len(seq.value) == seq_size[segs[:-1]]
+                else:
+                    for path in run:
+                        b.items.append(Item("child", (escape(path[len(scope):-1]),), self.ctor[path]))
+                    whole = False
+                mod = access("self", segs[:-1] if whole else segs)
+                name = name_for(last.path[len(scope):] + "out", i)
+                var[last.output] = name
+                holds[name] = [last.output]
+                comment = f"  # {net.type_of(last.output)}" if comments else ""
+                lines += fmt(f"{name} = ", Call(mod, (var[first.input],)), comment, 8)
+                if not whole:
+                    for path in run[1:]:
+                        inst = self.instances[path]
+                        segs = tuple(escape(s) for s in inst.path[len(scope):-1].split("."))
+                        lines += fmt(f"{name} = ", Call(access("self", segs), (name,)),
+                                     f"  # {net.type_of(inst.output)}" if comments else "", 8)
+                continue
             x = [var[v] for v in node.inputs]
             if node.type.dtype == "float32" and node.op != "embedding":  # Keras-like autocast to float32
                 x = [Call(f"{name}.float") if net.type_of(v).dtype != "float32" else name
                      for name, v in zip(x, node.inputs)]
-            expr = self.em.emit(node, x)
+            expr = em.emit(node, x)
             if expr is None:
                 expr = x[0] if x else "None"
             if isinstance(expr, str) and expr in x:  # an identity (linear): no line
                 var[node.name] = expr
                 holds[expr].append(node.name)
                 continue
-            prefix = node.name.rsplit(".", 1)[0] if "." in node.name else node.name
-            short = next((p for p in reversed(prefix.split(".")) if not p.isdigit()), prefix)
-            name = None
-            for candidate in dict.fromkeys((short, prefix)):  # `main`, then `features_0_main`
-                want = identifier(candidate)
-                if want in GLOBALS or want in _AMBIGUOUS:
-                    want += "_"
-                if want not in taken:
-                    name = _ident(candidate, taken)
-                    break
-                if free(want, i):
-                    name = want
-                    break
-            if name is None:
-                name = _ident(node.name, taken)
+            if isinstance(expr, tuple) and expr[0] == "iadd":
+                var[node.name] = expr[1]
+                holds[expr[1]] = [node.name]
+                lines += fmt(f"{expr[1]} += ", expr[2], f"  # {node.type}" if comments else "", 8)
+                continue
+            if node.name in em.inplace and isinstance(x[0], str) and x[0] in holds:
+                name = x[0]  # overwritten in place: the same variable
+            else:
+                name = name_for(node.name[len(scope):], i)
             var[node.name] = name
             holds[name] = [node.name]
-            comment = f"  # {node.type}"
+            comment = f"  # {node.type}" if comments else ""
             if isinstance(expr, tuple) and expr[0] == "unpack":
-                body += fmt(f"{name}, _ = ", expr[1], comment, 8)
+                lines += fmt(f"{name}, _ = ", expr[1], comment, 8)
             else:
-                body += fmt(f"{name} = ", expr, comment, 8)
+                lines += fmt(f"{name} = ", expr, comment, 8)
+        b.forward = lines
+        return b, var
+
+    def chained_run(self, kid: str, kids, nodes, scope: str) -> list[str]:
+        """``kid`` and the instances after it in the same Sequential that each read the one before."""
+        rel = kid[len(scope):-1]
+        head = rel.rsplit(".", 1)[0] if "." in rel else ""
+        run = [kid]
+        k = int(rel.rsplit(".", 1)[-1])
+        while True:
+            nxt = f"{scope}{head}.{k + 1}." if head else f"{scope}{k + 1}."
+            inst = self.instances.get(nxt)
+            if inst is None or self.parent[nxt] != scope or inst.input != self.instances[run[-1]].output:
+                return run
+            run.append(nxt)
+            k += 1
+
+    # block classes ------------------------------------------------------------------------------------------
+    def blocks(self) -> None:
+        """One class per block (per variant when instances differ in structure), innermost blocks first."""
+        net = self.net
+        height: dict[str, int] = {}
+        for inst in reversed(net.instances):
+            height.setdefault(inst.path, 0)
+            parent = self.parent[inst.path]
+            if parent:
+                height[parent] = max(height.get(parent, 0), height[inst.path] + 1)
+        block_height: dict[str, int] = {}
+        for inst in net.instances:
+            block_height[inst.block] = max(block_height.get(inst.block, 0), height[inst.path])
+        defs = {b.name: b for b in net.blocks}
+        for block in sorted(defs, key=lambda name: block_height[name]):
+            insts = [i for i in net.instances if i.block == block]
+            groups: dict[Any, list] = {}
+            for inst in insts:
+                b, var = self.body(inst.path, {inst.input: "x"}, comments=False)
+                b.forward += [f"        return {var[inst.output]}"]
+                groups.setdefault(self.skeleton(b), []).append((inst, b))
+            base = _camel(block)
+            for k, members in enumerate(groups.values()):
+                name = base if k == 0 else f"{base}_{k + 1}"
+                name = _ident(name, self.class_taken)
+                self.unify(name, defs[block], members)
+
+    def skeleton(self, b: Body):
+        def sk(e):
+            if isinstance(e, Call):
+                kws = tuple(k for k, _ in e.kwargs if k not in _KW_DEFAULTS)
+                return ("call", e.func, tuple(sk(a) for a in e.args), kws, tuple(sk(v) for k, v in e.kwargs
+                                                                               if k not in _KW_DEFAULTS))
+            if isinstance(e, Tup):
+                return ("tup", tuple(sk(a) for a in e.items))
+            return "?" if _value(e) is not _NOVALUE else e
+
+        items = tuple((it.kind, it.path, sk(it.value) if it.kind in ("layer", "child") else
+                       tuple((p[len(b.prefix):], sk(c)) for p, c in it.value) if it.kind == "seq" else None)
+                      for it in b.items)
+        return items, tuple(b.forward), tuple(b.frozen), tuple(sk(c) for c, _ in b.inits)
+
+    def unify(self, name: str, block: ir.BlockDef, members: list) -> None:
+        """Write one class for instances of one structure; their constructor literals become parameters."""
+        insts = [m[0] for m in members]
+        bodies = [m[1] for m in members]
+        envs = [dict(i.args) for i in insts]
+        pnames: dict[str, str] = {}
+        taken = {"self", "x", *GLOBALS, *self.class_taken}
+        for p in block.params:
+            pnames[p.name] = _ident(p.name, taken)
+        used: dict[str, None] = {}  # block parameters the class reads
+        extra: dict[str, list] = {}  # added constructor arguments -> values per instance
+        exprs = {}
+        for node in self.nodes_of(insts[0]):
+            for text in node.exprs.values():
+                exprs.setdefault(text, None)
+        block_exprs = [_Expr(t, envs) for t in exprs] + [_Expr(p.name, envs) for p in block.params]
+        in0 = [_norm(self.net.type_of(i.input).shape[0]) if self.net.type_of(i.input).rank else None for i in insts]
+        in1 = [_norm(self.net.type_of(i.input).shape[-1]) if self.net.type_of(i.input).rank else None for i in insts]
+        chan: dict[str, dict[int, _Expr | str | None]] = {}
+
+        def own(rel: str) -> dict[str, _Expr]:
+            return {a: _Expr(t, envs) for a, t in self.node_at(insts[0], rel).exprs.items()}
+
+        def resolve(values: list, candidates: list, rel_input: str | None) -> str | None:
+            for c in candidates:
+                if c.values == values:
+                    return use(c)
+            if rel_input is not None:
+                for axis in (0, -1):
+                    c = chan.get(rel_input, {}).get(axis)
+                    if isinstance(c, _Expr) and c.values == values:
+                        return use(c)
+            if all(v == values[0] for v in values):
+                return None
+            for c in block_exprs:
+                if c.values == values:
+                    return use(c)
+            for label, ref in (("in_channels", in0), ("in_features", in1)):
+                if values == ref:
+                    extra.setdefault(label, ref)
+                    return label
+            label = _ident(f"arg{len(extra)}", set(extra) | set(pnames.values()) | taken)
+            extra[label] = values
+            return label
+
+        def use(c: _Expr) -> str:
+            for n in pyast.walk(c.tree):
+                if isinstance(n, pyast.Name):
+                    used[n.id] = None
+            return c.source(pnames)
+
+        def merge_kwargs(calls: list[Call]) -> list[str]:
+            order: list[str] = []
+            for c in calls:
+                for i, (k, _) in enumerate(c.kwargs):
+                    if k in order:
+                        continue
+                    later = [k2 for k2, _ in c.kwargs[i + 1:] if k2 in order]
+                    order.insert(order.index(later[0]) if later else len(order), k)
+            return order
+
+        def uni(es: list, mine: dict, rel_input: str | None, candidates: list | None = None):
+            """One constructor expression for every instance: equal parts stay, differing literals resolve."""
+            e0 = es[0]
+            if isinstance(e0, Call):
+                keys = merge_kwargs(es)
+                positional = [c for a, c in mine.items() if a not in keys]
+                args = tuple(uni([e.args[j] for e in es], mine, rel_input, positional) for j in range(len(e0.args)))
+                kwargs = []
+                for k in keys:
+                    vals = [dict(e.kwargs).get(k, _KW_DEFAULTS.get(k)) for e in es]
+                    out = uni(vals, mine, rel_input, [mine[k]] if k in mine else [])
+                    if not (k in _KW_DEFAULTS and out == _KW_DEFAULTS[k]):
+                        kwargs.append((k, out))
+                return Call(e0.func, args, tuple(kwargs))
+            if isinstance(e0, Tup):
+                return Tup(tuple(uni([e.items[j] for e in es], mine, rel_input, candidates)
+                                 for j in range(len(e0.items))), e0.explode, e0.bare)
+            candidates = candidates or []
+            if all(e == e0 for e in es) and not candidates:
+                return e0
+            values = [_value(e) for e in es]
+            if any(v is _NOVALUE for v in values):
+                return e0  # the skeleton made them equal
+            out = resolve(values, candidates, rel_input)
+            return e0 if out is None else out
+
+        # channel propagation: an expression for axis 0 and -1 of every value inside the block
+        first = insts[0]
+        for node in self.nodes_of(first):
+            rel = node.name[len(first.path):]
+            nodes = [self.node_at(i, rel) for i in insts]
+            chan[rel] = {}
+            for axis in (0, -1):
+                if not node.type.rank:
+                    continue
+                out = [_norm(n.type.shape[axis]) for n in nodes]
+                hit = next((c for c in own(rel).values() if c.values == out), None)
+                if hit is None and node.inputs:
+                    src = node.inputs[0]
+                    srel = src[len(first.path):] if src.startswith(first.path) else None
+                    ins = [self.net.type_of(n.inputs[0]) for n in nodes]
+                    if all(t.rank for t in ins) and [_norm(t.shape[axis]) for t in ins] == out:
+                        hit = chan.get(srel, {}).get(axis) if srel is not None else None
+                chan[rel][axis] = hit
+        # constructor statements
+        init: list[str] = []
+        b0 = bodies[0]
+        for j, item in enumerate(b0.items):
+            if item.kind == "space":
+                init += fmt(*_assign("self", item.path, "nn.Module()"), 8)
+            elif item.kind == "layer":
+                rel = item.node.name[len(first.path):]
+                src = item.node.inputs[0] if item.node.inputs else None
+                rel_input = src[len(first.path):] if src and src.startswith(first.path) else None
+                value = uni([b.items[j].value for b in bodies], own(rel), rel_input)
+                init += fmt(*_assign("self", item.path, value), 8)
+            elif item.kind == "child":
+                kid = first.path + item.path[0] + "."
+                kid_input = self.instances[kid].input
+                rel_input = kid_input[len(first.path):] if kid_input.startswith(first.path) else None
+                value = uni([b.items[j].value for b in bodies], {}, rel_input)
+                init += fmt(*_assign("self", item.path, value), 8)
+            else:
+                calls = []
+                for k in range(len(item.value)):
+                    kid = item.value[k][0]
+                    kid_input = self.instances[kid].input
+                    rel_input = kid_input[len(first.path):] if kid_input.startswith(first.path) else None
+                    calls.append(uni([b.items[j].value[k][1] for b in bodies], {}, rel_input))
+                init += fmt(*_assign("self", item.path, self.sequential(item, calls, first.path)), 8)
+        for path in b0.frozen:
+            init.append(f"        {path}.requires_grad_(False)")
+        resets = []
+        for j in range(len(b0.inits)):
+            resets += fmt("", uni([b.inits[j][0] for b in bodies], {}, None), "", 8)
+        if resets:
+            init.append("        self.reset_parameters()")
+        # the signature: added arguments, then the block parameters the class reads
+        params = [*extra]
+        defaults = {}
+        for p in block.params:
+            if p.name not in used:
+                continue
+            default = _value(p.default) if p.default is not None else _NOVALUE
+            if default is not _NOVALUE:
+                defaults[p.name] = (p.default, default)
+                params.append(f"{pnames[p.name]}={p.default}")
+            else:
+                params.append(pnames[p.name])
+        title = f"block {block.name}(" + ", ".join(
+            p.name if p.default is None else f"{p.name}={p.default}" for p in block.params) + ")"
+        src = ["", "", f"class {name}(nn.Module):"]
+        src += docstring(f"The spec's {title}.", 4)
+        src += ["", *_def(4, "__init__", ["self", *params]), "        super().__init__()", *init]
+        if resets:
+            src += ["", "    def reset_parameters(self):", *resets]
+        src += ["", *_def(4, "forward", ["self", "x"]), *b0.forward]
+        self.classes.append("\n".join(src))
+        for n, inst in enumerate(insts):
+            args = [_lit(_denorm(extra[k][n])) for k in extra]
+            kwargs = []
+            for p in block.params:
+                if p.name not in used:
+                    continue
+                v = inst.args[p.name]
+                if p.name in defaults:
+                    if _norm(v) != defaults[p.name][1]:
+                        kwargs.append((pnames[p.name], _lit(v)))
+                elif kwargs:
+                    kwargs.append((pnames[p.name], _lit(v)))
+                else:
+                    args.append(_lit(v))
+            self.ctor[inst.path] = Call(name, tuple(args), tuple(kwargs))
+
+    def sequential(self, item: Item, calls: list, scope: str):
+        """``nn.Sequential(A(...), *(B(...) for _ in range(n)), ...)``: STEP * n runs stay runs."""
+        members = [p for p, _ in item.value]
+        out = []
+        k = 0
+        while k < len(members):
+            run = self.runs.get(members[k])
+            n = 1
+            if run is not None and run.members[0] == members[k]:
+                while (k + n < len(members) and members[k + n] in run.members
+                       and flat(calls[k + n]) == flat(calls[k])):
+                    n += 1
+            out.append(f"*({flat(calls[k])} for _ in range({n}))" if n > 1 else calls[k])
+            k += n
+        return Call("nn.Sequential", tuple(out))
+
+    def nodes_of(self, inst: ir.BlockInstance) -> list[ir.Node]:
+        """The nodes directly in an instance (not in instances inside it)."""
+        return [n for n in self.net.nodes if self.owner[n.name] == inst.path]
+
+    def node_at(self, inst: ir.BlockInstance, rel: str) -> ir.Node:
+        return self.net.node(inst.path + rel)
+
+    # the network class ---------------------------------------------------------------------------------------
+    def forward_lines(self) -> tuple[list[str], list[str], dict[str, str], list[str], Body]:
+        """(signature params, body lines, value -> variable, loss intermediates, the class body)."""
+        net = self.net
+        out_values = set(net.outputs)
+        node_names = {n.name for n in net.nodes}
+        loss_values = [v for term in net.loss for v in term.args]
+        intermediates = [v for v in dict.fromkeys(loss_values) if v in node_names and v not in out_values]
+        taken: set[str] = set()
+        inputs = {v.name: _ident(v.name, taken) for v in net.inputs}
+        params = list(inputs.values())
+        b, var = self.body("", inputs)
+        self.em.helpers.add("_expect")
+        checks = []
+        for v in net.inputs:  # a clear error for an unbatched or misshapen input
+            shape = Tup(tuple(_lit(d) if isinstance(d, int) else "None" for d in v.type.shape))
+            checks += fmt("", Call("_expect", (inputs[v.name], _lit(v.name), shape)), "", 8)
+        body = checks + b.forward
         returns = [var[v] for v in net.outputs]
         ret = returns[0] if len(returns) == 1 else Tup(tuple(returns))
         if intermediates:
@@ -1054,45 +1382,45 @@ class Generator:
             body += fmt("return ", Tup((ret, extra), bare=True), "", 12)
             params.append("return_loss_values=False")
         body += fmt("return ", ret if isinstance(ret, str) else Tup(ret.items, bare=True), "", 8)
-        return params, body, var, intermediates
+        return params, body, var, intermediates, b
+
+    def init_lines(self, b: Body) -> tuple[list[str], list[str]]:
+        """(``__init__`` statements, ``reset_parameters`` statements) of the network class."""
+        init = []
+        for item in b.items:
+            if item.kind == "space":
+                init += fmt(*_assign("self", item.path, "nn.Module()"), 8)
+            elif item.kind in ("layer", "child"):
+                init += fmt(*_assign("self", item.path, item.value), 8)
+            else:
+                init += fmt(*_assign("self", item.path, self.sequential(item, [c for _, c in item.value], "")), 8)
+        init += [f"        {path}.requires_grad_(False)" for path in b.frozen]
+        resets = [line for call, _ in b.inits for line in fmt("", call, "", 8)]
+        return init, resets
 
     def generate(self) -> str:
         net = self.net
-        params, body, var, intermediates = self.forward_lines()
         em = self.em
+        self.blocks()
+        params, body, var, intermediates, b = self.forward_lines()
         lines: list[str] = []
         first = textwrap.wrap(f"The network {net.name}, generated by netspec.", LINE - 3)
         lines += [f'"""{first[0]}', *first[1:], "",
                   "Inputs are channels-first (NCHW); comments give per-sample shapes.", '"""']
-        out: list[str] = []
-        # class
+        out: list[str] = list(self.classes)
         out += ["", "", f"class {self.cls}(nn.Module):"]
         ins = ", ".join(f"{v.name} {v.type}" for v in net.inputs)
         outs = ", ".join(f"{name} {net.type_of(v)}" for name, v in zip(net.output_names or net.outputs, net.outputs))
         out += docstring(f"{net.name}: {ins} -> {outs}.", 4)
-        out += ["", "    def __init__(self):", "        super().__init__()"]
-        for plan in em.layers.values():
-            out += fmt(f"self.{plan.attr} = ", plan.ctor, "", 8)
-        frozen = [(plan, path) for plan in em.layers.values() for path in plan.fixed]
-        for plan, path in frozen:
-            out.append(f"        self.{plan.attr}{_torch_path(path)}.requires_grad_(False)")
-        uses_init = bool(em.layers)
-        if uses_init:
+        init, resets = self.init_lines(b)
+        out += ["", "    def __init__(self):", "        super().__init__()", *init]
+        if resets:
             out.append("        self.reset_parameters()")
             out += ["", "    def reset_parameters(self):"]
-            out += docstring("Draw every weight from the spec's initialisers.", 8)
-            params_by_layer = {n.layer: n.params for n in net.nodes if n.params}
-            for plan in em.layers.values():
-                for p in params_by_layer[plan.name]:
-                    args = [f"self.{plan.attr}{_torch_path(plan.params[p.name])}", _lit(p.init["name"])]
-                    kw = [(k, _lit(v)) for k, v in p.init.items() if k != "name"]
-                    out += fmt("", Call("_init", tuple(args), tuple(kw)), "", 8)
-                for path, (value, _) in plan.fixed.items():
-                    out += fmt("", Call("_init", (f"self.{plan.attr}{_torch_path(path)}",
-                                                  '"ones"' if value == 1.0 else '"zeros"')), "", 8)
+            out += docstring("Draw every weight of this class's own layers from the spec's initialisers.", 8)
+            out += resets
         out += ["", *_def(4, "forward", ["self", *params])]
         out += body
-        # training setup
         if net.loss:
             loss, step = self.loss_lines(var, intermediates)
             out += loss
@@ -1102,7 +1430,8 @@ class Generator:
             out += step
         if em.errors:
             return ""
-        helpers = (["_init"] if uses_init else []) + [h for h in HELPERS if h in em.helpers]
+        used = (["_init"] if em.layers else []) + sorted(em.helpers)
+        helpers = [h for h in HELPER_SOURCE if h in used]  # in the runtime module's order
         code = [line for h in helpers for line in ["", "", *HELPER_SOURCE[h].strip("\n").split("\n")]] + out
         text = "\n".join(code)
         lines += ["", "import math", ""] if re.search(r"\bmath\.", text) else [""]
@@ -1179,7 +1508,7 @@ class Generator:
                 l1 = reg.get("l1", 0.0) if reg["name"] in ("l1", "l1_l2") else 0.0
                 l2 = reg.get("l2", 0.0) if reg["name"] in ("l2", "l1_l2") else 0.0
                 if l1 or l2:
-                    w = f"model.{plan.attr}{_torch_path(plan.params[p.name])}"
+                    w = access("model", plan.attr.split(".")) + _torch_path(plan.params[p.name])
                     penalties.append(Tup((w, _lit(float(l1)), _lit(float(l2)))))
         if penalties:
             lines += docstring("The spec's penalties: l1 * sum(|w|) + l2 * sum(w ** 2) per (w, l1, l2).", 4)
@@ -1303,9 +1632,10 @@ def build(network: ir.Network, weights=None):
 
 
 def _tensor(model, attr: str, path: str):
-    obj = getattr(model, attr)
-    for part in path.split("."):
-        obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
+    """The tensor at ``attr`` (a dotted submodule path) + ``path`` (its parameter path)."""
+    obj = model
+    for part in (*attr.split("."), *path.split(".")):
+        obj = getattr(obj, part)
     return obj
 
 

@@ -1,0 +1,347 @@
+"""Runtime helpers of generated PyTorch modules, as real (linted, tested) code.
+
+The generator copies the source of the helpers a network uses into the generated
+file (netspec/backends/torch.py reads this file as text; it never imports it), so
+generated files stay standalone: they import torch, never netspec. Keep every
+helper self-contained: it may use ``math``, ``torch``, ``nn``, ``F`` and the
+helpers listed in ``DEPENDS`` in torch.py.
+"""
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def _expect(x, name, shape):
+    """Refuse an input that is not a batch of per-sample `shape` (None: any size)."""
+    sizes = tuple(x.shape[1:])
+    ok = len(sizes) == len(shape) and all(s in (None, d) for s, d in zip(shape, sizes))
+    if not ok:
+        want = ", ".join("*" if s is None else str(s) for s in shape)
+        got = list(x.shape)
+        raise ValueError(f"input {name}: expected [N, {want}]; received: {got}")
+
+
+def _init(w, name, unit_forget_bias=False, **args):
+    """Fill w from a spec initialiser; fans: dim 0 = out, dim 1 = in, rest = window."""
+    receptive = math.prod(w.shape[2:])
+    fan_in = w.shape[1] * receptive if w.dim() > 1 else len(w)
+    fan_out = w.shape[0] * receptive if w.dim() > 1 else len(w)
+    glorot, he, lecun = 2 / (fan_in + fan_out), 2 / fan_in, 1 / fan_in  # variances
+    variance = {"glorot": glorot, "he": he, "lecun": lecun}.get(name.split("_")[0])
+    with torch.no_grad():
+        if name == "zeros":
+            w.zero_()
+        elif name == "ones":
+            w.fill_(1.0)
+        elif name == "constant":
+            w.fill_(args["value"])
+        elif name == "normal":
+            w.normal_(args["mean"], args["std"])
+        elif name == "uniform":
+            w.uniform_(args["a"], args["b"])
+        elif name == "orthogonal":
+            nn.init.orthogonal_(w.view(len(w), -1), args["gain"])
+        elif name.endswith("_uniform"):  # variance limit ** 2 / 3
+            limit = math.sqrt(3 * variance)
+            w.uniform_(-limit, limit)
+        elif name.endswith("_normal"):  # truncated at 2 std, rescaled to the variance
+            std = math.sqrt(variance) / 0.87962566103423978
+            nn.init.trunc_normal_(w, 0.0, std, -2 * std, 2 * std)
+        else:
+            raise ValueError(f"unknown initializer {name}")
+        if unit_forget_bias:  # LSTM: the forget gate's bias (2nd quarter) is 1
+            units = len(w) // 4
+            w[units : 2 * units] = 1.0
+
+
+def _avg_pool(x, window, stride, padding, extra=None, count_include_pad=False):
+    """Average pooling with (begin, end) padding per axis, possibly asymmetric.
+
+    The divisor counts the window's input values, plus its padded ones when
+    count_include_pad; `extra` end padding (ceil mode) is never counted.
+    """
+    pool = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[len(window) - 1]
+    extra = extra or (0,) * len(window)
+    spec = [p for b, e in reversed(padding) for p in (b, e)]
+    more = [p for x_ in reversed(extra) for p in (0, x_)]
+    ones = x.new_ones((1, 1, *x.shape[2:]))
+    if count_include_pad:
+        count = F.pad(F.pad(ones, spec, value=1.0), more)
+    else:
+        count = F.pad(F.pad(ones, spec), more)
+    total = pool(F.pad(F.pad(x, spec), more), window, stride)
+    return total / pool(count, window, stride)
+
+
+def _final_state(output):
+    """A recurrent layer's last step, from its (sequence [N, T, units], state)."""
+    return output[0][:, -1]
+
+
+def _merge_directions(output, units, mode, last):
+    """Merge a bidirectional layer's directions; last: each one's final state."""
+    forward, backward = output[0][..., :units], output[0][..., units:]
+    if last:  # the backward direction ends at the first step
+        forward, backward = forward[:, -1], backward[:, 0]
+    if mode == "concat":
+        return torch.cat((forward, backward), -1)
+    if mode == "sum":
+        return forward + backward
+    if mode == "mul":
+        return forward * backward
+    return (forward + backward) / 2
+
+
+def _dot(a, b, axes, normalize=False):
+    """Per-sample dot product of axis axes[0] of a with axis axes[1] of b."""
+    if normalize:
+        a, b = F.normalize(a, dim=axes[0] + 1), F.normalize(b, dim=axes[1] + 1)
+    a, b = torch.movedim(a, axes[0] + 1, -1), torch.movedim(b, axes[1] + 1, -1)
+    shape = (len(a), *a.shape[1:-1], *b.shape[1:-1])
+    a, b = a.reshape(len(a), -1, a.shape[-1]), b.reshape(len(b), -1, b.shape[-1])
+    out = a @ b.transpose(1, 2)
+    return out.reshape(shape if len(shape) > 1 else (len(out), 1))
+
+
+def _binary_crossentropy(p, t):
+    """mean(-(t log p + (1 - t) log(1 - p))), p clipped to [1e-7, 1 - 1e-7]."""
+    p = torch.clamp(p, 1e-7, 1 - 1e-7)
+    return -(t * torch.log(p) + (1 - t) * torch.log(1 - p)).mean()
+
+
+def _categorical_crossentropy(p, t, from_logits=False, dim=-1):
+    """mean(-sum(t log q, dim)); q is softmax(p), or p renormalised and clipped.
+
+    q = clip(p / max(sum(p, dim), eps), eps, 1 - eps) with eps = 1e-7: probabilities
+    are never read as logits.
+    """
+    if from_logits:
+        logq = F.log_softmax(p, dim)
+    else:
+        q = p / torch.clamp(p.sum(dim, keepdim=True), min=1e-7)
+        logq = torch.log(torch.clamp(q, 1e-7, 1 - 1e-7))
+    return -(t * logq).sum(dim).mean()
+
+
+def _sparse_categorical_crossentropy(p, t, from_logits=False, dim=-1):
+    """mean(-log q[t]) over every position, q as in categorical_crossentropy.
+
+    t holds class ids, shaped like p without its class axis, or with a trailing 1.
+    """
+    if from_logits:
+        logq = F.log_softmax(p, dim)
+    else:
+        q = p / torch.clamp(p.sum(dim, keepdim=True), min=1e-7)
+        logq = torch.log(torch.clamp(q, 1e-7, 1 - 1e-7))
+    t = t.long()
+    if t.dim() == p.dim():
+        t = t.squeeze(-1)
+    return -torch.gather(logq, dim, t.unsqueeze(dim)).mean()
+
+
+def _hinge(p, t):
+    """mean(max(1 - t p, 0)), t in {-1, 1}."""
+    return torch.clamp(1 - t * p, min=0).mean()
+
+
+def _kl_divergence(p, t):
+    """mean(sum(t log(t / p), -1)), t and p clipped to [1e-7, 1]."""
+    t, p = torch.clamp(t, 1e-7, 1), torch.clamp(p, 1e-7, 1)
+    return (t * torch.log(t / p)).sum(-1).mean()
+
+
+def _cosine_similarity(p, t):
+    """mean(-sum(p' t', -1)), x' = x / max(|x|, 1e-7) along the last axis."""
+    p, t = F.normalize(p, dim=-1, eps=1e-7), F.normalize(t, dim=-1, eps=1e-7)
+    return -(p * t).sum(-1).mean()
+
+
+def _kl_normal(mu, logvar):
+    """KL(N(mu, exp(logvar)) || N(0, 1)): batch mean of the per-sample sum."""
+    kl = -0.5 * (1 + logvar - mu**2 - torch.exp(logvar))
+    return kl.flatten(1).sum(1).mean()
+
+
+def _decoupled_weight_decay(rate):
+    """An optimizer step pre-hook: w -= lr * rate * w (decoupled weight decay)."""
+
+    def hook(optimizer, args, kwargs):
+        with torch.no_grad():
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.mul_(1 - group["lr"] * rate)
+
+    return hook
+
+
+class _Optimizer(torch.optim.Optimizer):
+    """Base of the spec's optimizers: decoupled weight decay, then the update."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for w in group["params"]:
+                if w.grad is None:
+                    continue
+                state = self.state[w]
+                if not state:
+                    state["step"] = 0
+                    self.init_state(w, state, group)
+                state["step"] += 1
+                if group["weight_decay"]:  # w -= lr * weight_decay * w
+                    w.sub_(w * (group["lr"] * group["weight_decay"]))
+                self.update(w, w.grad, state, group)
+        return loss
+
+
+class _RMSprop(_Optimizer):
+    """RMSprop with eps inside the square root (Keras's update).
+
+    v = rho v + (1 - rho) g^2; centered: a = rho a + (1 - rho) g, d = v - a^2,
+    else d = v; u = lr g / sqrt(d + eps); with momentum s = momentum s + u,
+    w -= s, else w -= u.
+    """
+
+    def __init__(self, params, lr, rho, momentum, centered, eps, weight_decay):
+        hyper = {"lr": lr, "rho": rho, "momentum": momentum, "centered": centered}
+        super().__init__(params, {**hyper, "eps": eps, "weight_decay": weight_decay})
+
+    def init_state(self, w, state, group):
+        state["v"] = torch.zeros_like(w)
+        if group["centered"]:
+            state["a"] = torch.zeros_like(w)
+        if group["momentum"]:
+            state["s"] = torch.zeros_like(w)
+
+    def update(self, w, g, state, group):
+        rho = group["rho"]
+        v = state["v"].mul_(rho).add_((1 - rho) * g.square())
+        if group["centered"]:
+            a = state["a"].mul_(rho).add_((1 - rho) * g)
+            d = v - a.square() + group["eps"]
+        else:
+            d = v + group["eps"]
+        u = group["lr"] * g / torch.sqrt(d)
+        if group["momentum"]:
+            w.sub_(state["s"].mul_(group["momentum"]).add_(u))
+        else:
+            w.sub_(u)
+
+
+class _Adagrad(_Optimizer):
+    """Adagrad with eps inside the square root (Keras's update).
+
+    s starts at initial_accumulator; s += g^2; w -= lr g / sqrt(s + eps).
+    """
+
+    def __init__(self, params, lr, initial_accumulator, eps, weight_decay):
+        hyper = {"lr": lr, "initial_accumulator": initial_accumulator, "eps": eps}
+        super().__init__(params, {**hyper, "weight_decay": weight_decay})
+
+    def init_state(self, w, state, group):
+        state["s"] = torch.full_like(w, group["initial_accumulator"])
+
+    def update(self, w, g, state, group):
+        s = state["s"].add_(g.square())
+        w.sub_(group["lr"] * g / torch.sqrt(s + group["eps"]))
+
+
+class _Adam(_Optimizer):
+    """Adam (and AdamW) with Keras's update: eps is added to sqrt(v), not sqrt(v_hat).
+
+    m += (1 - beta1) (g - m); v += (1 - beta2) (g^2 - v); amsgrad: v = max(v) so far;
+    w -= lr sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps).
+    """
+
+    def __init__(self, params, lr, beta1, beta2, eps, amsgrad, weight_decay):
+        hyper = {
+            "lr": lr,
+            "beta1": beta1,
+            "beta2": beta2,
+            "eps": eps,
+            "amsgrad": amsgrad,
+        }
+        super().__init__(params, {**hyper, "weight_decay": weight_decay})
+
+    def init_state(self, w, state, group):
+        state["m"] = torch.zeros_like(w)
+        state["v"] = torch.zeros_like(w)
+        if group["amsgrad"]:
+            state["v_max"] = torch.zeros_like(w)
+
+    def update(self, w, g, state, group):
+        beta1, beta2, t = group["beta1"], group["beta2"], state["step"]
+        m = state["m"].add_((g - state["m"]) * (1 - beta1))
+        v = state["v"].add_((g.square() - state["v"]) * (1 - beta2))
+        if group["amsgrad"]:
+            v = torch.maximum(state["v_max"], v, out=state["v_max"])
+        alpha = group["lr"] * math.sqrt(1 - beta2**t) / (1 - beta1**t)
+        w.sub_(m * alpha / (torch.sqrt(v) + group["eps"]))
+
+
+class _BatchNorm1d(nn.BatchNorm1d):
+    """nn.BatchNorm1d whose moving variance takes the biased batch variance.
+
+    Training normalises with the batch mean and biased variance, as PyTorch does,
+    and updates moving = m * moving + (1 - m) * batch (m the spec's momentum;
+    self.momentum is 1 - m) for the mean and the biased variance, as Keras does.
+    """
+
+    def forward(self, x):
+        if not self.training:
+            return super().forward(x)
+        with torch.no_grad():
+            var, mean = torch.var_mean(x, [0, *range(2, x.dim())], correction=0)
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(var, self.momentum)
+            self.num_batches_tracked.add_(1)
+        w, b = self.weight, self.bias
+        return F.batch_norm(x, None, None, w, b, True, 0.0, self.eps)
+
+
+class _BatchNorm2d(nn.BatchNorm2d):
+    """nn.BatchNorm2d whose moving variance takes the biased batch variance.
+
+    Training normalises with the batch mean and biased variance, as PyTorch does,
+    and updates moving = m * moving + (1 - m) * batch (m the spec's momentum;
+    self.momentum is 1 - m) for the mean and the biased variance, as Keras does.
+    """
+
+    def forward(self, x):
+        if not self.training:
+            return super().forward(x)
+        with torch.no_grad():
+            var, mean = torch.var_mean(x, [0, *range(2, x.dim())], correction=0)
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(var, self.momentum)
+            self.num_batches_tracked.add_(1)
+        w, b = self.weight, self.bias
+        return F.batch_norm(x, None, None, w, b, True, 0.0, self.eps)
+
+
+class _BatchNorm3d(nn.BatchNorm3d):
+    """nn.BatchNorm3d whose moving variance takes the biased batch variance.
+
+    Training normalises with the batch mean and biased variance, as PyTorch does,
+    and updates moving = m * moving + (1 - m) * batch (m the spec's momentum;
+    self.momentum is 1 - m) for the mean and the biased variance, as Keras does.
+    """
+
+    def forward(self, x):
+        if not self.training:
+            return super().forward(x)
+        with torch.no_grad():
+            var, mean = torch.var_mean(x, [0, *range(2, x.dim())], correction=0)
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(var, self.momentum)
+            self.num_batches_tracked.add_(1)
+        w, b = self.weight, self.bias
+        return F.batch_norm(x, None, None, w, b, True, 0.0, self.eps)
