@@ -18,7 +18,7 @@ __all__ = ["BlockInstance", "block_instances", "draw", "draw_network", "draw_sou
            "instance_paths", "scene", "AUTO_BOXES"]
 
 #: With no --depth, the deepest level at which the drawing has at most this many boxes.
-AUTO_BOXES = 60
+AUTO_BOXES = 40
 
 
 def auto_depth(data: dict, expand: list[str]) -> int | None:

@@ -111,7 +111,7 @@ def layout(nodes: list[dict], edges: list[dict], ancestors: dict[str, list[str]]
             keyed = []
             for i, v in enumerate(layers[li]):
                 nb = [pos[u] for u in (vpred[v] if down else vsucc[v]) if u in pos]
-                keyed.append((sum(nb) / len(nb) if nb else float(i), i, v))
+                keyed.append((_mean(nb) if nb else float(i), i, v))
             keyed.sort()
             layers[li] = [v for _, _, v in keyed]
         c = crossings(layers, vsucc)
@@ -137,7 +137,7 @@ def layout(nodes: list[dict], edges: list[dict], ancestors: dict[str, list[str]]
                     nb = vpred[v] if down else vsucc[v]
                     if rnd == X_ROUNDS - 1:
                         nb = vpred[v] + vsucc[v]
-                    want.append(sum(x[u] for u in nb) / len(nb) if nb else x[v])
+                    want.append(_mean([x[u] for u in nb]) if nb else x[v])
                 for v, c in zip(lay, place(lay, want, vwidth, vgroups)):
                     x[v] = c
     left = min((x[v] - vwidth[v] / 2 - GROUP_PAD * len(vgroups[v]) for v in range(m)), default=0.0)
@@ -200,6 +200,14 @@ def topo_order(n: int, succ: list[list[int]], pred: list[list[int]]) -> list[int
                 heapq.heappush(heap, s)
     out += [i for i in range(n) if not seen[i]]
     return out
+
+
+def _mean(values: list) -> float:
+    """Left-to-right sum over count (not sum(): Python 3.12 compensates float sums, JavaScript does not)."""
+    total = 0
+    for v in values:
+        total += v
+    return total / len(values)
 
 
 def _common(a: list[str], b: list[str]) -> list[str]:
