@@ -191,6 +191,54 @@ def cmd_verify(args) -> int:
     return EXIT_OK if all(r.passed for r in results) else EXIT_SPEC
 
 
+def cmd_graph(args) -> int:
+    """Draw one network as SVG or HTML; a spec with errors is drawn up to them, and exits 1."""
+    from .frontend import form_of, read_source
+    from .graph import draw_source
+
+    suffix = Path(args.output).suffix.lower()
+    fmt = {".svg": "svg", ".html": "html", ".htm": "html"}.get(suffix)
+    if fmt is None:
+        raise _UsageError(f"-o {args.output}: the drawing is written as .svg or .html; "
+                          f"received '{suffix or 'no suffix'}'")
+    if args.depth is not None and args.depth < 0:
+        raise _UsageError(f"--depth must be 0 or more; received {args.depth}")
+    form_of(args.file)
+    source = read_source(args.file)
+    try:
+        text, diagnostics = draw_source(source, fmt, args.network, depth=-1 if args.depth is None else args.depth,
+                                        expand=args.expand)
+    except KeyError:
+        from .frontend import parse_source
+        from .graph.partial import check_partial
+
+        names = [n.name for n in check_partial(parse_source(source), source)[0]]
+        raise _UsageError(f"no network '{args.network}' in {source.name}; networks: {', '.join(names)}") from None
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    write_atomic(args.output, text)
+    if diagnostics:
+        print(SpecError(diagnostics, {source.name: source}).render(), file=sys.stderr)
+        n = len(diagnostics)
+        print(f"{args.file}: {n} error{'s' if n != 1 else ''}; {args.output} shows the network up to "
+              f"{'them' if n != 1 else 'it'}", file=sys.stderr)
+        return EXIT_SPEC
+    return EXIT_OK
+
+
+def _add_graph_parser(sub) -> None:
+    g = sub.add_parser("graph", help="draw a network as SVG or as an interactive HTML page")
+    g.add_argument("file", metavar="SPEC")
+    g.add_argument("-o", "--output", metavar="FILE", required=True, help="FILE.svg or FILE.html")
+    g.add_argument("--network", metavar="N", help="which network (default: the first)")
+    g.add_argument("--depth", type=int, default=None, metavar="K",
+                   help="open blocks nested at most K deep; deeper ones are one box each "
+                        "(default: the deepest that keeps the drawing to about 40 boxes)")
+    g.add_argument("--expand", action="append", default=[], metavar="NAME",
+                   help="also open this block instance (features.3) or every use of this block (repeatable)")
+    g.set_defaults(func=cmd_graph)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -248,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0)")
     v.add_argument("--format", choices=("text", "json"), default="text")
     v.set_defaults(func=cmd_verify)
+    _add_graph_parser(sub)
     return p
 
 

@@ -43,6 +43,12 @@ def draw_network(net, fmt: str, *, module=None, source_text: str | None = None, 
 
     expand = list(expand or [])
     data = graph_data(net, module, errors, source_text).to_json()
+    for name in expand:
+        if not any(g["id"] == name or g.get("block") == name or g["id"].startswith(name + ".")
+                   for g in data["groups"]):
+            known = sorted({g["block"] for g in data["groups"] if g.get("block")})
+            raise ValueError(f"--expand {name}: no block or block instance of that name in {net.name}"
+                             + (f"; blocks: {', '.join(known)}" if known else "; it uses no blocks"))
     if depth == -1:
         depth = auto_depth(data, expand)
     expanded = default_expanded(data, depth, expand)

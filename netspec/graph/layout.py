@@ -168,7 +168,7 @@ def layout(nodes: list[dict], edges: list[dict], ancestors: dict[str, list[str]]
     height = y0 - LAYER_GAP + MARGIN
     pos = {nodes[i]["id"]: [r1(x[i]), r1(top[layer[i]] + heights[layer[i]] / 2)] for i in range(n)}
     routes = []
-    for k, chain in enumerate(chains):
+    for chain in chains:
         pts = []
         for v in chain[1:-1]:
             li = vlayer[v]

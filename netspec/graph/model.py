@@ -130,7 +130,8 @@ def key_attrs(op: str, attrs: dict) -> str:
         parts.append(_kernel(a["kernel"]))
     if "pool" in a:
         parts.append(_kernel(a["pool"]))
-    if "stride" in a and any(s != 1 for s in (a["stride"] if isinstance(a["stride"], (tuple, list)) else [a["stride"]])):
+    strides = a.get("stride", 1)
+    if any(s != 1 for s in (strides if isinstance(strides, (tuple, list)) else [strides])):
         parts.append("/" + _pair(a["stride"]))
     if "padding" in a and isinstance(a["padding"], (tuple, list)):
         pad = _padding(a["padding"])

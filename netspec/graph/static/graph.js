@@ -420,7 +420,7 @@
     s.setAttribute("viewBox", v.x + " " + v.y + " " + v.w + " " + v.h);
   }
 
-  function fit() {
+  function fitView() {
     var sc = state.scene, r = stage.getBoundingClientRect();
     var aspect = (r.width || 800) / (r.height || 600);
     var w = sc.width, h = sc.height;
@@ -522,7 +522,7 @@
   function setAll(open) {
     state.expanded = open ? data.groups.map(function (g) { return g.id; }).sort() : [];
     draw();
-    fit();
+    fitView();
   }
 
   var drag = null;
@@ -558,7 +558,7 @@
     var box = ev.target.closest ? ev.target.closest(".box") : null;
     if (box && ev.key === "Enter") details(box.getAttribute("data-id"));
   });
-  document.getElementById("ns-fit").addEventListener("click", fit);
+  document.getElementById("ns-fit").addEventListener("click", fitView);
   document.getElementById("ns-zoom-in").addEventListener("click", function () {
     var r = stage.getBoundingClientRect(); zoom(1 / 1.25, r.left + r.width / 2, r.top + r.height / 2);
   });
@@ -568,9 +568,9 @@
   document.getElementById("ns-expand-all").addEventListener("click", function () { setAll(true); });
   document.getElementById("ns-collapse-all").addEventListener("click", function () { setAll(false); });
   document.getElementById("ns-reset").addEventListener("click", function () {
-    state.expanded = payload.expanded.slice(); draw(); fit();
+    state.expanded = payload.expanded.slice(); draw(); fitView();
   });
-  window.addEventListener("resize", fit);
+  window.addEventListener("resize", fitView);
 
   draw();
   window.netspecGraph = {
