@@ -79,7 +79,7 @@ def cmd_check(args) -> int:
                 n = len(exc.diagnostics)
                 print(f"{path}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
             continue
-        report = spec.check()
+        report = _check_report(spec, args)
         if args.format == "json":
             results.append(report.to_json())
         else:
@@ -90,6 +90,49 @@ def cmd_check(args) -> int:
     if args.format == "json":
         print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
     return status
+
+
+def _parse_dims(items: list[str]) -> dict[str, int]:
+    dims: dict[str, int] = {}
+    for item in items:
+        name, sep, size = item.partition("=")
+        if not sep or not name.strip().isidentifier() or not size.strip().lstrip("-").isdigit():
+            raise _UsageError(f"--dim takes NAME=SIZE, e.g. --dim T=128; received '{item}'")
+        dims[name.strip()] = int(size)
+    return dims
+
+
+def _check_report(spec, args):
+    """The report with the check options: --dim, --training, --batch, --optimizer-state."""
+    training = getattr(args, "training", False)
+    batch = getattr(args, "batch", None)
+    if batch is not None and not training:
+        raise _UsageError("--batch applies to --training only")
+    if getattr(args, "optimizer_state", False) and not training:
+        raise _UsageError("--optimizer-state applies to --training only")
+    if batch is not None and batch < 1:
+        raise _UsageError(f"--batch must be at least 1; received {batch}")
+    dims = _parse_dims(getattr(args, "dim", None) or [])
+    if not training and not dims:
+        return spec.check()
+    from .report import build_report
+
+    try:
+        return build_report(spec.program, training_batch=(batch or 1) if training else None, dims=dims,
+                            show_slots=getattr(args, "optimizer_state", False))
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+
+
+def _add_check_flags(c) -> None:
+    c.add_argument("--training", action="store_true",
+                   help="add the memory of a training step: weights, gradients, optimiser state, activations "
+                        "kept for backward, and the peak")
+    c.add_argument("--batch", type=int, default=None, metavar="N", help="batch size for --training (default 1)")
+    c.add_argument("--optimizer-state", action="store_true",
+                   help="with --training: list each optimiser state tensor (momentum, exp_avg, ...) on its own line")
+    c.add_argument("--dim", action="append", default=[], metavar="NAME=SIZE",
+                   help="bind a run-time dimension for shapes, MACs and memory (repeatable), e.g. --dim T=128")
 
 
 def cmd_fmt(args) -> int:
@@ -249,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="shapes, parameters and MACs of every layer; errors point at the spec")
     c.add_argument("files", nargs="+", metavar="FILE")
     c.add_argument("--format", choices=("text", "json"), default="text")
+    _add_check_flags(c)
     c.set_defaults(func=cmd_check)
 
     f = sub.add_parser("fmt", help="print the canonical form of a spec, or convert .net <-> YAML")
