@@ -52,7 +52,7 @@ class Browser:
             os.dup2(w, 4)
 
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=open("/tmp/graph_chr.log","w"), preexec_fn=setup, close_fds=False)
+                                     stderr=subprocess.DEVNULL, preexec_fn=setup, close_fds=False)
         os.close(to_child_r)
         os.close(from_child_w)
         self._buf = b""

@@ -187,9 +187,18 @@ def test_resnet152_collapses_to_one_screen():
     ET.fromstring(draw(spec, "svg", depth=None).split("\n", 1)[1])  # everything open: still well-formed
 
 
-def test_drawing_is_fast(benchmark=None):
+def test_everything_open():
     spec = netspec.load(ROOT / "specs/resnet152.net")
-    draw(spec, "html", depth=None)  # everything open: 500+ boxes; must not take long (no timing asserted)
+    boxes = _boxes(draw(spec, "svg", depth=None))
+    assert len(boxes) == 1 + len(spec.network().nodes) + 1
+    assert not [b for b in boxes if b.startswith("group:")]
+
+
+def test_long_repeats_fold_into_one_box():
+    text = "block b(n) {\n    return in -> dense(n) -> relu\n}\nnetwork Big {\n    input x: [16]\n" \
+           "    y = x -> b(16) * 2000\n    output y\n}\n"
+    boxes = _boxes(draw(netspec.parse_text(text, "big.net"), "svg"))
+    assert list(boxes) == ["x", "group:y.0-1999", "output:y"]
 
 
 # ---- errors -----------------------------------------------------------------------------

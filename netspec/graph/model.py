@@ -329,14 +329,20 @@ def _add_runs(data: GraphData) -> None:
         for a in _chain(parents, g):
             inside.setdefault(a, set()).add(nid)
 
+    leaving: dict[str, list[str]] = {}  # group -> targets of the edges that leave it
+    entering: dict[str, list[str]] = {}  # group -> sources of the edges that enter it
+    for e in data.edges:
+        src = set(_chain(parents, node_group.get(e["from"])))
+        dst = set(_chain(parents, node_group.get(e["to"])))
+        for g in src - dst:
+            leaving.setdefault(g, []).append(e["to"])
+        for g in dst - src:
+            entering.setdefault(g, []).append(e["from"])
+
     def feeds_only(a: str, b: str) -> bool:
         ina, inb = inside.get(a, set()), inside.get(b, set())
-        for e in data.edges:
-            if e["to"] in inb and e["from"] not in inb and e["from"] not in ina:
-                return False
-            if e["from"] in ina and e["to"] not in ina and e["to"] not in inb:
-                return False
-        return bool(ina and inb)
+        return (bool(ina and inb) and all(t in inb for t in leaving.get(a, ()))
+                and all(f in ina for f in entering.get(b, ())))
 
     def split(path: str) -> tuple[str, int]:
         prefix, _, index = path.rpartition(".")
