@@ -65,6 +65,8 @@ def test_block_instances_of_resnet50_name_their_blocks():
     assert found["features.1"].block == "bottleneck"
     assert {i.level for i in found.values()} == {1}
     assert block_instances(spec.network())["features.0"].block is None  # without the syntax tree: no names
+    yaml = netspec.load(ROOT / "specs/yaml/resnet50.yaml")
+    assert block_instances(yaml.network(), yaml.module) == found
 
 
 def test_nested_block_instances():

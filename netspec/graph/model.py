@@ -39,19 +39,32 @@ def instance_paths(name: str) -> list[str]:
     return [".".join(parts[: i + 1]) for i in range(1, len(parts) - 1) if _INDEX.match(parts[i])]
 
 
-def _block_spans(module) -> list[tuple[str, object]]:
+def _decl_starts(module) -> list[tuple[tuple[str, int, int], str | None]]:
+    """Where each top-level declaration starts, sorted, with the block's name (None for a network).
+
+    A declaration's text runs from its start to the next one's (in .net and in YAML,
+    whose spans cover only the key), so the last start before a node's span names
+    the block it was written in.
+    """
     from ..frontend import ast
 
     if module is None:
         return []
-    return [(d.name, d.span) for d in module.decls if isinstance(d, ast.BlockDef) and d.span is not None]
+    out = []
+    for d in module.decls:
+        if d.span is not None:
+            out.append(((d.span.file, d.span.line, d.span.col), d.name if isinstance(d, ast.BlockDef) else None))
+    return sorted(out, key=lambda t: t[0])
 
 
-def _inside(span, outer) -> bool:
-    if span is None or outer is None or span.file != outer.file:
-        return False
-    return (outer.line, outer.col) <= (span.line, span.col) and (span.end_line, span.end_col) <= (
-        outer.end_line, outer.end_col)
+def _written_in(span, starts) -> str | None:
+    if span is None:
+        return None
+    found = None
+    for (file, line, col), name in starts:
+        if file == span.file and (line, col) <= (span.line, span.col):
+            found = name
+    return found
 
 
 def block_instances(net: ir.Network, module=None) -> dict[str, BlockInstance]:
@@ -62,7 +75,7 @@ def block_instances(net: ir.Network, module=None) -> dict[str, BlockInstance]:
     definition that contains the source span of a node directly inside the
     instance. This is the only function to change when the IR records instances.
     """
-    blocks = _block_spans(module)
+    starts = _decl_starts(module)
     found: dict[str, BlockInstance] = {}
     direct: dict[str, list] = {}
     for node in net.nodes:
@@ -76,7 +89,7 @@ def block_instances(net: ir.Network, module=None) -> dict[str, BlockInstance]:
     for path, inst in found.items():
         name = None
         for span in direct.get(path, ()):
-            name = next((b for b, outer in blocks if _inside(span, outer)), None)
+            name = _written_in(span, starts)
             if name:
                 break
         out[path] = BlockInstance(path, name, inst.parent, inst.level)
