@@ -136,6 +136,18 @@ class Browser:
             extra = {} if kind == "mouseMoved" else {"button": "left", "clickCount": count}
             self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, **extra)
 
+    def drag(self, x0: float, y0: float, x1: float, y1: float, steps: int = 5) -> None:
+        """Press the left button at (x0, y0), move to (x1, y1) holding it, release."""
+        self.call("Input.dispatchMouseEvent", type="mouseMoved", x=x0, y=y0)
+        self.call("Input.dispatchMouseEvent", type="mousePressed", x=x0, y=y0, button="left", buttons=1, clickCount=1)
+        for i in range(1, steps + 1):
+            x, y = x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps
+            self.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y, button="left", buttons=1)
+        self.call("Input.dispatchMouseEvent", type="mouseReleased", x=x1, y=y1, button="left", buttons=0, clickCount=1)
+
+    def wheel(self, x: float, y: float, delta_y: float) -> None:
+        self.call("Input.dispatchMouseEvent", type="mouseWheel", x=x, y=y, deltaX=0, deltaY=delta_y)
+
     def screenshot(self, path: str) -> None:
         data = self.call("Page.captureScreenshot", format="png")["data"]
         with open(path, "wb") as f:

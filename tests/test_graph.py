@@ -347,6 +347,23 @@ def test_browser_expand_and_collapse(browser, tmp_path):
     assert browser.problems() == []
 
 
+def test_browser_pan_and_zoom(browser, tmp_path):
+    _open(browser, tmp_path, "specs/resnet50.net", depth=0)
+    view = "document.getElementById('ns-svg').getAttribute('viewBox').split(' ').map(Number)"
+    x0, y0, w0, h0 = browser.eval(view)
+    browser.drag(600, 500, 500, 300)  # dragging left and up moves the view right and down
+    x1, y1, w1, h1 = browser.eval(view)
+    assert (w1, h1) == (w0, h0) and x1 > x0 and y1 > y0
+    assert browser.eval("document.getElementById('ns-details').hidden") is True  # a drag is not a click
+    browser.wheel(600, 500, -300)  # zoom in
+    assert browser.eval(view)[2] < w1
+    browser.eval("document.getElementById('ns-fit').click()")
+    x, y, w, h = browser.eval(view)
+    scene = browser.eval("window.netspecGraph.scene()")
+    assert w >= scene["width"] and h >= scene["height"]  # the whole drawing in view
+    assert browser.problems() == []
+
+
 def test_browser_draws_a_spec_with_errors(browser, tmp_path):
     html, _ = draw_source(Source("bad.net", BAD), "html")
     page = tmp_path / "bad.html"

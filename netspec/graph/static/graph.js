@@ -529,6 +529,7 @@
   stage.addEventListener("mousedown", function (ev) { drag = {x: ev.clientX, y: ev.clientY, moved: false}; });
   window.addEventListener("mousemove", function (ev) {
     if (!drag) return;
+    if (!(ev.buttons & 1)) { drag = null; return; }  // moving with no button held: not a drag
     var dx = ev.clientX - drag.x, dy = ev.clientY - drag.y;
     if (Math.abs(dx) + Math.abs(dy) > 3) drag.moved = true;
     if (!drag.moved) return;
