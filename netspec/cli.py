@@ -113,9 +113,13 @@ def _check_report(spec, args):
     if batch is not None and batch < 1:
         raise _UsageError(f"--batch must be at least 1; received {batch}")
     dims = _parse_dims(getattr(args, "dim", None) or [])
+    from .report import build_report, dim_names
+
+    if len(getattr(args, "files", ())) > 1:  # several files: each binds the names it uses
+        used = {d for n in spec.networks for d in dim_names(n)}
+        dims = {k: v for k, v in dims.items() if k in used}
     if not training and not dims:
         return spec.check()
-    from .report import build_report
 
     try:
         return build_report(spec.program, training_batch=(batch or 1) if training else None, dims=dims,

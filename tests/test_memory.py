@@ -161,6 +161,9 @@ def test_check_dim_cli(capsys, in_root):
     assert "counted as 1" not in out
     code, out, _ = run(capsys, "check", "specs/lstm_stack.net", "--dim", "T=128", "--format", "json")
     assert json.loads(out)["networks"][0]["dims"] == {"T": 128}
+    # several files: each binds the names it uses
+    code, out, _ = run(capsys, "check", "specs/lstm_stack.net", "specs/mlp.net", "--dim", "T=128")
+    assert code == 0 and out.count("run-time dimensions:  T=128") == 1
     for args, message in [
         (("specs/lstm_stack.net", "--dim", "S=3"), "no run-time dimension 'S'"),
         (("specs/lstm_stack.net", "--dim", "T"), "NAME=SIZE"),
