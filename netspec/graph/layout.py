@@ -8,7 +8,8 @@
    the fewest crossings.
 4. x: each layer in turn, the positions closest (least squares) to the mean of
    the neighbours' positions that keep the order and the gaps: an isotonic
-   regression solved exactly by pool-adjacent-violators.
+   regression solved exactly by pool-adjacent-violators. Then each long edge is
+   made straight (its dummies at their median x) where the neighbours leave room.
 5. y: layers stacked, with room between them for shape labels and group titles.
 
 Everything is deterministic, and ``netspec/graph/static/graph.js`` implements
@@ -140,6 +141,7 @@ def layout(nodes: list[dict], edges: list[dict], ancestors: dict[str, list[str]]
                     want.append(_mean([x[u] for u in nb]) if nb else x[v])
                 for v, c in zip(lay, place(lay, want, vwidth, vgroups)):
                     x[v] = c
+    straighten(chains, layers, vlayer, x, vwidth, vgroups)
     left = min((x[v] - vwidth[v] / 2 - GROUP_PAD * len(vgroups[v]) for v in range(m)), default=0.0)
     for v in range(m):
         x[v] = x[v] - left + MARGIN
@@ -179,6 +181,31 @@ def layout(nodes: list[dict], edges: list[dict], ancestors: dict[str, list[str]]
     return {"pos": pos, "routes": routes, "layers": {nodes[i]["id"]: layer[i] for i in range(n)},
             "width": r1(width), "height": r1(height),
             "layer_top": [r1(t) for t in top], "layer_height": heights}
+
+
+def straighten(chains: list[list[int]], layers: list[list[int]], vlayer: list[int], x: list[float], width: list,
+               groups: list) -> None:
+    """Draw each long edge straight down where its neighbours leave room: its dummies at their median x."""
+    index = {}
+    for lay in layers:
+        for j, v in enumerate(lay):
+            index[v] = j
+    for chain in chains:
+        dummies = chain[1:-1]
+        if len(dummies) < 2:
+            continue
+        xs = sorted(x[v] for v in dummies)
+        target = xs[len(xs) // 2]
+        fits = True
+        for v in dummies:
+            lay, j = layers[vlayer[v]], index[v]
+            if j > 0 and target - x[lay[j - 1]] < gap(lay[j - 1], v, width, groups) - 1e-9:
+                fits = False
+            if j + 1 < len(lay) and x[lay[j + 1]] - target < gap(v, lay[j + 1], width, groups) - 1e-9:
+                fits = False
+        if fits:
+            for v in dummies:
+                x[v] = target
 
 
 def topo_order(n: int, succ: list[list[int]], pred: list[list[int]]) -> list[int]:

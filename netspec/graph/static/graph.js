@@ -143,6 +143,23 @@
     return total;
   }
 
+  function straighten(chains, layers, vlayer, x, width, groups) {
+    var index = {};
+    layers.forEach(function (lay) { lay.forEach(function (v, j) { index[v] = j; }); });
+    chains.forEach(function (chain) {
+      var dummies = chain.slice(1, -1);
+      if (dummies.length < 2) return;
+      var xs = dummies.map(function (v) { return x[v]; }).sort(function (a, b) { return a - b; });
+      var target = xs[Math.floor(xs.length / 2)], fits = true;
+      dummies.forEach(function (v) {
+        var lay = layers[vlayer[v]], j = index[v];
+        if (j > 0 && target - x[lay[j - 1]] < gap(lay[j - 1], v, width, groups) - 1e-9) fits = false;
+        if (j + 1 < lay.length && x[lay[j + 1]] - target < gap(v, lay[j + 1], width, groups) - 1e-9) fits = false;
+      });
+      if (fits) dummies.forEach(function (v) { x[v] = target; });
+    });
+  }
+
   function topoOrder(n, succ, pred) {
     var indeg = pred.map(function (p) { return p.length; }), ready = [], out = [], seen = [];
     for (var i = 0; i < n; i++) { seen.push(false); if (indeg[i] === 0) ready.push(i); }
@@ -238,6 +255,7 @@
         }
       });
     }
+    straighten(chains, layers, vlayer, x, vwidth, vgroups);
     var left = null;
     for (v = 0; v < m; v++) {
       var l = x[v] - vwidth[v] / 2 - GROUP_PAD * vgroups[v].length;
