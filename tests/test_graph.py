@@ -374,3 +374,46 @@ def test_browser_draws_a_spec_with_errors(browser, tmp_path):
     browser.click(x, y)
     panel = browser.eval("document.getElementById('ns-details').innerText")
     assert "the window (50) is larger than the padded input" in panel and "bad.net:4:14" in panel
+
+
+# ---- bad input never crashes the drawing -------------------------------------------------
+
+_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+|->|\s+|.", re.S)
+_VOCAB = ["relu", "dense(3)", "conv2d(8, 3)", "maxpool2d(2)", "add(a, b)", "concat(x, y, axis=0)", "->", "(", ")",
+          "=", "*", "* 3", "in", "layer", "output", "x", "\n", "0", "-1", "flatten", "return"]
+
+
+@pytest.mark.parametrize("name", ["siamese.net", "resnet50.net", "unet.net", "vae.net"])
+def test_mutated_specs_draw_or_give_diagnostics(name):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from netspec import SpecError
+
+    tokens = _TOKEN.findall((ROOT / "specs" / name).read_text())
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(st.tuples(st.integers(0, len(tokens) - 1), st.sampled_from(["del", "dup", "sub"]),
+                              st.sampled_from(_VOCAB)), min_size=1, max_size=3))
+    def check(edits):
+        toks = list(tokens)
+        for i, kind, word in edits:
+            i = min(i, len(toks) - 1)
+            if kind == "del":
+                del toks[i]
+            elif kind == "dup":
+                toks.insert(i, toks[i])
+            else:
+                toks[i] = word
+        try:
+            svg, diagnostics = draw_source(Source(name, "".join(toks)), "svg")
+        except SpecError as exc:
+            assert exc.diagnostics
+            return
+        ET.fromstring(svg.split("\n", 1)[1])
+        errors = sum(b["kind"] == "error" for b in _boxes(svg).values())
+        assert errors <= len(diagnostics)
+        if len(re.findall(r"^network ", "".join(toks), re.M)) == 1:  # one network: every error is marked on it
+            assert errors == len(diagnostics)
+
+    check()
