@@ -21,7 +21,7 @@ from netspec.graph import draw  # noqa: E402
 
 SHOTS = [
     # (spec, file, window, options, box to click)
-    ("specs/siamese.net", "graph_siamese.png", (1100, 900), {}, "a.conv_b"),
+    ("specs/siamese.net", "graph_siamese.png", (1500, 900), {}, "a.conv_b"),
     ("specs/resnet152.net", "graph_resnet152.png", (1100, 1250), {}, "group:features.12-46"),
     ("specs/unet.net", "graph_unet.png", (900, 1400), {"depth": 0}, None),
 ]
