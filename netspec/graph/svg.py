@@ -83,6 +83,7 @@ def node_svg(v: dict) -> str:
     x0, y0 = r1(v["x"] - v["w"] / 2), r1(v["y"] - v["h"] / 2)
     rx = {"merge": 16, "input": 12, "output": 12}.get(v["kind"], 5)
     parts = [f'<g class="box k-{v["kind"]}" data-id="{escape(v["id"])}" tabindex="0">',
+             f"<title>{escape(' · '.join(t for t, _ in v['lines']))}</title>",
              f'<rect x="{_n(x0)}" y="{_n(y0)}" width="{_n(v["w"])}" height="{_n(v["h"])}" rx="{rx}"/>']
     for i, (text, style) in enumerate(v["lines"]):
         ty = r1(y0 + 7 + 15 * i + 11)

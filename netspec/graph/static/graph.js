@@ -385,6 +385,7 @@
     var x0 = r1(v.x - v.w / 2), y0 = r1(v.y - v.h / 2);
     var rx = {merge: 16, input: 12, output: 12}[v.kind] || 5;
     var parts = ['<g class="box k-' + v.kind + '" data-id="' + esc(v.id) + '" tabindex="0">',
+      "<title>" + esc(v.lines.map(function (l) { return l[0]; }).join(" \u00b7 ")) + "</title>",
       '<rect x="' + x0 + '" y="' + y0 + '" width="' + v.w + '" height="' + v.h + '" rx="' + rx + '"/>'];
     v.lines.forEach(function (l, i) {
       var ty = r1(y0 + 7 + 15 * i + 11), weight = (i === 0 && l[1] === "main") ? ' font-weight="bold"' : "";
