@@ -88,7 +88,7 @@ def cmd_check(args) -> int:
                 n = len(exc.diagnostics)
                 print(f"{path}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
             continue
-        report = spec.check()
+        report = _check_report(spec, args)
         if args.format == "json":
             results.append({**report.to_json(), **({"warnings": [w.to_json() for w in spec.warnings]}
                                                    if spec.warnings else {})})
@@ -102,6 +102,53 @@ def cmd_check(args) -> int:
     if args.format == "json":
         print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
     return status
+
+
+def _parse_dims(items: list[str]) -> dict[str, int]:
+    dims: dict[str, int] = {}
+    for item in items:
+        name, sep, size = item.partition("=")
+        if not sep or not name.strip().isidentifier() or not size.strip().lstrip("-").isdigit():
+            raise _UsageError(f"--dim takes NAME=SIZE, e.g. --dim T=128; received '{item}'")
+        dims[name.strip()] = int(size)
+    return dims
+
+
+def _check_report(spec, args):
+    """The report with the check options: --dim, --training, --batch, --optimizer-state."""
+    training = getattr(args, "training", False)
+    batch = getattr(args, "batch", None)
+    if batch is not None and not training:
+        raise _UsageError("--batch applies to --training only")
+    if getattr(args, "optimizer_state", False) and not training:
+        raise _UsageError("--optimizer-state applies to --training only")
+    if batch is not None and batch < 1:
+        raise _UsageError(f"--batch must be at least 1; received {batch}")
+    dims = _parse_dims(getattr(args, "dim", None) or [])
+    from .report import build_report, dim_names
+
+    if len(getattr(args, "files", ())) > 1:  # several files: each binds the names it uses
+        used = {d for n in spec.networks for d in dim_names(n)}
+        dims = {k: v for k, v in dims.items() if k in used}
+    if not training and not dims:
+        return spec.check()
+
+    try:
+        return build_report(spec.program, training_batch=(batch or 1) if training else None, dims=dims,
+                            show_slots=getattr(args, "optimizer_state", False))
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+
+
+def _add_check_flags(c) -> None:
+    c.add_argument("--training", action="store_true",
+                   help="add the memory of a training step: weights, gradients, optimiser state, activations "
+                        "kept for backward, and the peak")
+    c.add_argument("--batch", type=int, default=None, metavar="N", help="batch size for --training (default 1)")
+    c.add_argument("--optimizer-state", action="store_true",
+                   help="with --training: list each optimiser state tensor (momentum, exp_avg, ...) on its own line")
+    c.add_argument("--dim", action="append", default=[], metavar="NAME=SIZE",
+                   help="bind a run-time dimension for shapes, MACs and memory (repeatable), e.g. --dim T=128")
 
 
 def cmd_fmt(args) -> int:
@@ -210,6 +257,54 @@ def cmd_verify(args) -> int:
     return EXIT_OK if all(r.passed for r in results) else EXIT_SPEC
 
 
+def cmd_graph(args) -> int:
+    """Draw one network as SVG or HTML; a spec with errors is drawn up to them, and exits 1."""
+    from .frontend import form_of, read_source
+    from .graph import draw_source
+
+    suffix = Path(args.output).suffix.lower()
+    fmt = {".svg": "svg", ".html": "html", ".htm": "html"}.get(suffix)
+    if fmt is None:
+        raise _UsageError(f"-o {args.output}: the drawing is written as .svg or .html; "
+                          f"received '{suffix or 'no suffix'}'")
+    if args.depth is not None and args.depth < 0:
+        raise _UsageError(f"--depth must be 0 or more; received {args.depth}")
+    form_of(args.file)
+    source = read_source(args.file)
+    try:
+        text, diagnostics = draw_source(source, fmt, args.network, depth=-1 if args.depth is None else args.depth,
+                                        expand=args.expand)
+    except KeyError:
+        from .frontend import parse_source
+        from .graph.partial import check_partial
+
+        names = [n.name for n in check_partial(parse_source(source), source)[0]]
+        raise _UsageError(f"no network '{args.network}' in {source.name}; networks: {', '.join(names)}") from None
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    write_atomic(args.output, text)
+    if diagnostics:
+        print(SpecError(diagnostics, {source.name: source}).render(), file=sys.stderr)
+        n = len(diagnostics)
+        print(f"{args.file}: {n} error{'s' if n != 1 else ''}; {args.output} shows the network up to "
+              f"{'them' if n != 1 else 'it'}", file=sys.stderr)
+        return EXIT_SPEC
+    return EXIT_OK
+
+
+def _add_graph_parser(sub) -> None:
+    g = sub.add_parser("graph", help="draw a network as SVG or as an interactive HTML page")
+    g.add_argument("file", metavar="SPEC")
+    g.add_argument("-o", "--output", metavar="FILE", required=True, help="FILE.svg or FILE.html")
+    g.add_argument("--network", metavar="N", help="which network (default: the first)")
+    g.add_argument("--depth", type=int, default=None, metavar="K",
+                   help="open blocks nested at most K deep; deeper ones are one box each "
+                        "(default: the deepest that keeps the drawing to about 40 boxes)")
+    g.add_argument("--expand", action="append", default=[], metavar="NAME",
+                   help="also open this block instance (features.3) or every use of this block (repeatable)")
+    g.set_defaults(func=cmd_graph)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -220,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="shapes, parameters and MACs of every layer; errors point at the spec")
     c.add_argument("files", nargs="+", metavar="FILE")
     c.add_argument("--format", choices=("text", "json"), default="text")
+    _add_check_flags(c)
     c.set_defaults(func=cmd_check)
 
     f = sub.add_parser("fmt", help="print the canonical form of a spec, or convert .net <-> YAML")
@@ -267,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0)")
     v.add_argument("--format", choices=("text", "json"), default="text")
     v.set_defaults(func=cmd_verify)
+    _add_graph_parser(sub)
     return p
 
 

@@ -42,7 +42,7 @@ def test_check_json_schema(capsys, in_root):
     assert net["params"] == {"total": 25_610_152, "trainable": 25_557_032, "non_trainable": 53_120}
     first = net["layers"][0]
     assert first == {"name": "stem.conv2d", "op": "conv2d", "shape": [64, 112, 112], "params": 9408,
-                     "macs": 118_013_952}
+                     "macs": 118_013_952, "receptive_field": {"size": [7, 7], "jump": [2, 2], "start": [0, 0]}}
     assert set(net) >= {"name", "inputs", "outputs", "layers", "params", "macs"}
     assert 4.0e9 < net["macs"] < 4.2e9  # torchvision's ResNet-50: 4.09 GMACs
 

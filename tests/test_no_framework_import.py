@@ -41,3 +41,10 @@ def test_bad_spec_imports_no_framework(tmp_path):
     result = _run("check", str(bad))
     assert result["code"] == 1
     assert result["loaded"] == []
+
+
+def test_graph_imports_no_framework(tmp_path):
+    for suffix in ("svg", "html"):
+        result = _run("graph", "specs/resnet50.net", "-o", str(tmp_path / f"g.{suffix}"))
+        assert result["code"] == 0
+        assert result["loaded"] == []
