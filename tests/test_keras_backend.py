@@ -667,15 +667,16 @@ results = {}
 nets = [netspec.load("specs/lenet5.net").network(), netspec.load("specs/bigru_classifier.net").network()]
 nets += [t._net(CASES_BY_NAME[c].text(), c) for c in ("same_s2_k3_i8", "conv_transpose_same", "maxpool_pad",
                                                      "avgpool_ceil_exclude", "gru_seq")]
-for n in nets:
+nets += [t._net(dict(t.PITFALLS)[c], c) for c in ("ct_dilated", "ct1d_dilated")]
+for i, n in enumerate(nets):
     w = netspec.init_weights(n, 1)
     x = t.make_inputs(n)
     try:
         _, got = t.run_keras(n, w, x)
         want = t.run_torch(n, w, x)
-        results[n.name] = max(float(np.abs(g - r).max()) for g, r in zip(got, want))
+        results[f"{i}:{n.name}"] = max(float(np.abs(g - r).max()) for g, r in zip(got, want))
     except Exception as exc:
-        results[n.name] = repr(exc)
+        results[f"{i}:{n.name}"] = repr(exc)
 print(json.dumps({"backend": kb._keras().backend.backend(), "results": results}))
 """
 
@@ -687,6 +688,7 @@ def test_runs_on_keras_torch_backend():
     assert data["backend"] == "torch"
     for name, err in data["results"].items():
         assert isinstance(err, float) and err < 1e-4, (name, err)
+    assert len(data["results"]) == 9
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # inside Keras's loader (NumPy 2's copy keyword)
@@ -694,7 +696,8 @@ def test_saved_model_reloads_with_custom_layers(tmp_path):
     network = _net(_case("input x: [2, 8, 8]\n"
                          "a = x -> maxpool2d(3, stride=2, padding=1, ceil_mode=true) -> flatten\n"
                          "b = x -> avgpool2d(3, stride=2, padding=1) -> gelu(approximate=true)\n"
-                         "mu = a -> dense(2)\nlv = a -> dense(2)\noutput b, mu, lv\nloss kl_normal(mu, lv)"))
+                         "c = x -> conv_transpose2d(2, 3, dilation=2)\n"
+                         "mu = a -> dense(2)\nlv = a -> dense(2)\noutput b, mu, lv, c\nloss kl_normal(mu, lv)"))
     model = kb.build(network, init_weights(network, 5))
     model.save(tmp_path / "case.keras")
     again = keras.saving.load_model(tmp_path / "case.keras")
