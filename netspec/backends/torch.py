@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast as pyast
 import builtins
+import functools
 import keyword
 import operator
 import re
@@ -896,6 +897,7 @@ def _denorm(v):
     return v
 
 
+@functools.lru_cache(maxsize=4096)
 def _value(text: str):
     try:
         return _norm(pyast.literal_eval(text))
@@ -980,6 +982,19 @@ class Generator:
             else:
                 self.owner[node.name] = ""
         self.runs = {m: r for r in net.repeats if r.kind == "block" for m in r.members}
+        self.by_name = {n.name: n for n in net.nodes}
+        # the nodes under each scope ('' and every instance path), and those directly in it
+        self.members: dict[str, list[ir.Node]] = {"": list(net.nodes)}
+        self.direct: dict[str, list[ir.Node]] = {}
+        for node in net.nodes:
+            path = self.owner[node.name]
+            self.direct.setdefault(path, []).append(node)
+            while path:
+                self.members.setdefault(path, []).append(node)
+                path = self.parent[path]
+        self.kids: dict[str, list[ir.BlockInstance]] = {}
+        for inst in net.instances:
+            self.kids.setdefault(self.parent[inst.path], []).append(inst)
         self.classes: list[str] = []  # class source blocks, dependencies first
         self.ctor: dict[str, Call] = {}  # instance path -> its constructor call
 
@@ -998,8 +1013,8 @@ class Generator:
         net, em = self.net, self.em
         b = Body(scope)
         em.body = b
-        nodes = [n for n in net.nodes if n.name.startswith(scope)]
-        kids = [i for i in net.instances if self.parent.get(i.path) == scope and i.path.startswith(scope)]
+        nodes = self.members[scope]
+        kids = self.kids.get(scope, [])
         seq_size: dict[tuple, int] = {}
         for kid in kids:  # a Sequential per container of block instances
             segs = tuple(escape(s) for s in kid.path[len(scope):-1].split("."))
@@ -1178,8 +1193,12 @@ class Generator:
         in1 = [_norm(self.net.type_of(i.input).shape[-1]) if self.net.type_of(i.input).rank else None for i in insts]
         chan: dict[str, dict[int, _Expr | str | None]] = {}
 
+        owned: dict[str, dict[str, _Expr]] = {}
+
         def own(rel: str) -> dict[str, _Expr]:
-            return {a: _Expr(t, envs) for a, t in self.node_at(insts[0], rel).exprs.items()}
+            if rel not in owned:
+                owned[rel] = {a: _Expr(t, envs) for a, t in self.node_at(insts[0], rel).exprs.items()}
+            return owned[rel]
 
         def resolve(values: list, candidates: list, rel_input: str | None) -> str | None:
             for c in candidates:
@@ -1351,10 +1370,10 @@ class Generator:
 
     def nodes_of(self, inst: ir.BlockInstance) -> list[ir.Node]:
         """The nodes directly in an instance (not in instances inside it)."""
-        return [n for n in self.net.nodes if self.owner[n.name] == inst.path]
+        return self.direct.get(inst.path, [])
 
     def node_at(self, inst: ir.BlockInstance, rel: str) -> ir.Node:
-        return self.net.node(inst.path + rel)
+        return self.by_name[inst.path + rel]
 
     # the network class ---------------------------------------------------------------------------------------
     def forward_lines(self) -> tuple[list[str], list[str], dict[str, str], list[str], Body]:
