@@ -54,9 +54,11 @@ MODULE_ATTRS = frozenset({
 })
 
 #: Names a submodule cannot take (``add_module`` refuses them, or the attribute would hide a method):
-#: every attribute of ``nn.Module`` and ``nn.Sequential``, and ``netspec_module`` (set by :func:`build`).
+#: every attribute of ``nn.Module`` and ``nn.Sequential`` (torch.compile adds one), and ``netspec_module``
+#: (set by :func:`build`).
 #: A test checks the list against the installed torch.
 RESERVED = MODULE_ATTRS | {"append", "extend", "insert", "pop", "netspec_module"} | frozenset({
+    "___needs_generation_tag_patch",
     '__add__', '__annotations__', '__call__', '__class__', '__delattr__', '__delitem__', '__dict__', '__dir__',
     '__doc__', '__eq__', '__format__', '__ge__', '__getattr__', '__getattribute__', '__getitem__',
     '__getstate__', '__gt__', '__hash__', '__iadd__', '__imul__', '__init__', '__init_subclass__', '__iter__',
