@@ -1335,7 +1335,9 @@ class Generator:
         src += docstring(f"The spec's {title}.", 4)
         src += ["", *_def(4, "__init__", ["self", *params]), "        super().__init__()", *init]
         if resets:
-            src += ["", "    def reset_parameters(self):", *resets]
+            src += ["", "    def reset_parameters(self):"]
+            src += docstring("Draw the block's own weights from the spec's initialisers.", 8)
+            src += resets
         src += ["", *_def(4, "forward", ["self", "x"]), *b0.forward]
         self.classes.append("\n".join(src))
         for n, inst in enumerate(insts):
