@@ -1202,7 +1202,7 @@ class Generator:
                 owned[rel] = {a: _Expr(t, envs) for a, t in self.node_at(insts[0], rel).exprs.items()}
             return owned[rel]
 
-        def resolve(values: list, candidates: list, rel_input: str | None) -> str | None:
+        def resolve(values: list, candidates: list, rel_input: str | None, hint: str | None) -> str | None:
             for c in candidates:
                 if c.values == values:
                     return use(c)
@@ -1220,7 +1220,10 @@ class Generator:
                 if values == ref:
                     extra.setdefault(label, ref)
                     return label
-            label = _ident(f"arg{len(extra)}", set(extra) | set(pnames.values()) | taken)
+            for label, known in extra.items():  # the same values already have an argument
+                if known == values:
+                    return label
+            label = _ident(hint or f"arg{len(extra)}", set(extra) | set(pnames.values()) | taken)
             extra[label] = values
             return label
 
@@ -1240,7 +1243,8 @@ class Generator:
                     order.insert(order.index(later[0]) if later else len(order), k)
             return order
 
-        def uni(es: list, mine: dict, rel_input: str | None, candidates: list | None = None):
+        def uni(es: list, mine: dict, rel_input: str | None, candidates: list | None = None,
+                hint: str | None = None):
             """One constructor expression for every instance: equal parts stay, differing literals resolve."""
             e0 = es[0]
             if isinstance(e0, Call):
@@ -1250,7 +1254,7 @@ class Generator:
                 kwargs = []
                 for k in keys:
                     vals = [dict(e.kwargs).get(k, _KW_DEFAULTS.get(k)) for e in es]
-                    out = uni(vals, mine, rel_input, [mine[k]] if k in mine else [])
+                    out = uni(vals, mine, rel_input, [mine[k]] if k in mine else [], hint=k)
                     if not (k in _KW_DEFAULTS and out == _KW_DEFAULTS[k]):
                         kwargs.append((k, out))
                 return Call(e0.func, args, tuple(kwargs))
@@ -1263,7 +1267,7 @@ class Generator:
             values = [_value(e) for e in es]
             if any(v is _NOVALUE for v in values):
                 return e0  # the skeleton made them equal
-            out = resolve(values, candidates, rel_input)
+            out = resolve(values, candidates, rel_input, hint)
             return e0 if out is None else out
 
         # channel propagation: an expression for axis 0 and -1 of every value inside the block
