@@ -36,6 +36,8 @@ SPEC_TORCH = c.ROOT / "specs" / "resnet50.net"
 SPEC_KERAS = c.BENCH / "specs" / "resnet50_keras.net"
 KERAS_PARAMS = 25_636_712
 BATCHES = (1, 8)
+#: The PyTorch target: generated ResNet-50 (in-place ops where safe) at most 3% slower than torchvision's form
+TORCH_TARGET = 1.03
 
 
 def _settings(args, batch: int) -> tuple[int, int, int]:
@@ -341,8 +343,14 @@ def main(argv=None) -> dict:
         if d.get("diagnostic"):
             continue
         q = d["ratio"]
-        words, met = c.ratio_verdict(q)
-        targets.append(c.target(f"generated / hand-written, {d['label']}: 1.00x within noise",
+        if d["label"].startswith("PyTorch"):  # issue 12: the median, not the noise, decides
+            met = q["median"] <= TORCH_TARGET
+            words = "met" if met else f"missed: {q['median']:.2f}x > {TORCH_TARGET:.2f}x"
+            goal = f"median <= {TORCH_TARGET:.2f}x"
+        else:
+            words, met = c.ratio_verdict(q)
+            goal = "1.00x within noise"
+        targets.append(c.target(f"generated / hand-written, {d['label']}: {goal}",
                                 f"{q['median']:.2f}x (quartiles {q['q1']:.2f}x - {q['q3']:.2f}x): {words}", met))
     result = {
         "benchmark": "generated_models",

@@ -191,10 +191,7 @@ class Network(_Frozen):
         return self.node(value).type
 
     def node(self, name: str) -> Node:
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise KeyError(name)
+        return _node_index(self.nodes)[name]
 
     def layers(self) -> dict[str, tuple[Param, ...]]:
         """Weight owners and their params, each shared layer once, in first-use order."""
@@ -214,6 +211,21 @@ class Network(_Frozen):
                 else:
                     non += p.size
         return trainable, non
+
+
+_INDEXES: dict[int, tuple[tuple[Node, ...], dict[str, Node]]] = {}
+
+
+def _node_index(nodes: tuple[Node, ...]) -> dict[str, Node]:
+    """name -> node for a node tuple, cached by the tuple's identity (networks are immutable)."""
+    hit = _INDEXES.get(id(nodes))
+    if hit is not None and hit[0] is nodes:
+        return hit[1]
+    if len(_INDEXES) >= 64:
+        _INDEXES.clear()
+    index = {n.name: n for n in nodes}
+    _INDEXES[id(nodes)] = (nodes, index)
+    return index
 
 
 class Program(_Frozen):

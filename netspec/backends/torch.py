@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast as pyast
 import builtins
+import functools
 import keyword
 import operator
 import re
@@ -53,9 +54,11 @@ MODULE_ATTRS = frozenset({
 })
 
 #: Names a submodule cannot take (``add_module`` refuses them, or the attribute would hide a method):
-#: every attribute of ``nn.Module`` and ``nn.Sequential``, and ``netspec_module`` (set by :func:`build`).
+#: every attribute of ``nn.Module`` and ``nn.Sequential`` (torch.compile adds one), and ``netspec_module``
+#: (set by :func:`build`).
 #: A test checks the list against the installed torch.
 RESERVED = MODULE_ATTRS | {"append", "extend", "insert", "pop", "netspec_module"} | frozenset({
+    "___needs_generation_tag_patch",
     '__add__', '__annotations__', '__call__', '__class__', '__delattr__', '__delitem__', '__dict__', '__dir__',
     '__doc__', '__eq__', '__format__', '__ge__', '__getattr__', '__getattribute__', '__getitem__',
     '__getstate__', '__gt__', '__hash__', '__iadd__', '__imul__', '__init__', '__init_subclass__', '__iter__',
@@ -896,6 +899,7 @@ def _denorm(v):
     return v
 
 
+@functools.lru_cache(maxsize=4096)
 def _value(text: str):
     try:
         return _norm(pyast.literal_eval(text))
@@ -980,6 +984,19 @@ class Generator:
             else:
                 self.owner[node.name] = ""
         self.runs = {m: r for r in net.repeats if r.kind == "block" for m in r.members}
+        self.by_name = {n.name: n for n in net.nodes}
+        # the nodes under each scope ('' and every instance path), and those directly in it
+        self.members: dict[str, list[ir.Node]] = {"": list(net.nodes)}
+        self.direct: dict[str, list[ir.Node]] = {}
+        for node in net.nodes:
+            path = self.owner[node.name]
+            self.direct.setdefault(path, []).append(node)
+            while path:
+                self.members.setdefault(path, []).append(node)
+                path = self.parent[path]
+        self.kids: dict[str, list[ir.BlockInstance]] = {}
+        for inst in net.instances:
+            self.kids.setdefault(self.parent[inst.path], []).append(inst)
         self.classes: list[str] = []  # class source blocks, dependencies first
         self.ctor: dict[str, Call] = {}  # instance path -> its constructor call
 
@@ -998,8 +1015,8 @@ class Generator:
         net, em = self.net, self.em
         b = Body(scope)
         em.body = b
-        nodes = [n for n in net.nodes if n.name.startswith(scope)]
-        kids = [i for i in net.instances if self.parent.get(i.path) == scope and i.path.startswith(scope)]
+        nodes = self.members[scope]
+        kids = self.kids.get(scope, [])
         seq_size: dict[tuple, int] = {}
         for kid in kids:  # a Sequential per container of block instances
             segs = tuple(escape(s) for s in kid.path[len(scope):-1].split("."))
@@ -1178,10 +1195,14 @@ class Generator:
         in1 = [_norm(self.net.type_of(i.input).shape[-1]) if self.net.type_of(i.input).rank else None for i in insts]
         chan: dict[str, dict[int, _Expr | str | None]] = {}
 
-        def own(rel: str) -> dict[str, _Expr]:
-            return {a: _Expr(t, envs) for a, t in self.node_at(insts[0], rel).exprs.items()}
+        owned: dict[str, dict[str, _Expr]] = {}
 
-        def resolve(values: list, candidates: list, rel_input: str | None) -> str | None:
+        def own(rel: str) -> dict[str, _Expr]:
+            if rel not in owned:
+                owned[rel] = {a: _Expr(t, envs) for a, t in self.node_at(insts[0], rel).exprs.items()}
+            return owned[rel]
+
+        def resolve(values: list, candidates: list, rel_input: str | None, hint: str | None) -> str | None:
             for c in candidates:
                 if c.values == values:
                     return use(c)
@@ -1199,7 +1220,10 @@ class Generator:
                 if values == ref:
                     extra.setdefault(label, ref)
                     return label
-            label = _ident(f"arg{len(extra)}", set(extra) | set(pnames.values()) | taken)
+            for label, known in extra.items():  # the same values already have an argument
+                if known == values:
+                    return label
+            label = _ident(hint or f"arg{len(extra)}", set(extra) | set(pnames.values()) | taken)
             extra[label] = values
             return label
 
@@ -1219,7 +1243,8 @@ class Generator:
                     order.insert(order.index(later[0]) if later else len(order), k)
             return order
 
-        def uni(es: list, mine: dict, rel_input: str | None, candidates: list | None = None):
+        def uni(es: list, mine: dict, rel_input: str | None, candidates: list | None = None,
+                hint: str | None = None):
             """One constructor expression for every instance: equal parts stay, differing literals resolve."""
             e0 = es[0]
             if isinstance(e0, Call):
@@ -1229,7 +1254,7 @@ class Generator:
                 kwargs = []
                 for k in keys:
                     vals = [dict(e.kwargs).get(k, _KW_DEFAULTS.get(k)) for e in es]
-                    out = uni(vals, mine, rel_input, [mine[k]] if k in mine else [])
+                    out = uni(vals, mine, rel_input, [mine[k]] if k in mine else [], hint=k)
                     if not (k in _KW_DEFAULTS and out == _KW_DEFAULTS[k]):
                         kwargs.append((k, out))
                 return Call(e0.func, args, tuple(kwargs))
@@ -1242,7 +1267,7 @@ class Generator:
             values = [_value(e) for e in es]
             if any(v is _NOVALUE for v in values):
                 return e0  # the skeleton made them equal
-            out = resolve(values, candidates, rel_input)
+            out = resolve(values, candidates, rel_input, hint)
             return e0 if out is None else out
 
         # channel propagation: an expression for axis 0 and -1 of every value inside the block
@@ -1314,7 +1339,9 @@ class Generator:
         src += docstring(f"The spec's {title}.", 4)
         src += ["", *_def(4, "__init__", ["self", *params]), "        super().__init__()", *init]
         if resets:
-            src += ["", "    def reset_parameters(self):", *resets]
+            src += ["", "    def reset_parameters(self):"]
+            src += docstring("Draw the block's own weights from the spec's initialisers.", 8)
+            src += resets
         src += ["", *_def(4, "forward", ["self", "x"]), *b0.forward]
         self.classes.append("\n".join(src))
         for n, inst in enumerate(insts):
@@ -1351,10 +1378,10 @@ class Generator:
 
     def nodes_of(self, inst: ir.BlockInstance) -> list[ir.Node]:
         """The nodes directly in an instance (not in instances inside it)."""
-        return [n for n in self.net.nodes if self.owner[n.name] == inst.path]
+        return self.direct.get(inst.path, [])
 
     def node_at(self, inst: ir.BlockInstance, rel: str) -> ir.Node:
-        return self.net.node(inst.path + rel)
+        return self.by_name[inst.path + rel]
 
     # the network class ---------------------------------------------------------------------------------------
     def forward_lines(self) -> tuple[list[str], list[str], dict[str, str], list[str], Body]:

@@ -148,6 +148,7 @@ class DoubleConv(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self):
+        """Draw the block's own weights from the spec's initialisers."""
         _init(self.conv2d.weight, "glorot_uniform")
         _init(self.conv2d_1.weight, "glorot_uniform")
 
