@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from math import prod
 from typing import Any
 
-from .. import ir, shapes
+from .. import ir, lower, shapes
 from ..diagnostics import Diagnostic, SpecError
+from ..ops.registry import ACTIVATION_OPS, FAMILIES, OPS
 from .base import Emitter, identifier, literal
 
 LAYOUTS = ("channels_last", "channels_first")
@@ -43,10 +44,21 @@ _RESERVED = {"keras", "layers", "model", "float", "kl_normal", "ConstantPadding"
              "kl_divergence"}
 
 _SIMPLE_ACTIVATIONS = {"relu", "sigmoid", "tanh", "relu6", "swish", "softplus", "hard_sigmoid"}
-_FAN_INITS = {"glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal"}
-_SPATIAL_PREFIXES = ("conv", "depthwise_conv", "separable_conv", "maxpool", "avgpool", "global_", "zeropad",
-                     "upsample")
-_AGNOSTIC = {"dropout", "batchnorm"}
+#: Families that keep whatever layout their input has (axes mapped).
+_AGNOSTIC = {"dropout", "batchnorm", "activation", "elementwise", "concat"}
+
+
+def _fusable(node: ir.Node, act: dict) -> bool:
+    """An ``activation=`` Keras writes as the layer's own ``activation`` argument (softmax: decided per layout)."""
+    name = act["name"]
+    return (name in _SIMPLE_ACTIVATIONS or name == "softmax" or (name == "elu" and act["alpha"] == 1.0)
+            or (name == "gelu" and not act["approximate"]))
+
+
+#: The lowering passes the Keras generator runs (netspec/lower.py): Keras layers pad only 'valid' or
+#: 'same', so other pads become ZeroPadding / ConstantPadding layers; activations Keras cannot fuse
+#: become layers of their own.
+LOWERING = (lower.ceil_extra, lower.same_intent, lower.pads("not_same"), lower.unfuse(_fusable))
 
 
 def keras_name(name: str) -> str:
@@ -59,8 +71,15 @@ def keras_name(name: str) -> str:
     return name.replace(".", "-")
 
 
-def _rank_of(op: str) -> int:
-    return int(op[-2]) if op[-1] == "d" and op[-2].isdigit() else 0
+def _rank_of(node: ir.Node) -> int:
+    """The spatial rank of a node's op (a lowered ``pad``: its number of padded axes)."""
+    if node.op == "pad":
+        return len(node.attrs["padding"])
+    return OPS[node.op].rank
+
+
+def _family(node: ir.Node) -> str:
+    return "pad" if node.op == "pad" else OPS[node.op].family
 
 
 # Rendering helpers -----------------------------------------------------------------------
@@ -177,6 +196,7 @@ class KerasGenerator(Emitter):
     backend = "keras"
 
     def __init__(self, network: ir.Network, layout: str = "channels_last"):
+        network = lower.lower(network, LOWERING)
         super().__init__(network)
         if layout not in LAYOUTS:
             raise ValueError(f"unknown layout '{layout}'; expected one of {', '.join(LAYOUTS)}")
@@ -275,23 +295,21 @@ class KerasGenerator(Emitter):
 
     def wants(self, node: ir.Node, value: str) -> str | None:
         """The layout a node reads ``value`` in: CL, CF, or None (whatever it has)."""
-        op = node.op
-        if op.startswith(_SPATIAL_PREFIXES):
+        family = _family(node)
+        if family == "pad" or OPS[node.op].spatial:
             return self.spatial_layout(node)
-        if op in _AGNOSTIC or op in _ACTIVATION_OPS:
+        if family in _AGNOSTIC:
             return None
-        if op in _MERGE_OPS or op == "concat":
-            return None
-        if op == "layernorm":
+        if family == "layernorm":
             return CF if 0 in node.attrs["axis"] and self.rank(value) >= 2 else None
         return CF
 
     def spatial_layout(self, node: ir.Node) -> str:
         """Keras's 1-D Cropping and UpSampling have no data_format: they work channels-last."""
-        if self.spatial == CF and _rank_of(node.op) == 1:
-            if node.op.startswith("upsample"):
+        if self.spatial == CF and _rank_of(node) == 1:
+            if _family(node) == "upsample":
                 return CL
-            if node.op.startswith("conv_transpose") and any(c != (0, 0) for c in node.attrs["padding"]):
+            if _family(node) == "conv_transpose" and any(c != (0, 0) for c in node.attrs["padding"]):
                 return CL
         return self.spatial
 
@@ -508,7 +526,8 @@ class KerasGenerator(Emitter):
 
     def init(self, kw: str, init: dict, default: dict, canon: tuple[int, ...] | None = None,
              keras: tuple[int, ...] | None = None) -> list[str]:
-        if init == default and not (canon and init["name"] in _FAN_INITS and _fans(canon) != _keras_fans(keras)):
+        scaled = FAMILIES["initializer"][init["name"]].variance is not None
+        if init == default and not (canon and scaled and _fans(canon) != _keras_fans(keras)):
             return []
         if init["name"] == "orthogonal" and kw in ("bias_initializer", "gamma_initializer", "beta_initializer"):
             expr = f"SpecOrthogonal({literal(init.get('gain', 1.0))})"  # a vector: Keras's Orthogonal rejects rank 1
@@ -735,13 +754,12 @@ def _keras_fans(shape) -> tuple[int, int]:
 
 def _init_expr(init: dict, canon=None, keras=None) -> str:
     name = init["name"]
-    if name in _FAN_INITS:
+    member = FAMILIES["initializer"][name]
+    if member.variance is not None:
         if canon is not None and _fans(canon) != _keras_fans(keras):
-            fan_in, fan_out = _fans(canon)
-            var = {"glorot": 2 / (fan_in + fan_out), "he": 2 / fan_in, "lecun": 1 / fan_in}[name.split("_")[0]]
-            scale = var * _keras_fans(keras)[0]
-            dist = "uniform" if name.endswith("uniform") else "truncated_normal"
-            return f'keras.initializers.VarianceScaling({literal(scale)}, "fan_in", "{dist}")'
+            # Keras computes fans in its own layout: the spec's variance, rescaled to Keras's fan_in
+            scale = member.variance(*_fans(canon)) * _keras_fans(keras)[0]
+            return f'keras.initializers.VarianceScaling({literal(scale)}, "fan_in", "{member.distribution}")'
         return _lit(name)
     if name in ("zeros", "ones"):
         return _lit(name)
@@ -797,40 +815,36 @@ def _optimizer_expr(opt: ir.Optimizer) -> str:
 # Op transforms ------------------------------------------------------------------------------
 
 
-def _same_pads(sizes, kernel, stride, dilation):
-    """TensorFlow's 'same' pads for these sizes, or None where a size is unknown and the stride is not 1."""
-    out = []
-    for size, k, s, d in zip(sizes, kernel, stride, dilation):
-        if isinstance(size, int):
-            out.append(shapes.same_padding(size, k, s, d))
-        elif s == 1:
-            total = shapes.effective_kernel(k, d) - 1
-            out.append((total // 2, total - total // 2))
-        else:
-            return None
-    return tuple(out)
+def _conv_padding(node: ir.Node) -> list[str]:
+    """The Keras padding argument of a lowered windowed op: 'same' where that is the intent, else 'valid'.
+
+    Lowering (``pad_nodes``) has moved every other padding into a ``pad`` node before the layer.
+    """
+    if node.attrs.get("same") and any(p != (0, 0) for p in node.attrs["padding"]):
+        return ['padding="same"']
+    return []
 
 
-def _conv_padding(g: KerasGenerator, node: ir.Node, native: bool, kernel, stride, dilation):
-    """(Keras padding argument, pre layers) for a convolution's explicit pads."""
-    pads = tuple(tuple(p) for p in node.attrs["padding"])
-    sizes = g.types[node.inputs[0]].shape[1:]
-    if all(p == (0, 0) for p in pads):
-        return [], []
-    if native and pads == _same_pads(sizes, kernel, stride, dilation):
-        return ['padding="same"'], []
-    r = len(pads)
-    return [], [(f"layers.ZeroPadding{r}D", [_pairs(pads), *g.data_format(g.spatial_layout(node))], "pad")]
+def _pad(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+    """A lowered ``pad`` node: ZeroPadding, or ConstantPadding(-inf) before a max pool."""
+    a = node.attrs
+    layout = g.spatial_layout(node)
+    fmt = g.data_format(layout)
+    if a["value"] == 0:
+        return _Plan(f"layers.ZeroPadding{len(a['padding'])}D", [_pairs(a["padding"]), *fmt], layout)
+    g.helpers.add("ConstantPadding")
+    value = 'float("-inf")' if a["value"] == float("-inf") else literal(a["value"])
+    return _Plan("ConstantPadding", [literal(tuple(tuple(p) for p in a["padding"])), f"value={value}", *fmt], layout)
 
 
 def _conv(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None:
     a = node.attrs
-    r = _rank_of(node.op)
+    r = _rank_of(node)
     layout = g.spatial_layout(node)
     if any(s > 1 for s in a["stride"]) and any(d > 1 for d in a["dilation"]):
         g.fail(node, "stride and dilation both above 1 (TensorFlow cannot)")
         return None
-    padding, pre = _conv_padding(g, node, native, a["kernel"], a["stride"], a["dilation"])
+    padding = _conv_padding(node)
     c_in = g.types[node.inputs[0]].shape[0]
     canon = (a["filters"], c_in // a["groups"], *a["kernel"])
     args = [str(a["filters"]), _ints(a["kernel"])]
@@ -843,12 +857,12 @@ def _conv(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None
         args.append(_kw("groups", str(a["groups"])))
     act, post = g.activation(a["activation"], node.type.rank, layout)
     args += act + g.weight_args(node, canon=canon, keras=_to_keras_shape(canon))
-    return _Plan(f"layers.Conv{r}D", args, layout, pre, post)
+    return _Plan(f"layers.Conv{r}D", args, layout, [], post)
 
 
 def _conv_transpose(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None:
     a = node.attrs
-    r = _rank_of(node.op)
+    r = _rank_of(node)
     layout = g.spatial_layout(node)
     if a["groups"] != 1:
         g.fail(node, "grouped transposed convolutions (Keras has none)")
@@ -894,7 +908,7 @@ def _conv_transpose(g: KerasGenerator, node: ir.Node, native: bool = True) -> _P
 def _depthwise(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None:
     a = node.attrs
     layout = g.spatial_layout(node)
-    padding, pre = _conv_padding(g, node, native, a["kernel"], a["stride"], a["dilation"])
+    padding = _conv_padding(node)
     c_in = g.types[node.inputs[0]].shape[0]
     dm = a["depth_multiplier"]
     canon = (c_in * dm, 1, *a["kernel"])
@@ -910,13 +924,13 @@ def _depthwise(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan |
         args.append(_kw("dilation_rate", _ints(a["dilation"])))
     act, post = g.activation(a["activation"], node.type.rank, layout)
     args += act + g.weight_args(node, kernel_kw="depthwise", canon=canon, keras=keras_shape)
-    return _Plan("layers.DepthwiseConv2D", args, layout, pre, post)
+    return _Plan("layers.DepthwiseConv2D", args, layout, [], post)
 
 
 def _separable(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None:
     a = node.attrs
     layout = g.spatial_layout(node)
-    padding, pre = _conv_padding(g, node, native, a["kernel"], a["stride"], a["dilation"])
+    padding = _conv_padding(node)
     c_in = g.types[node.inputs[0]].shape[0]
     dm = a["depth_multiplier"]
     args = [str(a["filters"]), _ints(a["kernel"])]
@@ -941,71 +955,58 @@ def _separable(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan |
     args += g.reg("pointwise_regularizer", a["kernel_regularizer"])
     if a["use_bias"]:
         args += g.reg("bias_regularizer", a["bias_regularizer"])
-    return _Plan("layers.SeparableConv2D", args, layout, pre, post)
+    return _Plan("layers.SeparableConv2D", args, layout, [], post)
 
 
 def _pool(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None:
+    """Pools after lowering: plain, 'same', or (an average over uncounted or ceil-mode padding) the helper layer.
+
+    Max pools and counting averages reach here with zero pads: lowering moved their padding (and the
+    ceil-mode ``extra``) into a ``pad`` node.
+    """
     a = node.attrs
-    r = _rank_of(node.op)
-    kind = "max" if node.op.startswith("max") else "avg"
+    r = _rank_of(node)
     layout = g.spatial_layout(node)
     pool, stride = tuple(a["pool"]), tuple(a["stride"])
     pads = tuple(tuple(p) for p in a["padding"])
-    sizes = g.types[node.inputs[0]].shape[1:]
-    extra = []
-    for size, k, s, (pb, pe), n in zip(sizes, pool, stride, pads, node.type.shape[1:]):
-        if not isinstance(size, int) or not isinstance(n, int):
-            if a["ceil_mode"]:
-                g.fail(node, "ceil_mode on an axis of run-time size")
-                return None
-            extra.append(0)
-        else:
-            extra.append(max(0, (n - 1) * s + k - (size + pb + pe)))
-    extra = tuple(extra)
-    cls = f"layers.{'MaxPooling' if kind == 'max' else 'AveragePooling'}{r}D"
+    extra = tuple(a["extra"])
+    if None in extra:
+        g.fail(node, "ceil_mode on an axis of run-time size")
+        return None
+    cls = f"layers.{'MaxPooling' if OPS[node.op].kind == 'max' else 'AveragePooling'}{r}D"
     args = [_ints(pool)]
     if stride != pool:
         args.append(_kw("strides", _ints(stride)))
     fmt = g.data_format(layout)
-    zero = all(p == (0, 0) for p in pads)
-    no_extra = not any(extra)
-    include = a.get("count_include_pad", False)
-    if zero and no_extra:
+    if all(p == (0, 0) for p in pads) and not any(extra):
         return _Plan(cls, args + fmt, layout)
-    if native and no_extra and pads == _same_pads(sizes, pool, stride, (1,) * r) and (kind == "max" or not include):
+    if a["same"]:
         return _Plan(cls, args + ['padding="same"'] + fmt, layout)
-    full = tuple((b, e + x) for (b, e), x in zip(pads, extra))
-    if kind == "max":
-        g.helpers.add("ConstantPadding")
-        pre = [("ConstantPadding", [literal(full), 'value=float("-inf")', *fmt], "pad")]
-        return _Plan(cls, args + fmt, layout, pre)
-    if include and no_extra:
-        return _Plan(cls, args + fmt, layout, [(f"layers.ZeroPadding{r}D", [_pairs(pads), *fmt], "pad")])
     g.helpers.add("PaddedAveragePooling")
     pargs = [literal(pool), literal(stride), literal(pads)]
     if any(extra):
         pargs.append(_kw("extra", literal(extra)))
-    if include:
+    if a.get("count_include_pad"):
         pargs.append("count_include_pad=True")
     return _Plan("PaddedAveragePooling", pargs + fmt, layout)
 
 
 def _global_pool(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
-    r = _rank_of(node.op)
-    kind = "Average" if "avg" in node.op else "Max"
+    r = _rank_of(node)
+    kind = "Average" if OPS[node.op].kind == "avg" else "Max"
     layout = g.spatial_layout(node)
     return _Plan(f"layers.Global{kind}Pooling{r}D", g.data_format(layout), layout, out_layout=CF)
 
 
 def _zeropad(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
-    r = _rank_of(node.op)
+    r = _rank_of(node)
     layout = g.spatial_layout(node)
     return _Plan(f"layers.ZeroPadding{r}D", [_pairs(node.attrs["padding"]), *g.data_format(layout)], layout)
 
 
 def _upsample(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None:
     a = node.attrs
-    r = _rank_of(node.op)
+    r = _rank_of(node)
     layout = g.spatial_layout(node)
     scale = tuple(a["scale"])
     if a["mode"] == "nearest":
@@ -1194,9 +1195,6 @@ def _dot(g: KerasGenerator, node: ir.Node, native: bool = True) -> None:
 
 
 _DIRECT = {_flatten, _reshape, _permute, _merge, _concat, _dot}
-_ACTIVATION_OPS = {"linear", "relu", "relu6", "sigmoid", "tanh", "softmax", "leaky_relu", "elu", "gelu", "swish",
-                   "softplus", "hard_sigmoid"}
-_MERGE_OPS = set(_MERGE_CLASSES)
 
 KerasGenerator.TRANSFORMS = {
     "dense": _dense,
@@ -1219,8 +1217,9 @@ KerasGenerator.TRANSFORMS = {
     "lstm": _recurrent,
     "gru": _recurrent,
     "bidirectional": _bidirectional,
-    **{op: _activation for op in _ACTIVATION_OPS},
-    **{op: _merge for op in _MERGE_OPS},
+    **{op: _activation for op in ACTIVATION_OPS},
+    **{op: _merge for op in _MERGE_CLASSES},
+    "pad": _pad,
     "concat": _concat,
     "dot": _dot,
 }
@@ -1542,11 +1541,16 @@ def build(network: ir.Network, weights=None, layout: str = "channels_last"):
 # Canonical weights <-> Keras variables -------------------------------------------------------------
 
 
-def _gru_swap(a, units: int):
-    """Gate blocks (r, z, n) <-> (z, r, n) along axis 0 (its own inverse)."""
+def _gates(a, op: str, units: int, inverse: bool = False):
+    """Gate blocks along axis 0 in Keras's order (the registry's ``gate_orders["keras"]``), or back."""
     import numpy as np
 
-    return np.concatenate([a[units:2 * units], a[:units], a[2 * units:]], axis=0)
+    order = OPS[op].gate_orders.get("keras")
+    if order is None:
+        return a
+    if inverse:
+        order = _inverse(order)
+    return np.concatenate([a[i * units:(i + 1) * units] for i in order], axis=0)
 
 
 def _spatial_perm(rank: int) -> tuple[int, ...]:
@@ -1566,42 +1570,9 @@ def _to_keras_shape(canon: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(canon[p] for p in perm)
 
 
-def _rnn_to_keras(op: str, attrs: dict, p: dict) -> dict:
-    u = attrs["units"]
-    out = {}
-    if op == "gru":
-        out["kernel"] = _gru_swap(p["kernel"], u).T
-        out["recurrent_kernel"] = _gru_swap(p["recurrent_kernel"], u).T
-        if "bias" in p:
-            import numpy as np
-
-            out["bias"] = np.stack([_gru_swap(p["bias"], u), _gru_swap(p["recurrent_bias"], u)])
-    else:
-        out["kernel"] = p["kernel"].T
-        out["recurrent_kernel"] = p["recurrent_kernel"].T
-        if "bias" in p:
-            out["bias"] = p["bias"]
-    return out
-
-
-def _rnn_from_keras(op: str, attrs: dict, k: dict) -> dict:
-    u = attrs["units"]
-    out = {}
-    if op == "gru":
-        out["kernel"] = _gru_swap(k["kernel"].T, u)
-        out["recurrent_kernel"] = _gru_swap(k["recurrent_kernel"].T, u)
-        if "bias" in k:
-            out["bias"] = _gru_swap(k["bias"][0], u)
-            out["recurrent_bias"] = _gru_swap(k["bias"][1], u)
-    else:
-        out["kernel"] = k["kernel"].T
-        out["recurrent_kernel"] = k["recurrent_kernel"].T
-        if "bias" in k:
-            out["bias"] = k["bias"]
-    return out
-
-
-def _depthwise_to_keras(w, c_in: int):
+# The named layout changes of the registry's ``weight_layouts["keras"]``: (to Keras, from Keras).
+def _depthwise_to_keras(w, in_type: ir.TensorType):
+    c_in = in_type.shape[0]
     cm, _, *k = w.shape
     return w.reshape(c_in, cm // c_in, *k).transpose(2, 3, 0, 1)
 
@@ -1611,34 +1582,65 @@ def _depthwise_from_keras(w):
     return w.transpose(2, 3, 0, 1).reshape(c * dm, 1, kh, kw)
 
 
+_LAYOUT_CHANGES = {
+    "transpose": (lambda w, t: w.T, lambda w: w.T),
+    "window_first": (lambda w, t: w.transpose(_spatial_perm(w.ndim)),
+                     lambda w: w.transpose(_inverse(_spatial_perm(w.ndim)))),
+    "depthwise": (_depthwise_to_keras, _depthwise_from_keras),
+}
+
+
+def _rnn_to_keras(op: str, attrs: dict, p: dict, in_type: ir.TensorType) -> dict:
+    """Canonical recurrent weights -> the cell's variables (GRU: both biases stacked, Keras's reset_after)."""
+    u = attrs["units"]
+    changes = OPS[op].weight_layouts["keras"]
+    out = {name: _LAYOUT_CHANGES[changes[name]][0](_gates(p[name], op, u), in_type)
+           for name in ("kernel", "recurrent_kernel")}
+    if "bias" in p:
+        import numpy as np
+
+        out["bias"] = (np.stack([_gates(p["bias"], op, u), _gates(p["recurrent_bias"], op, u)]) if op == "gru"
+                       else p["bias"])
+    return out
+
+
+def _rnn_from_keras(op: str, attrs: dict, k: dict) -> dict:
+    u = attrs["units"]
+    changes = OPS[op].weight_layouts["keras"]
+    out = {name: _gates(_LAYOUT_CHANGES[changes[name]][1](k[name]), op, u, inverse=True)
+           for name in ("kernel", "recurrent_kernel")}
+    if "bias" in k:
+        if op == "gru":
+            out["bias"] = _gates(k["bias"][0], op, u, inverse=True)
+            out["recurrent_bias"] = _gates(k["bias"][1], op, u, inverse=True)
+        else:
+            out["bias"] = k["bias"]
+    return out
+
+
 def _to_keras(node: ir.Node, in_type: ir.TensorType, p: dict) -> dict[tuple[tuple[str, ...], str], Any]:
     """Canonical params of one layer -> {(sub-layer path, Keras variable name): array}."""
     op = node.op
-    if op == "bidirectional":
+    family = OPS[op].family
+    if family == "bidirectional":
         inner = node.attrs["layer"]
         out = {}
         for d, sub in (("forward", "forward_layer"), ("backward", "backward_layer")):
             mine = {k.split(".", 1)[1]: v for k, v in p.items() if k.startswith(d + ".")}
-            for name, arr in _rnn_to_keras(inner["op"], inner["attrs"], mine).items():
+            for name, arr in _rnn_to_keras(inner["op"], inner["attrs"], mine, in_type).items():
                 out[((sub, "cell"), name)] = arr
         return out
-    if op in ("simple_rnn", "lstm", "gru"):
-        return {(("cell",), k): v for k, v in _rnn_to_keras(op, node.attrs, p).items()}
-    out = {}
-    for name, arr in p.items():
-        if op == "dense" and name == "kernel":
-            arr = arr.T
-        elif (name == "kernel" and op == "depthwise_conv2d") or name == "depthwise_kernel":
-            arr = _depthwise_to_keras(arr, in_type.shape[0])
-        elif name in ("kernel", "pointwise_kernel") and arr.ndim >= 3:
-            arr = arr.transpose(_spatial_perm(arr.ndim))
-        out[((), name)] = arr
-    return out
+    if family == "recurrent":
+        return {(("cell",), k): v for k, v in _rnn_to_keras(op, node.attrs, p, in_type).items()}
+    changes = OPS[op].weight_layouts.get("keras", {})
+    return {((), name): _LAYOUT_CHANGES[changes[name]][0](arr, in_type) if name in changes else arr
+            for name, arr in p.items()}
 
 
 def _from_keras(node: ir.Node, k: dict[tuple[tuple[str, ...], str], Any]) -> dict[str, Any]:
     op = node.op
-    if op == "bidirectional":
+    family = OPS[op].family
+    if family == "bidirectional":
         inner = node.attrs["layer"]
         out = {}
         for d, sub in (("forward", "forward_layer"), ("backward", "backward_layer")):
@@ -1646,18 +1648,10 @@ def _from_keras(node: ir.Node, k: dict[tuple[tuple[str, ...], str], Any]) -> dic
             for name, arr in _rnn_from_keras(inner["op"], inner["attrs"], mine).items():
                 out[f"{d}.{name}"] = arr
         return out
-    if op in ("simple_rnn", "lstm", "gru"):
+    if family == "recurrent":
         return _rnn_from_keras(op, node.attrs, {name: v for (_, name), v in k.items()})
-    out = {}
-    for (_, name), arr in k.items():
-        if op == "dense" and name == "kernel":
-            arr = arr.T
-        elif (name == "kernel" and op == "depthwise_conv2d") or name == "depthwise_kernel":
-            arr = _depthwise_from_keras(arr)
-        elif name in ("kernel", "pointwise_kernel") and arr.ndim >= 3:
-            arr = arr.transpose(_inverse(_spatial_perm(arr.ndim)))
-        out[name] = arr
-    return out
+    changes = OPS[op].weight_layouts.get("keras", {})
+    return {name: _LAYOUT_CHANGES[changes[name]][1](arr) if name in changes else arr for (_, name), arr in k.items()}
 
 
 def _owners(network: ir.Network) -> dict[str, ir.Node]:
@@ -1736,9 +1730,9 @@ def export_canonical(model, network: ir.Network) -> dict[str, Any]:
             raise _e602(f"the model has no layer '{layer_name}'") from None
         found = {}
         paths = [()]
-        if node.op in ("simple_rnn", "lstm", "gru"):
+        if OPS[node.op].family == "recurrent":
             paths = [("cell",)]
-        elif node.op == "bidirectional":
+        elif OPS[node.op].family == "bidirectional":
             paths = [("forward_layer", "cell"), ("backward_layer", "cell")]
         for path in paths:
             for name, var in _variables(layer, path).items():
