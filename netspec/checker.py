@@ -135,6 +135,10 @@ class _NetworkBuilder:
         self.declared_inputs = 0  # `input` statements, bad ones included (no "declares no input" cascade)
         self.sites: list[tuple[str, Span | None]] = []  # the block uses being expanded, outermost first
         self.too_big = False  # MAX_NODES was reported
+        # the spec's structure, for generators that mirror it (ir.Network.blocks/instances/repeats)
+        self.block_defs: dict[str, ir.BlockDef] = {}
+        self.instances: list[ir.BlockInstance | None] = []  # None: an expansion that failed
+        self.repeats: list[ir.RepeatGroup] = []
 
     # names ---------------------------------------------------------------------------
     def error(self, code: str, message: str, span: Span | None = None, *, formula: str | None = None,
@@ -213,6 +217,9 @@ class _NetworkBuilder:
             output_names=tuple(n for n, _, _ in outputs),
             loss=tuple(loss),
             optimizer=optimizer,
+            blocks=tuple(self.block_defs.values()),
+            instances=tuple(i for i in self.instances if i is not None),
+            repeats=tuple(self.repeats),
             span=self.net.span,
         )
 
@@ -444,8 +451,10 @@ class _NetworkBuilder:
                 if check_only:
                     self.check_value_call(param, target, scope)
                     return None
+                start = self.mark(prefix)
                 for _ in range(count):
                     value = self.apply_value(param, value, target, scope, prefix)
+                self.record_repeat(param.name, count, start, prefix, span)
                 return value
             else:
                 self.error("E301", f"block parameter '{name}' is {_short(show(param), 40)}, not an op", span)
@@ -454,8 +463,10 @@ class _NetworkBuilder:
             if check_only:
                 self.bind_block_args(self.c.blocks[name], target, scope)
                 return None
+            start = self.mark(prefix)
             for _ in range(count):
                 value = self.block(self.c.blocks[name], target, value, scope, prefix)
+            self.record_repeat(name, count, start, prefix, span)
             return value
         op = OPS.get(name)
         if op is None:
@@ -471,9 +482,28 @@ class _NetworkBuilder:
         if check_only:
             self.bind_attrs(op, args, kwargs, target)
             return None
+        start = self.mark(prefix)
         for _ in range(count):
             value = self.apply(op, args, kwargs, [value], target, scope, prefix, base=name)
+        self.record_repeat(name, count, start, prefix, span)
         return value
+
+    def mark(self, prefix: str) -> tuple[int, int]:
+        """Where the next instance index under ``prefix`` and the next node are (for record_repeat)."""
+        return self.block_counters.get(prefix, 0), len(self.nodes)
+
+    def record_repeat(self, step: str, count: int, start: tuple[int, int], prefix: str, span: Span | None) -> None:
+        """Record a ``STEP * n`` run (n > 1) that expanded: its instance paths or node names."""
+        if count < 2:
+            return
+        if step in self.c.blocks:
+            members = tuple(f"{prefix}{i}." for i in range(start[0], self.block_counters.get(prefix, 0)))
+            kind = "block"
+        else:
+            members = tuple(n.name for n in self.nodes[start[1]:] if n.name.startswith(prefix)
+                            and "." not in n.name[len(prefix):])
+            kind = "op"
+        self.repeats.append(ir.RepeatGroup.model_construct(step=step, kind=kind, members=members, span=span))
 
     def check_value_call(self, call: CallValue, at, scope: _Scope) -> None:
         """The arguments of a call passed as a block parameter, when its input was lost."""
@@ -580,7 +610,9 @@ class _NetworkBuilder:
         name = self.fresh(prefix, base)
         params = tuple(op.params(attrs, types, out))
         node = ir.Node.model_construct(name=name, op=op.name, attrs=attrs, inputs=tuple(inputs), type=out, layer=name,
-                       params=params, macs=op.macs(attrs, types, out), span=_span_of(at))
+                       params=params, macs=op.macs(attrs, types, out),
+                       exprs=_exprs(op, at, scope.params, self.c.expr_cache),
+                       span=_span_of(at))
         self.nodes.append(node)
         self.types[name] = out
         return name
@@ -611,7 +643,8 @@ class _NetworkBuilder:
         layer.uses += 1
         name = self.fresh(prefix, at.id)
         node = ir.Node.model_construct(name=name, op=op.name, attrs=attrs, inputs=(value,), type=out, layer=layer.name,
-                       params=layer.params, macs=op.macs(attrs, types, out), span=at.span)
+                       params=layer.params, macs=op.macs(attrs, types, out),
+                       exprs=_exprs(op, layer.call, scope.params, self.c.expr_cache), span=at.span)
         self.nodes.append(node)
         self.types[name] = out
         return name
@@ -631,6 +664,13 @@ class _NetworkBuilder:
         index = self.block_counters.get(prefix, 0)
         self.block_counters[prefix] = index + 1
         path = f"{prefix}{index}."
+        slot = len(self.instances)
+        self.instances.append(None)  # an enclosing instance is listed before those inside it
+        if block.name not in self.block_defs:
+            self.block_defs[block.name] = ir.BlockDef.model_construct(
+                name=block.name, span=block.span,
+                params=tuple(ir.BlockParam.model_construct(name=p.name, default=None if p.default is None
+                                                           else _py_text(p.default)) for p in block.params))
         inner = _Scope(path=path, params=params, block_input=value, in_block=True,
                        stack=(*scope.stack, block.name), declared=_declared(block.body))
         result = None
@@ -659,6 +699,9 @@ class _NetworkBuilder:
             raise _Poisoned
         if result is None:
             raise _Poisoned
+        self.instances[slot] = ir.BlockInstance.model_construct(
+            path=path, block=block.name, args={k: _plain(v) for k, v in params.items()}, input=value,
+            output=result, span=_span_of(call))
         return result
 
     def bind_block_args(self, block: ast.BlockDef, call, scope: _Scope) -> dict[str, Any]:
@@ -827,6 +870,100 @@ def _declared(body) -> dict[str, Span | None]:
     return out
 
 
+def _names(expr) -> set[str]:
+    """The names an expression mentions."""
+    if isinstance(expr, ast.Name):
+        return {expr.id}
+    if isinstance(expr, ast.BinOp):
+        return _names(expr.left) | _names(expr.right)
+    if isinstance(expr, ast.Neg):
+        return _names(expr.operand)
+    if isinstance(expr, (ast.ListExpr, ast.TupleExpr)):
+        return set().union(*(_names(x) for x in expr.items))
+    if isinstance(expr, ast.Call):
+        return set().union(*(_names(x) for x in expr.args), *(_names(k.value) for k in expr.kwargs))
+    return set()
+
+
+_PY_PREC = {"+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "%": 2}
+
+
+def _py(expr) -> str | None:
+    """An argument expression as Python source (None for what Python cannot say the same way: calls)."""
+    if isinstance(expr, (ast.Num, ast.Str, ast.Bool)):
+        return repr(expr.value)
+    if isinstance(expr, ast.Name):
+        return expr.id
+    if isinstance(expr, (ast.ListExpr, ast.TupleExpr)):
+        items = [_py(x) for x in expr.items]
+        if any(i is None for i in items):
+            return None
+        if isinstance(expr, ast.ListExpr):
+            return "[" + ", ".join(items) + "]"
+        return f"({items[0]},)" if len(items) == 1 else "(" + ", ".join(items) + ")"
+    if isinstance(expr, ast.Neg):
+        inner = _py(expr.operand)
+        if inner is None:
+            return None
+        return f"-({inner})" if isinstance(expr.operand, ast.BinOp) else f"-{inner}"
+    if isinstance(expr, ast.BinOp):
+        left, right = _py(expr.left), _py(expr.right)
+        if left is None or right is None:
+            return None
+        p = _PY_PREC[expr.op]
+        if isinstance(expr.left, ast.BinOp) and _PY_PREC[expr.left.op] < p:
+            left = f"({left})"
+        if isinstance(expr.right, ast.BinOp) and _PY_PREC[expr.right.op] <= p:
+            right = f"({right})"
+        return f"{left} {expr.op} {right}"
+    return None
+
+
+def _py_text(expr) -> str:
+    """Python source of an expression, or its spec text when Python cannot say it."""
+    py = _py(expr)
+    if py is not None:
+        return py
+    from .frontend.format import expr as unparse
+
+    return unparse(expr)
+
+
+def _exprs(op: OpDef, at, params: dict[str, Any], cache: dict) -> dict[str, str]:
+    """attribute -> Python source of the call's arguments that use block parameters (for Node.exprs).
+
+    The same for every instance of a block: cached per call site (the checker keeps the syntax tree alive).
+    """
+    if not params or not isinstance(at, ast.Call):
+        return {}
+    key = (id(at), op.name)
+    out = cache.get(key)
+    if out is None:
+        out = cache[key] = _exprs_of(op, at, params)
+    return out
+
+
+def _exprs_of(op: OpDef, at: ast.Call, params: dict[str, Any]) -> dict[str, str]:
+    positional = () if op.category == "merge" else zip(op.positional, at.args)  # a merge's arguments are values
+    pairs = [*positional, *((k.name, k.value) for k in at.kwargs)]
+    out = {}
+    for attr, expr in pairs:
+        if _names(expr) & params.keys():
+            py = _py(expr)
+            if py is not None:
+                out[attr] = py
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """A block argument for the IR: numbers, strings and lists as they are; an op or block as its spec text."""
+    if isinstance(value, (Sym, CallValue)):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
 def _text(expr) -> str:
     """An expression as the spec writes it (shortened)."""
     from .frontend.format import expr as unparse
@@ -868,6 +1005,7 @@ class Checker:
         self.blocks: dict[str, ast.BlockDef] = {}
         self.target_names: set[str] = set()
         self._missing_return: set[str] = set()
+        self.expr_cache: dict[tuple[int, str], dict[str, str]] = {}  # Node.exprs per call site
 
     def missing_return(self, block: ast.BlockDef) -> None:
         if block.name not in self._missing_return:

@@ -5,6 +5,14 @@ explicit begin/end padding per spatial axis, pooling rounding, whether an averag
 counts padding, BatchNorm momentum in the spec's convention, shared-layer
 identity. Source spans ride along for diagnostics but are excluded from dumps
 and comparisons of meaning (:meth:`Program.meaning`).
+
+The spec's structure rides along too, for generators that mirror it: the
+blocks a network uses (:class:`BlockDef`), every use of one
+(:class:`BlockInstance`), every ``STEP * n`` run (:class:`RepeatGroup`), and
+on each node the source text of the arguments that depend on block
+parameters (``Node.exprs``). The nodes alone define the computation; the
+structure is how the spec wrote it, so :meth:`Program.meaning` leaves it out
+(renaming a block parameter or inlining a block changes no meaning).
 """
 
 from __future__ import annotations
@@ -90,6 +98,9 @@ class Node(_Frozen):
     layer: str
     params: tuple[Param, ...] = ()
     macs: int = 0
+    #: attribute -> source text (Python syntax) of its argument, for the arguments inside a block
+    #: that use the block's parameters: ``{"filters": "width * 4", "stride": "stride"}``
+    exprs: dict[str, str] = Field(default_factory=dict)
     span: Span | None = Field(default=None, exclude=True, repr=False)
 
     @property
@@ -113,6 +124,48 @@ class Optimizer(_Frozen):
     span: Span | None = Field(default=None, exclude=True, repr=False)
 
 
+class BlockParam(_Frozen):
+    """A block parameter; ``default`` is the source text of its default (it may use earlier parameters)."""
+
+    name: str
+    default: str | None = None
+
+
+class BlockDef(_Frozen):
+    """A block a network uses: its name and parameters. Its body is what its instances expanded to."""
+
+    name: str
+    params: tuple[BlockParam, ...] = ()
+    span: Span | None = Field(default=None, exclude=True, repr=False)
+
+
+class BlockInstance(_Frozen):
+    """One use of a block: every node it expanded to is named ``path + relative name``.
+
+    ``path`` ends with a dot (``features.3.``; nested: ``features.3.main.0.``).
+    ``args`` are the evaluated arguments, defaults applied, in parameter order
+    (an op or block passed as an argument is kept as its spec text, ``relu()``).
+    ``input`` and ``output`` are the values it reads and returns; instances are
+    listed in expansion order, an enclosing instance before those inside it.
+    """
+
+    path: str
+    block: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    input: str
+    output: str
+    span: Span | None = Field(default=None, exclude=True, repr=False)
+
+
+class RepeatGroup(_Frozen):
+    """One ``STEP * n`` run: ``members`` are instance paths (a block step) or node names (an op step)."""
+
+    step: str  # the block or op name
+    kind: str  # "block" or "op"
+    members: tuple[str, ...]
+    span: Span | None = Field(default=None, exclude=True, repr=False)
+
+
 class Network(_Frozen):
     """One network: inputs, targets, nodes in topological order, outputs, training setup."""
 
@@ -124,6 +177,10 @@ class Network(_Frozen):
     output_names: tuple[str, ...] = ()
     loss: tuple[LossTerm, ...] = ()
     optimizer: Optimizer | None = None
+    #: the spec's structure (not part of the meaning): blocks used, their instances, repeat runs
+    blocks: tuple[BlockDef, ...] = ()
+    instances: tuple[BlockInstance, ...] = ()
+    repeats: tuple[RepeatGroup, ...] = ()
     span: Span | None = Field(default=None, exclude=True, repr=False)
 
     def type_of(self, value: str) -> TensorType:
@@ -174,5 +231,10 @@ class Program(_Frozen):
         raise KeyError(name)
 
     def meaning(self) -> dict:
-        """A plain dump without file names and spans: two specs mean the same iff equal."""
-        return self.model_dump(exclude={"file"})
+        """A plain dump without file names, spans and structure: two specs mean the same iff equal.
+
+        Structure (blocks, instances, repeat runs, ``Node.exprs``) is how the
+        spec is written, not what it computes; node names still carry the paths.
+        """
+        structure = {"blocks": True, "instances": True, "repeats": True, "nodes": {"__all__": {"exprs"}}}
+        return self.model_dump(exclude={"file": True, "networks": {"__all__": structure}})
