@@ -193,6 +193,7 @@ def cmd_verify(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .backends import TARGETS
 
     p = argparse.ArgumentParser(prog="netspec", description="Check, format, compile and export neural-network specs.")
     p.add_argument("--version", action="version", version=f"netspec {__version__}")
@@ -213,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("compile", help="generate PyTorch or Keras source")
     m.add_argument("file", metavar="FILE")
-    m.add_argument("--target", choices=("torch", "keras"), required=True)
+    m.add_argument("--target", choices=TARGETS, required=True)
     m.add_argument("-o", "--output", metavar="OUT")
     m.add_argument("--network", metavar="NAME", help="which network (default: the first)")
     m.add_argument("--layout", choices=("channels_last", "channels_first"), default="channels_last",

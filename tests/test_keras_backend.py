@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+from conformance_cases import CASES
 from conftest import ROOT, SPECS
 
 if not all(importlib.util.find_spec(m) for m in ("keras", "tensorflow", "torch")):
@@ -23,7 +24,6 @@ import torch  # noqa: E402
 import netspec  # noqa: E402
 from netspec import SpecError  # noqa: E402
 from netspec.backends import keras as kb  # noqa: E402
-from netspec.conformance import CASES  # noqa: E402
 from netspec.weights import init_weights  # noqa: E402
 
 keras = kb._keras()
@@ -559,7 +559,7 @@ sys.path.insert(0, "tests")
 import numpy as np
 import netspec
 from netspec.backends import keras as kb
-from netspec.conformance import CASES_BY_NAME
+from conformance_cases import CASES_BY_NAME
 import test_keras_backend as t
 
 results = {}

@@ -27,12 +27,13 @@ import os
 import sys
 from dataclasses import dataclass, field
 from math import prod
+from pathlib import Path
 from typing import Any
 
 from .. import ir, lower, shapes
 from ..diagnostics import Diagnostic, SpecError
 from ..ops.registry import ACTIVATION_OPS, FAMILIES, OPS
-from .base import Emitter, identifier, literal
+from .base import Backend, Built, Emitter, helper_source, identifier, literal
 
 LAYOUTS = ("channels_last", "channels_first")
 CF, CL = "cf", "cl"
@@ -222,6 +223,9 @@ class KerasGenerator(Emitter):
         self.shared_lines: list[str] = []
         self.shared_vars: dict[str, str] = {}
         self.shared_native: dict[str, bool] = {}
+        #: whether an emitter may use Keras's own padding modes ('same', 'valid' with output fill);
+        #: False while planning the uses of a shared layer whose uses would need different layers
+        self.native = True
         self.helpers: set[str] = set()
         self.local_helpers: dict[str, str] = {}
         self.input_layouts: dict[str, str] = {}
@@ -370,7 +374,7 @@ class KerasGenerator(Emitter):
         outs = self.output_vars[0] if len(self.output_vars) == 1 else "[" + ", ".join(self.output_vars) + "]"
         lines = [*self.header(fit), "", "import keras", "from keras import layers", ""]
         for helper in sorted(self.helpers):
-            text = self.local_helpers.get(helper) or _HELPERS[helper]
+            text = self.local_helpers.get(helper) or helper_source(_HELPERS_FILE, helper)
             lines += ["", *text.strip("\n").splitlines(), ""]
         if model_cls:
             lines += ["", *model_cls, ""]
@@ -446,15 +450,21 @@ class KerasGenerator(Emitter):
         return node.layer if node.params else node.name
 
     def shared_plan(self, node: ir.Node) -> _Plan | None:
-        fn = self.TRANSFORMS[node.op]
+        """The plan of one use of a shared layer: one Keras layer object, made once, for every use."""
+        try:
+            return self._shared_plan(node, self.TRANSFORMS[node.op])
+        finally:
+            self.native = True
+
+    def _shared_plan(self, node: ir.Node, fn) -> _Plan | None:
         if node.layer not in self.shared_native:
-            native = True
-            plans = [fn(self, n, native=True) for n in self.uses[node.layer]]
+            native = self.native = True
+            plans = [fn(self, n) for n in self.uses[node.layer]]
             if None in plans:
                 return None
             if len({p.ctor() for p in plans}) > 1:
-                native = False
-                plans = [fn(self, n, native=False) for n in self.uses[node.layer]]
+                native = self.native = False
+                plans = [fn(self, n) for n in self.uses[node.layer]]
                 if len({p.ctor() for p in plans}) > 1:
                     self.fail(node, "a shared layer whose uses need different Keras layers")
                     return None
@@ -463,7 +473,8 @@ class KerasGenerator(Emitter):
             self.shared_vars[node.layer] = var
             args = [*plans[0].args, _kw("name", _lit(keras_name(node.layer)))]
             self.shared_lines += _call_lines(var, plans[0].cls, args, "")
-        return fn(self, node, native=self.shared_native[node.layer])
+        self.native = self.shared_native[node.layer]
+        return fn(self, node)
 
     def emit_plan(self, node: ir.Node, plan: _Plan) -> None:
         src = node.inputs[0]
@@ -825,7 +836,7 @@ def _conv_padding(node: ir.Node) -> list[str]:
     return []
 
 
-def _pad(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+def _pad(g: KerasGenerator, node: ir.Node) -> _Plan:
     """A lowered ``pad`` node: ZeroPadding, or ConstantPadding(-inf) before a max pool."""
     a = node.attrs
     layout = g.spatial_layout(node)
@@ -837,7 +848,7 @@ def _pad(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
     return _Plan("ConstantPadding", [literal(tuple(tuple(p) for p in a["padding"])), f"value={value}", *fmt], layout)
 
 
-def _conv(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None:
+def _conv(g: KerasGenerator, node: ir.Node) -> _Plan | None:
     a = node.attrs
     r = _rank_of(node)
     layout = g.spatial_layout(node)
@@ -860,7 +871,7 @@ def _conv(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None
     return _Plan(f"layers.Conv{r}D", args, layout, [], post)
 
 
-def _conv_transpose(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None:
+def _conv_transpose(g: KerasGenerator, node: ir.Node) -> _Plan | None:
     a = node.attrs
     r = _rank_of(node)
     layout = g.spatial_layout(node)
@@ -878,9 +889,9 @@ def _conv_transpose(g: KerasGenerator, node: ir.Node, native: bool = True) -> _P
     if any(s != 1 for s in a["stride"]):
         args.append(_kw("strides", _ints(a["stride"])))
     post: list = []
-    if native and all(c == (0, 0) for c in crops) and op == tuple(max(s - k, 0) for s, k in zip(a["stride"], k_eff)):
+    if g.native and all(c == (0, 0) for c in crops) and op == tuple(max(s - k, 0) for s, k in zip(a["stride"], k_eff)):
         pass  # Keras's 'valid': the full output, plus zeros up to i * s when the kernel is shorter than the stride
-    elif native and tuple((b, e, o) for (b, e), o in zip(crops, op)) == same:
+    elif g.native and tuple((b, e, o) for (b, e), o in zip(crops, op)) == same:
         args.append('padding="same"')
     else:
         extra = tuple(max(o - e, 0) for (_, e), o in zip(crops, op))
@@ -905,7 +916,7 @@ def _conv_transpose(g: KerasGenerator, node: ir.Node, native: bool = True) -> _P
     return _Plan(f"layers.Conv{r}DTranspose", args, layout, [], post + act_post)
 
 
-def _depthwise(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None:
+def _depthwise(g: KerasGenerator, node: ir.Node) -> _Plan | None:
     a = node.attrs
     layout = g.spatial_layout(node)
     padding = _conv_padding(node)
@@ -927,7 +938,7 @@ def _depthwise(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan |
     return _Plan("layers.DepthwiseConv2D", args, layout, [], post)
 
 
-def _separable(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None:
+def _separable(g: KerasGenerator, node: ir.Node) -> _Plan | None:
     a = node.attrs
     layout = g.spatial_layout(node)
     padding = _conv_padding(node)
@@ -958,7 +969,7 @@ def _separable(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan |
     return _Plan("layers.SeparableConv2D", args, layout, [], post)
 
 
-def _pool(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None:
+def _pool(g: KerasGenerator, node: ir.Node) -> _Plan | None:
     """Pools after lowering: plain, 'same', or (an average over uncounted or ceil-mode padding) the helper layer.
 
     Max pools and counting averages reach here with zero pads: lowering moved their padding (and the
@@ -991,20 +1002,20 @@ def _pool(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None
     return _Plan("PaddedAveragePooling", pargs + fmt, layout)
 
 
-def _global_pool(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+def _global_pool(g: KerasGenerator, node: ir.Node) -> _Plan:
     r = _rank_of(node)
     kind = "Average" if OPS[node.op].kind == "avg" else "Max"
     layout = g.spatial_layout(node)
     return _Plan(f"layers.Global{kind}Pooling{r}D", g.data_format(layout), layout, out_layout=CF)
 
 
-def _zeropad(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+def _zeropad(g: KerasGenerator, node: ir.Node) -> _Plan:
     r = _rank_of(node)
     layout = g.spatial_layout(node)
     return _Plan(f"layers.ZeroPadding{r}D", [_pairs(node.attrs["padding"]), *g.data_format(layout)], layout)
 
 
-def _upsample(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None:
+def _upsample(g: KerasGenerator, node: ir.Node) -> _Plan | None:
     a = node.attrs
     r = _rank_of(node)
     layout = g.spatial_layout(node)
@@ -1026,7 +1037,7 @@ def _upsample(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | 
     return _Plan("layers.UpSampling2D", [literal((scale[0], 1)), 'interpolation="bilinear"'], layout, pre, post)
 
 
-def _dense(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+def _dense(g: KerasGenerator, node: ir.Node) -> _Plan:
     a = node.attrs
     f_in = g.types[node.inputs[0]].shape[-1]
     canon = (a["units"], f_in)
@@ -1035,7 +1046,7 @@ def _dense(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
     return _Plan("layers.Dense", args, CF, [], post)
 
 
-def _batchnorm(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+def _batchnorm(g: KerasGenerator, node: ir.Node) -> _Plan:
     a = node.attrs
     src = node.inputs[0]
     rank = g.rank(src)
@@ -1062,7 +1073,7 @@ def _batchnorm(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
     return _Plan("layers.BatchNormalization", args, layout)
 
 
-def _layernorm(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+def _layernorm(g: KerasGenerator, node: ir.Node) -> _Plan:
     a = node.attrs
     src = node.inputs[0]
     rank = g.rank(src)
@@ -1084,7 +1095,7 @@ def _layernorm(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
     return _Plan("layers.LayerNormalization", args, layout)
 
 
-def _embedding(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+def _embedding(g: KerasGenerator, node: ir.Node) -> _Plan:
     a = node.attrs
     args = [str(a["vocab"]), str(a["dim"])]
     args += g.init("embeddings_initializer", a["embeddings_init"], {"name": "uniform", "a": -0.05, "b": 0.05})
@@ -1112,12 +1123,12 @@ def _rnn_args(g: KerasGenerator, op: str, a: dict) -> tuple[str, list[str]]:
     return f"layers.{cls}", args
 
 
-def _recurrent(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+def _recurrent(g: KerasGenerator, node: ir.Node) -> _Plan:
     cls, args = _rnn_args(g, node.op, node.attrs)
     return _Plan(cls, args, CF)
 
 
-def _bidirectional(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+def _bidirectional(g: KerasGenerator, node: ir.Node) -> _Plan:
     inner = node.attrs["layer"]
     cls, args = _rnn_args(g, inner["op"], inner["attrs"])
     out = [f"{cls}({', '.join(args)})"]
@@ -1126,21 +1137,21 @@ def _bidirectional(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Pl
     return _Plan("layers.Bidirectional", out, CF)
 
 
-def _dropout(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+def _dropout(g: KerasGenerator, node: ir.Node) -> _Plan:
     return _Plan("layers.Dropout", [literal(node.attrs["rate"])], None)
 
 
-def _flatten(g: KerasGenerator, node: ir.Node, native: bool = True) -> None:
+def _flatten(g: KerasGenerator, node: ir.Node) -> None:
     x = g.memory_var(node.inputs[0])
     g.simple(node, "layers.Flatten", [], [x], CF)
 
 
-def _reshape(g: KerasGenerator, node: ir.Node, native: bool = True) -> None:
+def _reshape(g: KerasGenerator, node: ir.Node) -> None:
     x = g.memory_var(node.inputs[0])
     g.simple(node, "layers.Reshape", [literal(tuple(node.attrs["shape"]))], [x], CF)
 
 
-def _permute(g: KerasGenerator, node: ir.Node, native: bool = True) -> None:
+def _permute(g: KerasGenerator, node: ir.Node) -> None:
     src = node.inputs[0]
     layout = g.layout_of(src)
     order = g.keras_order(g.rank(src), layout)
@@ -1148,7 +1159,7 @@ def _permute(g: KerasGenerator, node: ir.Node, native: bool = True) -> None:
     g.simple(node, "layers.Permute", [literal(dims)], [g.var(src, layout)], CF)
 
 
-def _activation(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+def _activation(g: KerasGenerator, node: ir.Node) -> _Plan:
     src = node.inputs[0]
     layout = g.layout_of(src)
     act = {"name": node.op, **node.attrs}
@@ -1173,20 +1184,20 @@ _MERGE_CLASSES = {"add": "Add", "subtract": "Subtract", "multiply": "Multiply", 
                   "maximum": "Maximum", "minimum": "Minimum"}
 
 
-def _merge(g: KerasGenerator, node: ir.Node, native: bool = True) -> None:
+def _merge(g: KerasGenerator, node: ir.Node) -> None:
     layout = _common_layout(g, node)
     xs = [g.var(v, layout) for v in node.inputs]
     g.simple(node, f"layers.{_MERGE_CLASSES[node.op]}", [], xs, layout)
 
 
-def _concat(g: KerasGenerator, node: ir.Node, native: bool = True) -> None:
+def _concat(g: KerasGenerator, node: ir.Node) -> None:
     layout = _common_layout(g, node)
     xs = [g.var(v, layout) for v in node.inputs]
     axis = g.kaxis(node.attrs["axis"], node.type.rank, layout)
     g.simple(node, "layers.Concatenate", [] if axis == -1 else [_kw("axis", str(axis))], xs, layout)
 
 
-def _dot(g: KerasGenerator, node: ir.Node, native: bool = True) -> None:
+def _dot(g: KerasGenerator, node: ir.Node) -> None:
     ia, ib = node.attrs["axes"]
     xs = [g.var(v, CF) for v in node.inputs]
     axes = str(ia + 1) if ia == ib else literal((ia + 1, ib + 1))
@@ -1227,175 +1238,8 @@ KerasGenerator.TRANSFORMS = {
 
 # Helper classes written into generated modules -------------------------------------------------
 
-_HELPERS: dict[str, str] = {
-    "ConstantPadding": '''
-@keras.saving.register_keras_serializable(package="netspec")
-class ConstantPadding(layers.Layer):
-    """Pads the spatial axes with a constant: -inf before a max pool, so that padding never wins."""
-
-    def __init__(self, padding, value=0.0, data_format="channels_last", **kwargs):
-        super().__init__(**kwargs)
-        self.padding = tuple(tuple(p) for p in padding)
-        self.value = value
-        self.data_format = data_format
-
-    def call(self, inputs):
-        if self.data_format == "channels_last":
-            pads = [(0, 0), *self.padding, (0, 0)]
-        else:
-            pads = [(0, 0), (0, 0), *self.padding]
-        return keras.ops.pad(inputs, pads, constant_values=self.value)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(padding=self.padding, value=self.value, data_format=self.data_format)
-        return config
-''',
-    "PaddedAveragePooling": '''
-@keras.saving.register_keras_serializable(package="netspec")
-class PaddedAveragePooling(layers.Layer):
-    """Average pooling over explicit (begin, end) zero padding, divided as PyTorch divides.
-
-    Each window's sum is divided by the number of positions it covers in the input,
-    or in the padded input when `count_include_pad`; the `extra` positions that
-    ceil_mode adds at the end never count.
-    """
-
-    def __init__(
-        self, pool_size, strides, padding, extra=None, count_include_pad=False, data_format="channels_last", **kwargs
-    ):
-        super().__init__(**kwargs)
-        self.pool_size = tuple(pool_size)
-        self.strides = tuple(strides)
-        self.padding = tuple(tuple(p) for p in padding)
-        self.extra = tuple(extra) if extra is not None else (0,) * len(self.padding)
-        self.count_include_pad = count_include_pad
-        self.data_format = data_format
-
-    def _pad(self, x, pads, value):
-        if self.data_format == "channels_last":
-            pads = [(0, 0), *pads, (0, 0)]
-        else:
-            pads = [(0, 0), (0, 0), *pads]
-        return keras.ops.pad(x, pads, constant_values=value)
-
-    def _pool(self, x):
-        return keras.ops.average_pool(x, self.pool_size, self.strides, "valid", self.data_format)
-
-    def call(self, inputs):
-        total = [(b, e + x) for (b, e), x in zip(self.padding, self.extra)]
-        if self.data_format == "channels_last":
-            ones = keras.ops.ones_like(inputs[..., :1])
-        else:
-            ones = keras.ops.ones_like(inputs[:, :1])
-        if self.count_include_pad:
-            mask = self._pad(self._pad(ones, self.padding, 1.0), [(0, x) for x in self.extra], 0.0)
-        else:
-            mask = self._pad(ones, total, 0.0)
-        return self._pool(self._pad(inputs, total, 0.0)) / self._pool(mask)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            pool_size=self.pool_size,
-            strides=self.strides,
-            padding=self.padding,
-            extra=self.extra,
-            count_include_pad=self.count_include_pad,
-            data_format=self.data_format,
-        )
-        return config
-''',
-    "TanhGelu": '''
-@keras.saving.register_keras_serializable(package="netspec")
-class TanhGelu(layers.Layer):
-    """GELU in its tanh approximation."""
-
-    def call(self, inputs):
-        return keras.activations.gelu(inputs, approximate=True)
-''',
-    "SpecOrthogonal": '''
-@keras.saving.register_keras_serializable(package="netspec")
-class SpecOrthogonal(keras.initializers.Initializer):
-    """orthogonal(gain) where Keras's Orthogonal differs from the spec's.
-
-    A vector is a unit vector times gain (Keras rejects rank 1); a depthwise kernel (kh, kw, C, m) is
-    orthogonal in the spec's layout [C * m, kh * kw] (Keras would orthogonalise its m columns).
-    """
-
-    def __init__(self, gain=1.0, depthwise=False, seed=None):
-        self.gain = gain
-        self.depthwise = depthwise
-        self.seed = seed
-
-    def __call__(self, shape, dtype=None):
-        orthogonal = keras.initializers.Orthogonal(self.gain, self.seed)
-        if len(shape) == 1:
-            return keras.ops.reshape(orthogonal((shape[0], 1), dtype=dtype), shape)
-        if not self.depthwise:
-            return orthogonal(shape, dtype=dtype)
-        kh, kw, c, m = shape
-        flat = orthogonal((c * m, kh * kw), dtype=dtype)
-        return keras.ops.transpose(keras.ops.reshape(flat, (c, m, kh, kw)), (2, 3, 0, 1))
-
-    def get_config(self):
-        return {"gain": self.gain, "depthwise": self.depthwise, "seed": self.seed}
-''',
-    "binary_crossentropy": '''
-@keras.saving.register_keras_serializable(package="netspec")
-def binary_crossentropy(y_true, y_pred):
-    """-(t log p + (1 - t) log(1 - p)) per element, p clipped to [1e-7, 1 - 1e-7], never read as logits."""
-    t = keras.ops.cast(y_true, y_pred.dtype)
-    p = keras.ops.clip(y_pred, 1e-7, 1 - 1e-7)
-    return -(t * keras.ops.log(p) + (1 - t) * keras.ops.log(1 - p))
-''',
-    "categorical_crossentropy": '''
-@keras.saving.register_keras_serializable(package="netspec")
-def categorical_crossentropy(y_true, y_pred, from_logits=False, axis=-1):
-    """-sum(t log q, axis): q = softmax(y_pred), or clip(y_pred / max(sum(y_pred), 1e-7), 1e-7, 1 - 1e-7).
-
-    Probabilities are never read as logits (Keras's own loss does that to a softmax output).
-    """
-    t = keras.ops.cast(y_true, y_pred.dtype)
-    if from_logits:
-        log_q = keras.ops.log_softmax(y_pred, axis=axis)
-    else:
-        q = y_pred / keras.ops.maximum(keras.ops.sum(y_pred, axis=axis, keepdims=True), 1e-7)
-        log_q = keras.ops.log(keras.ops.clip(q, 1e-7, 1 - 1e-7))
-    return -keras.ops.sum(t * log_q, axis=axis)
-''',
-    "sparse_categorical_crossentropy": '''
-@keras.saving.register_keras_serializable(package="netspec")
-def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, axis=-1):
-    """categorical_crossentropy of the one-hot class ids: y_true is y_pred without `axis`, or with a trailing 1."""
-    if len(y_true.shape) == len(y_pred.shape):
-        y_true = keras.ops.squeeze(y_true, -1)
-    ids = keras.ops.cast(y_true, "int32")
-    t = keras.ops.one_hot(ids, y_pred.shape[axis], axis=axis, dtype=y_pred.dtype)
-    return categorical_crossentropy(t, y_pred, from_logits, axis)
-''',
-    "hinge": '''
-@keras.saving.register_keras_serializable(package="netspec")
-def hinge(y_true, y_pred):
-    """max(1 - t p, 0) per element, targets as given (Keras's "hinge" turns 0/1 targets into -1/1)."""
-    return keras.ops.maximum(1 - keras.ops.cast(y_true, y_pred.dtype) * y_pred, 0)
-''',
-    "kl_divergence": '''
-@keras.saving.register_keras_serializable(package="netspec")
-def kl_divergence(y_true, y_pred, axis=-1):
-    """sum(t log(t / p), axis), t and p clipped to [1e-7, 1]: Keras's formula on any axis."""
-    t = keras.ops.clip(keras.ops.cast(y_true, y_pred.dtype), 1e-7, 1)
-    p = keras.ops.clip(y_pred, 1e-7, 1)
-    return keras.ops.sum(t * keras.ops.log(t / p), axis=axis)
-''',
-    "kl_normal": '''
-def kl_normal(mu, logvar):
-    """KL(N(mu, exp(logvar)) || N(0, 1)) summed over each sample's axes, averaged over the batch."""
-    axes = tuple(range(1, len(mu.shape)))
-    terms = 1.0 + logvar - keras.ops.square(mu) - keras.ops.exp(logvar)
-    return keras.ops.mean(-0.5 * keras.ops.sum(terms, axis=axes))
-''',
-}
+#: The helper definitions generated modules may copy: netspec/backends/runtime/keras_helpers.py.
+_HELPERS_FILE = Path(__file__).parent / "runtime" / "keras_helpers.py"
 
 
 # Public API -------------------------------------------------------------------------------------
@@ -1410,7 +1254,17 @@ def generate(network: ir.Network, layout: str = "channels_last", **options) -> s
     """
     if options:
         raise TypeError(f"unknown option(s) for the keras target: {', '.join(sorted(options))}")
-    return KerasGenerator(network, layout).generate()
+    return _generate(network, layout)[0]
+
+
+def _generate(network: ir.Network, layout: str) -> tuple[str, dict[str, list[tuple[str, bool]]]]:
+    """(the source, the interface) from one generation."""
+    g = KerasGenerator(network, layout)
+    source = g.generate()
+    names = network.output_names or network.outputs
+    signature = {"inputs": [(v.name, g.input_layouts[v.name] == CL) for v in network.inputs],
+                 "outputs": [(n, lay == CL) for n, lay in zip(names, g.output_layouts)]}
+    return source, signature
 
 
 def interface(network: ir.Network, layout: str = "channels_last") -> dict[str, list[tuple[str, bool]]]:
@@ -1421,11 +1275,7 @@ def interface(network: ir.Network, layout: str = "channels_last") -> dict[str, l
     last axis (``np.moveaxis(x, 1, -1)`` turns a spec-layout batch into the
     model's). Targets of a loss on an output take that output's layout.
     """
-    g = KerasGenerator(network, layout)
-    g.generate()
-    names = network.output_names or network.outputs
-    return {"inputs": [(v.name, g.input_layouts[v.name] == CL) for v in network.inputs],
-            "outputs": [(n, lay == CL) for n, lay in zip(names, g.output_layouts)]}
+    return _generate(network, layout)[1]
 
 
 def _moved(network: ir.Network, value: str, layout: str) -> bool:
@@ -1525,9 +1375,12 @@ def _keras():
 
 def build(network: ir.Network, weights=None, layout: str = "channels_last"):
     """A compiled ``keras.Model`` made by executing the generated source; canonical ``weights`` loaded if given."""
+    return _execute(network, generate(network, layout), weights, layout)
+
+
+def _execute(network: ir.Network, source: str, weights, layout: str):
     import types
 
-    source = generate(network, layout)
     _keras()
     module = types.ModuleType(f"netspec_keras_{identifier(network.name)}")
     with _quiet_stderr():
@@ -1746,3 +1599,77 @@ def export_canonical(model, network: ir.Network) -> dict[str, Any]:
     except ValueError as exc:
         raise _e602(str(exc)) from None
     return out
+
+
+# The backend contract ------------------------------------------------------------------------------
+
+
+class KerasBackend(Backend):
+    """The Keras backend behind :class:`netspec.backends.base.Backend`; options: ``layout``."""
+
+    name = "keras"
+    emits_source = trains = True
+    lowering = LOWERING
+
+    def generate(self, network: ir.Network, **options) -> str:
+        return generate(network, **options)
+
+    def build(self, network: ir.Network, weights=None, dtype: str = "float32", layout: str = "channels_last",
+              eager: bool = False, **options) -> Built:
+        """Build (in the current :meth:`session`: ``dtype`` is set there) and learn the layouts once."""
+        if options:
+            raise TypeError(f"unknown option(s) for the keras backend: {', '.join(sorted(options))}")
+        source, signature = _generate(network, layout)
+        model = _execute(network, source, weights, layout)
+        model.run_eagerly = eager
+        return Built(model, network, {"layout": layout, "signature": signature})
+
+    def load_canonical(self, built: Built, weights) -> None:
+        load_canonical(built.model, built.network, weights, layout=built.state["layout"])
+
+    def export_canonical(self, built: Built) -> dict:
+        return export_canonical(built.model, built.network)
+
+    def _feeds(self, built: Built, inputs: dict):
+        import numpy as np
+
+        moved = dict(built.state["signature"]["inputs"])
+        feeds = [np.moveaxis(inputs[v.name], 1, -1) if moved[v.name] else inputs[v.name]
+                 for v in built.network.inputs]
+        return feeds if len(feeds) > 1 else feeds[0]
+
+    def run(self, built: Built, inputs: dict) -> list:
+        import numpy as np
+
+        keras = _keras()
+        result = built.model(self._feeds(built, inputs), training=False)
+        result = result if isinstance(result, (tuple, list)) else (result,)
+        outs = []
+        for (_, moved), r in zip(built.state["signature"]["outputs"], result):
+            arr = keras.ops.convert_to_numpy(r)
+            outs.append(np.moveaxis(arr, -1, 1) if moved else arr)
+        return outs
+
+    def train_step(self, built: Built, inputs: dict, targets: dict) -> float:
+        """One ``train_on_batch`` of the compiled model (metrics reset first: the loss is this step's)."""
+        y = fit_targets(built.network, {**inputs, **targets}, built.state["layout"],
+                        signature=built.state["signature"])
+        built.model.reset_metrics()
+        logs = built.model.train_on_batch(self._feeds(built, inputs), y, return_dict=True)
+        return float(logs["loss"])
+
+    @contextlib.contextmanager
+    def session(self, dtype: str = "float32"):
+        """Keras's float type and dtype policy set to ``dtype`` (it also casts float batches to it)."""
+        keras = _keras()
+        floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
+        keras.config.set_floatx(dtype)
+        keras.config.set_dtype_policy(dtype)
+        try:
+            yield
+        finally:
+            keras.config.set_floatx(floatx)
+            keras.config.set_dtype_policy(policy)
+
+    def seed(self, seed: int) -> None:
+        _keras().utils.set_random_seed(seed)

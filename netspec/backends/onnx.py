@@ -30,7 +30,7 @@ from .. import ir, lower
 from ..diagnostics import Diagnostic, SpecError
 from ..files import file_mode, write_atomic
 from ..ops.registry import OPS
-from .base import Emitter
+from .base import Backend, Built, Emitter
 
 #: The opset written unless ``opset=`` asks for another (docs/onnx.md says why).
 DEFAULT_OPSET = 18
@@ -842,3 +842,46 @@ def _write_external(model: onnx.ModelProto, path: Path, f) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
     f.write(copy.SerializeToString())
+
+
+# The backend contract ------------------------------------------------------------------------------
+
+
+class OnnxBackend(Backend):
+    """ONNX behind :class:`netspec.backends.base.Backend`: built graphs run in ONNX Runtime.
+
+    Options: ``opset``, ``keep_bn``. The graph holds the weights (BatchNorm folded into the layer
+    before it unless ``keep_bn``), so loading weights rebuilds it; canonical weights cannot be read
+    back from a folded graph, so ``export_canonical`` returns the weights the graph was made from.
+    """
+
+    name = "onnx"
+    lowering = LOWERING
+
+    def build(self, network: ir.Network, weights=None, dtype: str = "float32", eager: bool = False,
+              opset: int | None = None, keep_bn: bool = False, seed: int = 0) -> Built:
+        if dtype != "float32":
+            raise ValueError(f"the onnx backend builds float32 graphs; received dtype {dtype}")
+        built = Built(None, network, {"opset": opset, "keep_bn": keep_bn, "seed": seed})
+        self.load_canonical(built, weights)
+        return built
+
+    def load_canonical(self, built: Built, weights) -> None:
+        s = built.state
+        s["weights"] = _weights_for(built.network, weights, s["seed"])
+        built.model = export(built.network, s["weights"], opset=s["opset"], keep_bn=s["keep_bn"])
+        s.pop("session", None)
+
+    def export_canonical(self, built: Built) -> dict:
+        return {k: np.array(v) for k, v in built.state["weights"].items()}
+
+    def run(self, built: Built, inputs: dict) -> list:
+        """ONNX Runtime on the CPU, graph optimisations off (the graph as written is what is compared)."""
+        import onnxruntime as ort
+
+        if "session" not in built.state:
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            built.state["session"] = ort.InferenceSession(built.model.SerializeToString(), options,
+                                                          providers=["CPUExecutionProvider"])
+        return built.state["session"].run(None, {v.name: inputs[v.name] for v in built.network.inputs})

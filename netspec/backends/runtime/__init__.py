@@ -1,0 +1,1 @@
+"""Runtime helpers copied into generated source (see torch_helpers.py)."""
