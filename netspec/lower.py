@@ -151,13 +151,52 @@ def _is_same(network: ir.Network, node: ir.Node) -> bool:
     return pads == same_pads(_spatial_sizes(network, node), kernel, stride, dilation)
 
 
+def outermost_instances(network: ir.Network) -> list[ir.BlockInstance]:
+    """The block instances not inside another instance, in expansion order."""
+    out: list[ir.BlockInstance] = []
+    for inst in network.instances:
+        if not any(inst.path.startswith(o.path) for o in out):
+            out.append(inst)
+    return out
+
+
+def template_keys(network: ir.Network) -> dict[str, tuple[str, str]]:
+    """Node name -> (block, name relative to its outermost instance) for every node inside a block.
+
+    Nodes with one key are the same line of the block's body in different instances; a generator
+    that writes a block once (a function or a class) needs each such group to take one form.
+    """
+    keys: dict[str, tuple[str, str]] = {}
+    for inst in outermost_instances(network):
+        for n in network.nodes:
+            if n.name.startswith(inst.path):
+                keys[n.name] = (inst.block, n.name[len(inst.path):])
+    return keys
+
+
 def same_intent(network: ir.Network) -> ir.Network:
-    """Record ``same`` on every windowed op: its pads are TensorFlow's 'same' (at every use of a shared layer)."""
-    verdict: dict[str, bool] = {}
+    """Record ``same`` on every windowed op: its pads are TensorFlow's 'same'.
+
+    One decision per group that must take one form: every use of a shared layer, and one line of a
+    block's body across the block's instances (so that the block can be written once).
+    """
+    keys = template_keys(network)
+    verdict: dict[object, bool] = {}
+    groups: dict[str, tuple] = {}
     for n in network.nodes:
         if _windowed(n):
-            verdict[n.layer] = verdict.get(n.layer, True) and _is_same(network, n)
-    nodes = [_with(n, same=verdict[n.layer]) if _windowed(n) else n for n in network.nodes]
+            groups[n.name] = (("layer", n.layer), ("template", keys.get(n.name, n.name)))
+            for g in groups[n.name]:
+                verdict[g] = verdict.get(g, True) and _is_same(network, n)
+    changed = True
+    while changed:  # a layer shared across templates: propagate until every group agrees
+        changed = False
+        for gs in groups.values():
+            v = all(verdict[g] for g in gs)
+            for g in gs:
+                if verdict[g] != v:
+                    verdict[g], changed = v, True
+    nodes = [_with(n, same=all(verdict[g] for g in groups[n.name])) if _windowed(n) else n for n in network.nodes]
     return _replace(network, nodes)
 
 

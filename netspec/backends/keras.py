@@ -33,6 +33,7 @@ from typing import Any
 from .. import ir, lower, shapes
 from ..diagnostics import Diagnostic, SpecError
 from ..ops.registry import ACTIVATION_OPS, FAMILIES, OPS
+from . import structure
 from .base import Backend, Built, Emitter, helper_source, identifier, literal
 
 LAYOUTS = ("channels_last", "channels_first")
@@ -357,8 +358,11 @@ class KerasGenerator(Emitter):
             self.put(v.name, var, layout)
             self.input_layouts[v.name] = self.norm_layout(v.name, layout)
             inputs.append(var)
+        spans = {}
         for node in net.nodes:
+            start = len(self.body)
             self.emit_node(node)
+            spans[node.name] = (start, len(self.body))
         for value in net.outputs:
             want = self.natural[value]
             if self.rank(value) >= 3:
@@ -372,12 +376,17 @@ class KerasGenerator(Emitter):
         self.raise_errors({})
         ins = inputs[0] if len(inputs) == 1 else "[" + ", ".join(inputs) + "]"
         outs = self.output_vars[0] if len(self.output_vars) == 1 else "[" + ", ".join(self.output_vars) + "]"
+        functions, self.body = structure.mirror(
+            net, structure.Flat(self.body, spans, self.output_vars, _RESERVED | self.helpers | set(self.local_helpers)),
+            keras_name, self.pynames, _call_lines)
         lines = [*self.header(fit), "", "import keras", "from keras import layers", ""]
         for helper in sorted(self.helpers):
             text = self.local_helpers.get(helper) or helper_source(_HELPERS_FILE, helper)
             lines += ["", *text.strip("\n").splitlines(), ""]
         if model_cls:
             lines += ["", *model_cls, ""]
+        if functions:
+            lines += [*functions[1:], ""]
         lines += ["", f"def {fn}():", f'    """Build the compiled {net.name} model ({self.layout})."""']
         if self.shared_lines:
             lines += ["    # Layers used more than once share their weights.", *self.shared_lines]
@@ -849,6 +858,8 @@ def _pad(g: KerasGenerator, node: ir.Node) -> _Plan:
 
 
 def _conv(g: KerasGenerator, node: ir.Node) -> _Plan | None:
+    # An argument a block parameter sets (node.exprs) is written even at its default, so that every
+    # instance of the block writes the same line and the block can become one function.
     a = node.attrs
     r = _rank_of(node)
     layout = g.spatial_layout(node)
@@ -859,10 +870,10 @@ def _conv(g: KerasGenerator, node: ir.Node) -> _Plan | None:
     c_in = g.types[node.inputs[0]].shape[0]
     canon = (a["filters"], c_in // a["groups"], *a["kernel"])
     args = [str(a["filters"]), _ints(a["kernel"])]
-    if any(s != 1 for s in a["stride"]):
+    if any(s != 1 for s in a["stride"]) or "stride" in node.exprs:
         args.append(_kw("strides", _ints(a["stride"])))
     args += padding + g.data_format(layout)
-    if any(d != 1 for d in a["dilation"]):
+    if any(d != 1 for d in a["dilation"]) or "dilation" in node.exprs:
         args.append(_kw("dilation_rate", _ints(a["dilation"])))
     if a["groups"] != 1:
         args.append(_kw("groups", str(a["groups"])))
@@ -886,7 +897,7 @@ def _conv_transpose(g: KerasGenerator, node: ir.Node) -> _Plan | None:
     k_eff = [shapes.effective_kernel(k, d) for k, d in zip(a["kernel"], a["dilation"])]
     same = tuple(shapes.transpose_same_cropping(k, s, d) for k, s, d in zip(a["kernel"], a["stride"], a["dilation"]))
     args = [str(a["filters"]), _ints(a["kernel"])]
-    if any(s != 1 for s in a["stride"]):
+    if any(s != 1 for s in a["stride"]) or "stride" in node.exprs:
         args.append(_kw("strides", _ints(a["stride"])))
     post: list = []
     if g.native and all(c == (0, 0) for c in crops) and op == tuple(max(s - k, 0) for s, k in zip(a["stride"], k_eff)):
@@ -903,7 +914,7 @@ def _conv_transpose(g: KerasGenerator, node: ir.Node) -> _Plan | None:
         if any(c != (0, 0) for c in crop):
             post.append((f"layers.Cropping{r}D", [_pairs(crop), *([] if r == 1 else g.data_format(layout))], "crop"))
     args += g.data_format(layout)
-    if any(d != 1 for d in a["dilation"]):
+    if any(d != 1 for d in a["dilation"]) or "dilation" in node.exprs:
         args.append(_kw("dilation_rate", _ints(a["dilation"])))
     act, act_post = g.activation(a["activation"], node.type.rank, layout)
     if post and a["activation"] and a["activation"]["name"] == "softmax" and act:
@@ -925,13 +936,13 @@ def _depthwise(g: KerasGenerator, node: ir.Node) -> _Plan | None:
     canon = (c_in * dm, 1, *a["kernel"])
     keras_shape = (*a["kernel"], c_in, dm)
     args = [_ints(a["kernel"])]
-    if any(s != 1 for s in a["stride"]):
+    if any(s != 1 for s in a["stride"]) or "stride" in node.exprs:
         args.append(_kw("strides", _ints(a["stride"])))
     args += padding
     if dm != 1:
         args.append(_kw("depth_multiplier", str(dm)))
     args += g.data_format(layout)
-    if any(d != 1 for d in a["dilation"]):
+    if any(d != 1 for d in a["dilation"]) or "dilation" in node.exprs:
         args.append(_kw("dilation_rate", _ints(a["dilation"])))
     act, post = g.activation(a["activation"], node.type.rank, layout)
     args += act + g.weight_args(node, kernel_kw="depthwise", canon=canon, keras=keras_shape)
@@ -945,10 +956,10 @@ def _separable(g: KerasGenerator, node: ir.Node) -> _Plan | None:
     c_in = g.types[node.inputs[0]].shape[0]
     dm = a["depth_multiplier"]
     args = [str(a["filters"]), _ints(a["kernel"])]
-    if any(s != 1 for s in a["stride"]):
+    if any(s != 1 for s in a["stride"]) or "stride" in node.exprs:
         args.append(_kw("strides", _ints(a["stride"])))
     args += padding + g.data_format(layout)
-    if any(d != 1 for d in a["dilation"]):
+    if any(d != 1 for d in a["dilation"]) or "dilation" in node.exprs:
         args.append(_kw("dilation_rate", _ints(a["dilation"])))
     if dm != 1:
         args.append(_kw("depth_multiplier", str(dm)))
