@@ -127,11 +127,14 @@ def cmd_fmt(args) -> int:
 def cmd_compile(args) -> int:
     spec = _load(args.file)
     network = _network_name(spec, args.network)
+    from .backends import TARGETS, get
+
     options = {}
-    if args.target == "keras":
+    if "layout" in get(args.target).options:
         options["layout"] = args.layout
     elif args.layout != "channels_last":
-        raise _UsageError("--layout applies to --target keras only")
+        takers = [t for t in TARGETS if "layout" in get(t).options]
+        raise _UsageError(f"--layout applies to --target {' or '.join(takers)} only")
     text = spec.compile(args.target, network, **options)
     if args.output:
         write_atomic(args.output, text)

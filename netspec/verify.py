@@ -135,8 +135,7 @@ def verify(network: ir.Network, backends=BACKENDS, weights=None, seed: int = 0, 
     present = [b for b in backends if available(b)]
     result = VerifyResult(network.name, present, [b for b in backends if b not in present], atol=atol,
                           rtol=rtol, batch=batch)
-    if "keras" in present:  # the one backend whose layout differs from the spec's (docs/verify.md)
-        result.notes.append("keras runs channels-last: inputs are transposed in and outputs back")
+    result.notes += [n for b in present if (n := _backends.get(b).run_note)]
     inputs = make_inputs(network, batch, seed)
     outputs = {b: run_backend(b, network, weights, inputs) for b in present}
     if len(present) < 2:
@@ -379,8 +378,7 @@ def verify_training(network: ir.Network, backends=TRAIN_BACKENDS, weights=None, 
         return result
     if any(n.op == "dropout" for n in network.nodes):
         result.notes.append("dropout rates forced to 0 in both backends for the comparison")
-    if "keras" in present:
-        result.notes.append("keras runs channels-last: inputs and targets are transposed in, weights are canonical")
+    result.notes += [n for b in present if (n := _backends.get(b).train_note)]
     net = without_dropout(network)
     weights = init_weights(network, seed) if weights is None else weights
     batches = make_batches(net, steps, batch, seed)

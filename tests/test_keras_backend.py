@@ -610,3 +610,54 @@ def test_cli_compile_keras(tmp_path, in_root):
     assert main(["compile", "specs/lenet5.net", "--target", "keras", "--layout", "channels_first",
                  "-o", str(out)]) == 0
     assert out.read_text() == kb.generate(netspec.load("specs/lenet5.net").network(), "channels_first")
+
+
+# Compilers (issue 12) --------------------------------------------------------------------------------
+
+JIT_SPECS = ["lenet5", "unet", "conv_example", "resnet50"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", JIT_SPECS)
+def test_keras_models_trace_under_jit_compile(stem):
+    """XLA (``jit_compile=True``) traces the generated model and computes what eager Keras computes.
+
+    Covers the runtime helpers (ConstantPadding before a max pool in lenet5 and resnet50) and the
+    block functions (unet, resnet50). Recurrent specs are left out: TensorFlow's XLA path for
+    cuDNN-style RNN kernels is not what this checks.
+    """
+    import tensorflow as tf
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("jit_compile here means TensorFlow's XLA")
+    network = netspec.load(ROOT / "specs" / f"{stem}.net").network()
+    model = kb.build(network, init_weights(network, seed=1))
+    inputs = make_inputs(network, batch=1)
+    feeds = [kb.to_model_layout(network, v.name, inputs[v.name]) for v in network.inputs]
+    feeds = feeds if len(feeds) > 1 else feeds[0]
+    eager = model(feeds, training=False)
+    traced = tf.function(lambda x: model(x, training=False), jit_compile=True)(feeds)
+    eager = eager if isinstance(eager, (list, tuple)) else [eager]
+    traced = traced if isinstance(traced, (list, tuple)) else [traced]
+    for e, t in zip(eager, traced):
+        assert_close(np.asarray(t), np.asarray(e), f"{stem} under jit_compile")
+
+
+def test_backend_contract_generates_once_per_build(monkeypatch):
+    """build, run, train_step and export through the contract: the source is generated once, not per call."""
+    from netspec import backends
+
+    calls = []
+    real = kb.KerasGenerator.generate
+    monkeypatch.setattr(kb.KerasGenerator, "generate", lambda self: calls.append(1) or real(self))
+    network = netspec.load(ROOT / "specs" / "tiny_mlp.net").network()
+    b = backends.get("keras")
+    weights = init_weights(network, seed=1)
+    built = b.build(network, weights, eager=True)
+    inputs = make_inputs(network)
+    (out,) = b.run(built, inputs)
+    assert_close(out, run_torch(network, weights, inputs)[0], "contract run")
+    targets = {v.name: np.zeros((2, *v.type.shape), dtype=v.type.dtype) for v in network.targets}
+    assert np.isfinite(b.train_step(built, inputs, targets))
+    assert set(b.export_canonical(built)) == set(weights)
+    assert len(calls) == 1

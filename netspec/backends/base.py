@@ -130,20 +130,20 @@ class Backend:
     - ``session(dtype)``: a context for building and training in ``dtype`` (default: nothing to set);
     - ``seed(seed)``: seed the framework's own initialisers.
 
-    ``lowering`` lists the passes (netspec/lower.py) the backend's emitters expect.
+    ``lowering`` lists the passes (netspec/lower.py) the backend's emitters expect. Which frameworks
+    a backend needs is registered beside it (``netspec.backends.REGISTRY``), so that availability is
+    known without importing the backend's module.
     """
 
     name: ClassVar[str] = ""
-    #: modules that must be importable (checked without importing them)
-    frameworks: ClassVar[tuple[str, ...]] = ()
     emits_source: ClassVar[bool] = False
     trains: ClassVar[bool] = False
     lowering: ClassVar[tuple[Callable[[ir.Network], ir.Network], ...]] = ()
-
-    def available(self) -> bool:
-        import importlib.util
-
-        return all(importlib.util.find_spec(m) is not None for m in self.frameworks)
+    #: the options ``generate`` and ``build`` take beyond the contract's (Keras: ``layout``)
+    options: ClassVar[tuple[str, ...]] = ()
+    #: what verify reports about how this backend runs and trains (layouts), if anything
+    run_note: ClassVar[str] = ""
+    train_note: ClassVar[str] = ""
 
     def generate(self, network: ir.Network, **options) -> str:
         raise NotImplementedError(f"the {self.name} backend writes no source")

@@ -1621,6 +1621,9 @@ class KerasBackend(Backend):
     name = "keras"
     emits_source = trains = True
     lowering = LOWERING
+    options = ("layout",)
+    run_note = "keras runs channels-last: inputs are transposed in and outputs back"
+    train_note = "keras runs channels-last: inputs and targets are transposed in, weights are canonical"
 
     def generate(self, network: ir.Network, **options) -> str:
         return generate(network, **options)

@@ -857,6 +857,7 @@ class OnnxBackend(Backend):
 
     name = "onnx"
     lowering = LOWERING
+    options = ("opset", "keep_bn", "seed")
 
     def build(self, network: ir.Network, weights=None, dtype: str = "float32", eager: bool = False,
               opset: int | None = None, keep_bn: bool = False, seed: int = 0) -> Built:
