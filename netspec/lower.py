@@ -18,7 +18,8 @@ What the passes add (documented here once; emitters read these, never recompute 
   ``extra``; and, for an average, padding is not counted, as a native 'same' average
   divides by the real elements), so that a backend with a native 'same' can write it. The pads stay beside
   it: 'same' is kept as intent, never instead of the numbers. For a shared layer it holds
-  only where it holds at every use (one layer object cannot pad two ways).
+  only where it holds at every use (one layer object cannot pad two ways), and for one line
+  of a block only where it holds in every instance (so that the block is written once).
 - ``pad`` nodes (:func:`pad_nodes`): padding a layer cannot express moved into a node of
   its own, ``<node>.pad``, with ``padding`` pairs and the fill ``value``: 0 before a
   convolution or a counting average, ``-inf`` before a max pool (padding never wins; the

@@ -350,8 +350,14 @@ def test_layer_names_and_inputs():
     assert {kb.keras_name(n.name) for n in network.nodes if not n.shared} <= names
     assert model.inputs[0].shape == (None, 28, 28, 1)
     assert kb.build(network, layout="channels_first").inputs[0].shape == (None, 1, 28, 28)
+    # inside a block function a layer is named `name` + its relative name; the calls pass the paths
     resnet = kb.generate(netspec.load(ROOT / "specs" / "resnet152.net").network())
-    assert 'name="features-0-main-conv2d"' in resnet and 'name="features-47-relu"' in resnet
+    assert 'name=f"{name}main-conv2d"' in resnet and 'name="features-0-")' in resnet
+    assert 'name=f"features-{i}-")' in resnet  # the runs of identity blocks are loops
+    assert "for i in range(48, 50):" in resnet
+    unet = netspec.load(ROOT / "specs" / "unet.net").network()
+    built = {layer.name for layer in kb.build(unet).layers}
+    assert {kb.keras_name(n.name) for n in unet.nodes} <= built
     lstm = kb.build(netspec.load(ROOT / "specs" / "lstm_stack.net").network())
     assert lstm.inputs[0].shape == (None, None, 16)
 
