@@ -152,26 +152,18 @@ def _is_same(network: ir.Network, node: ir.Node) -> bool:
     return pads == same_pads(_spatial_sizes(network, node), kernel, stride, dilation)
 
 
-def outermost_instances(network: ir.Network) -> list[ir.BlockInstance]:
-    """The block instances not inside another instance, in expansion order."""
-    out: list[ir.BlockInstance] = []
-    for inst in network.instances:
-        if not any(inst.path.startswith(o.path) for o in out):
-            out.append(inst)
-    return out
+def template_keys(network: ir.Network) -> dict[str, list[tuple[str, str]]]:
+    """Node name -> a key (block, name relative to the instance) per block instance enclosing the node.
 
-
-def template_keys(network: ir.Network) -> dict[str, tuple[str, str]]:
-    """Node name -> (block, name relative to its outermost instance) for every node inside a block.
-
-    Nodes with one key are the same line of the block's body in different instances; a generator
-    that writes a block once (a function or a class) needs each such group to take one form.
+    Nodes that share a key are the same line of a block's body in different instances; a generator
+    that writes a block once (a function or a class) needs each such group to take one form, at
+    every nesting level.
     """
-    keys: dict[str, tuple[str, str]] = {}
-    for inst in outermost_instances(network):
+    keys: dict[str, list[tuple[str, str]]] = {}
+    for inst in network.instances:
         for n in network.nodes:
             if n.name.startswith(inst.path):
-                keys[n.name] = (inst.block, n.name[len(inst.path):])
+                keys.setdefault(n.name, []).append((inst.block, n.name[len(inst.path):]))
     return keys
 
 
@@ -186,7 +178,7 @@ def same_intent(network: ir.Network) -> ir.Network:
     groups: dict[str, tuple] = {}
     for n in network.nodes:
         if _windowed(n):
-            groups[n.name] = (("layer", n.layer), ("template", keys.get(n.name, n.name)))
+            groups[n.name] = (("layer", n.layer), *(("template", k) for k in keys.get(n.name, ())))
             for g in groups[n.name]:
                 verdict[g] = verdict.get(g, True) and _is_same(network, n)
     changed = True

@@ -103,3 +103,26 @@ def test_mirror_is_a_no_op_without_blocks():
     flat = structure.Flat(["    y = f(x)"], {"y": (0, 1)}, ["y"], set())
     net = netspec.parse_text("network N {\n input x: [2]\n y = x -> relu\n output y\n}\n").network()
     assert structure.mirror(net, flat, str, set(), None) == ([], flat.body)
+
+
+NESTED = """
+block unit(width) {
+    return in -> conv2d(width, 3, padding=1) -> relu
+}
+block stage(width) {
+    return in -> unit(width) * 3 -> maxpool2d(2)
+}
+network N {
+    input x: [3, 16, 16]
+    y = x -> stage(8) -> stage(16) -> flatten -> dense(4)
+    output y
+}
+"""
+
+
+def test_nested_blocks_call_the_inner_functions():
+    source = netspec.parse_text(NESTED).compile("keras")
+    stage = source[source.index("def stage("):source.index("def build_N")]
+    assert "for i in range(3):\n        h2_relu = unit(h2_relu, width, name=f\"{name}{i}-\")" in stage
+    assert 'y_1_maxpool2d = stage(y_0_maxpool2d, 16, name="y-1-")' in source
+    assert source.index("def unit(") < source.index("def stage(")

@@ -667,3 +667,27 @@ def test_backend_contract_generates_once_per_build(monkeypatch):
     assert np.isfinite(b.train_step(built, inputs, targets))
     assert set(b.export_canonical(built)) == set(weights)
     assert len(calls) == 1
+
+
+NESTED_BLOCKS = """
+block unit(width, stride=1) {
+    return in -> conv2d(width, 3, stride=stride, padding=1) -> batchnorm -> relu
+}
+block stage(width) {
+    return in -> unit(width, stride=2) -> unit(width) * 2
+}
+network Nested {
+    input x: [3, 15, 15]
+    y = x -> stage(8) -> stage(16) -> global_avgpool2d -> dense(4)
+    output y
+}
+"""
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_mirrored_blocks_compute_the_spec(layout):
+    """Nested block functions, loops and per-line 'same' decisions: the same numbers as PyTorch."""
+    network = _net(NESTED_BLOCKS, "nested")
+    source = kb.generate(network, layout)
+    assert "def unit(x, width, stride=1, name=\"\"):" in source and "def stage(x, width, name=\"\"):" in source
+    check_network(network, layout)

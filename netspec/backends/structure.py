@@ -6,6 +6,8 @@ rewrites that body: the statements of every outermost block instance become one 
 function written once per block (keras.applications style, ``def bottleneck(x, width, stride=1,
 name="")``), and consecutive calls of a ``STEP * n`` run become a ``for`` loop.
 
+Nested blocks are mirrored innermost first, so an enclosing block's function calls the inner
+blocks' functions (their arguments must then be the enclosing block's parameters or constants).
 A block is written as a function only where that is provably the same program: every instance's
 statements, with the instance's variable names made relative, its layer names made
 ``name + relative``, its input called ``x``, must be token for token the same, and every number
@@ -25,10 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import ir
-from ..lower import outermost_instances
 from .base import identifier, literal
 
 _ASSIGN = re.compile(r"^\s+([A-Za-z_][A-Za-z0-9_]*) = ")
+_FOR = re.compile(r"^\s+for ([A-Za-z_][A-Za-z0-9_]*) in ")
+_BUILTINS = {"range", "True", "False", "None"}
 _SKIP = {tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.COMMENT,
          tokenize.ENDMARKER}
 
@@ -132,8 +135,9 @@ class _Mirror:
             return None
         outside = self.flat.body[:start] + self.flat.body[end:]
         read_outside = (_names_read(outside) | set(self.flat.outputs)) & set(defined)
-        read_inside = _names_read(lines) - set(defined) - self.flat.globals
-        read_inside -= {n for n in read_inside if keyword.iskeyword(n) or n in ("True", "False", "None")}
+        loop_vars = {m.group(1) for line in lines if (m := _FOR.match(line))}
+        read_inside = _names_read(lines) - set(defined) - self.flat.globals - loop_vars - _BUILTINS
+        read_inside -= {n for n in read_inside if keyword.iskeyword(n)}
         if len(read_outside) != 1 or len(read_inside) != 1:
             return None
         return _Seg(inst, start, end, defined, read_inside.pop(), read_outside.pop())
@@ -143,6 +147,8 @@ class _Mirror:
         out = {}
         for d in seg.defined:
             rel = d[len(prefix):]
+            if rel[:1].isdigit():  # the value of a nested block's instance (`0_relu`): `h0_relu`
+                rel = "h" + rel
             if not rel.isidentifier() or keyword.iskeyword(rel) or rel in params or rel in {"x", "name"} \
                     or rel in self.flat.globals:
                 rel += "_"
@@ -157,6 +163,11 @@ class _Mirror:
                 for i in range(a, b):
                     out[i - seg.start] = name
         return out
+
+    def nested(self, seg: _Seg, node: str) -> bool:
+        """Whether ``node`` belongs to a block instance nested in ``seg``'s."""
+        return any(i.path != seg.inst.path and i.path.startswith(seg.inst.path) and node.startswith(i.path)
+                   for i in self.net.instances)
 
     # one block ------------------------------------------------------------------------------------
     def function(self, block: ir.BlockDef, segs: list[_Seg], fn: str) -> list[str] | None:
@@ -177,8 +188,9 @@ class _Mirror:
                     toks.append((t.type, rel[t.string], row, t.start[1], t.end[1], None))
                 elif t.type == tokenize.NAME and t.string == seg.input_var:
                     toks.append((t.type, "x", row, t.start[1], t.end[1], None))
-                elif t.type == tokenize.STRING and t.string.startswith('"' + kprefix):
-                    toks.append((t.type, 'f"{name}' + t.string[1 + len(kprefix):], row, t.start[1], t.end[1], None))
+                elif t.type == tokenize.STRING and t.string.startswith(('"' + kprefix, 'f"' + kprefix)):
+                    rest = t.string[t.string.index('"') + 1 + len(kprefix):]
+                    toks.append((t.type, 'f"{name}' + rest, row, t.start[1], t.end[1], None))
                 elif t.type == tokenize.NUMBER:
                     toks.append((t.type, None, row, t.start[1], t.end[1], t.string))
                 else:
@@ -194,6 +206,8 @@ class _Mirror:
             values = [f[3][j][5] for f in forms]
             owner = forms[0][2][forms[0][3][j][2]]
             exprs = list(dict.fromkeys(self.nodes[owner].exprs.values())) if owner in self.nodes else []
+            if self.nested(forms[0][0], owner):  # a call of a nested block: its arguments from this block's
+                exprs = params  # parameters (the IR keeps a nested instance's arguments as values only)
             found = [e for e in exprs
                      if all(_render(_evaluate(e, f[0].inst.args)) == v for f, v in zip(forms, values))]
             if len(set(values)) > 1:
@@ -248,9 +262,19 @@ class _Mirror:
 
     # the network ----------------------------------------------------------------------------------
     def run(self, call_lines) -> tuple[list[str], list[str]]:
+        """Innermost blocks first: an enclosing block's function then calls the inner ones."""
+        depth = {i.path: sum(o.path != i.path and i.path.startswith(o.path) for o in self.net.instances)
+                 for i in self.net.instances}
+        functions: list[str] = []
+        for level in sorted(set(depth.values()), reverse=True):
+            functions += self.level([i for i in self.net.instances if depth[i.path] == level], call_lines)
+        return functions, self.flat.body
+
+    def level(self, instances: list[ir.BlockInstance], call_lines) -> list[str]:
+        """Mirror the instances of one nesting level; rewrites ``self.flat`` (body and spans)."""
         by_block: dict[str, list[_Seg]] = {}
         failed: set[str] = set()
-        for inst in outermost_instances(self.net):
+        for inst in instances:
             seg = self.segment(inst)
             if seg is None:
                 failed.add(inst.block)
@@ -267,8 +291,8 @@ class _Mirror:
             if body is None or None in args:
                 continue
             functions += ["", "", *body]
+            self.flat.globals.add(fn)
             calls.update({s.inst.path: (s, fn, a) for s, a in zip(segs, args)})
-        out = list(self.flat.body)
         loops = self.loops(calls, call_lines)
         for seg, fn, args in sorted(calls.values(), key=lambda c: -c[0].start):
             if seg.inst.path in loops:
@@ -276,8 +300,18 @@ class _Mirror:
             else:
                 name = f'name="{self.kname(seg.inst.path)}"'
                 lines = call_lines(seg.output_var, fn, [seg.input_var, *args, name], "", self.indent)
-            out[seg.start:seg.end] = lines
-        return functions, out
+            self.replace(seg.start, seg.end, lines)
+        return functions
+
+    def replace(self, start: int, end: int, lines: list[str]) -> None:
+        """Body lines [start, end) become ``lines``; the nodes they held now hold all of ``lines``."""
+        self.flat.body[start:end] = lines
+        shift = len(lines) - (end - start)
+        for node, (a, b) in self.flat.spans.items():
+            if a >= end:
+                self.flat.spans[node] = (a + shift, b + shift)
+            elif start <= a < end:
+                self.flat.spans[node] = (start, start + len(lines))
 
     def loops(self, calls: dict[str, tuple[_Seg, str, list[str]]], call_lines) -> dict[str, list[str]]:
         """Runs (``STEP * n``) of calls with one set of arguments, each reading the previous: a ``for`` loop.
@@ -302,7 +336,7 @@ class _Mirror:
                 continue
             if any(segs[i].start != segs[i - 1].end for i in range(1, len(segs))):
                 continue
-            inner = {s.output_var for s in segs[:-1]}
+            inner = {s.output_var for s in segs[:-1]}  # read by nothing but the next call
             rest = self.flat.body[:segs[0].start] + self.flat.body[segs[-1].end:]
             if _names_read(rest) & inner or set(self.flat.outputs) & inner:
                 continue
@@ -310,7 +344,7 @@ class _Mirror:
             name = f'name=f"{self.kname(match[0].group(1))}{{i}}{self.kname(".")}"'
             ind = self.indent
             loop = [f"{ind}{y} = {segs[0].input_var}",
-                    f"{ind}for i in range({numbers[0]}, {numbers[-1] + 1}):",
+                    f"{ind}for i in range({'' if numbers[0] == 0 else f'{numbers[0]}, '}{numbers[-1] + 1}):",
                     *call_lines(y, fn, [y, *args, name], "", ind * 2)]
             if any(len(line) > 120 for line in loop):
                 continue
