@@ -146,3 +146,26 @@ def test_lowering_never_changes_the_ir():
     lower.lower(src, [lower.ceil_extra, lower.same_intent, lower.pads("not_same"),
                       lower.unfuse(lambda n, a: False)])
     assert src.model_dump() == before
+
+
+def test_same_intent_is_one_decision_per_block_line_at_every_nesting_level():
+    text = """
+    block unit(width, stride=1) {
+        return in -> conv2d(width, 3, stride=stride, padding=1) -> relu
+    }
+    block stage(width) {
+        return in -> unit(width, stride=2) -> unit(width) * 2
+    }
+    network N {
+        input x: [3, 15, 15]
+        y = x -> stage(8) -> stage(16)
+        output y
+    }
+    """
+    net = netspec.parse_text(text).network()
+    convs = [n for n in lower.same_intent(net).nodes if n.op == "conv2d"]
+    # stride 1 with padding 1 is TensorFlow's 'same', stride 2 on 15 is not: every `unit` conv, in
+    # every stage, takes one form (explicit padding), so `unit` can be written once
+    assert len(convs) == 6 and {n.attrs["same"] for n in convs} == {False}
+    keys = lower.template_keys(net)
+    assert keys[convs[1].name] == [("stage", "1.conv2d"), ("unit", "conv2d")]
