@@ -191,11 +191,14 @@ def cmd_compile(args) -> int:
     check_output(args.output)
     spec = _load(args.file)
     network = _network_name(spec, args.network)
+    from .backends import TARGETS, get
+
     options = {}
-    if args.target == "keras":
+    if "layout" in get(args.target).options:
         options["layout"] = args.layout
     elif args.layout != "channels_last":
-        raise _UsageError("--layout applies to --target keras only")
+        takers = [t for t in TARGETS if "layout" in get(t).options]
+        raise _UsageError(f"--layout applies to --target {' or '.join(takers)} only")
     text = spec.compile(args.target, network, **options)
     if args.output:
         write_atomic(args.output, text)
@@ -307,6 +310,7 @@ def _add_graph_parser(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .backends import TARGETS
 
     p = argparse.ArgumentParser(prog="netspec", description="Check, format, compile and export neural-network specs.")
     p.add_argument("--version", action="version", version=f"netspec {__version__}")
@@ -328,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("compile", help="generate PyTorch or Keras source")
     m.add_argument("file", metavar="FILE")
-    m.add_argument("--target", choices=("torch", "keras"), required=True)
+    m.add_argument("--target", choices=TARGETS, required=True)
     m.add_argument("-o", "--output", metavar="OUT")
     m.add_argument("--network", metavar="NAME", help="which network (default: the first)")
     m.add_argument("--layout", choices=("channels_last", "channels_first"), default="channels_last",

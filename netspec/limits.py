@@ -9,8 +9,9 @@ Two kinds of limit, both documented in docs/language.md (Limits):
 * **Memory limits** (:func:`preflight`, before a backend command allocates
   anything): one tensor at most ``NETSPEC_MAX_TENSOR_BYTES`` (default 2 GiB),
   and the command's estimated peak at most ``NETSPEC_MAX_MEMORY_BYTES``
-  (default 8 GiB, or 3/4 of the machine's physical memory if less). Both can be raised through those environment variables on a
-  machine that has (or lacks) the memory. The estimate is the float32 bytes of every
+  (default 8 GiB, or 3/4 of the machine's physical memory if less). Both can be raised
+  through those environment variables on a machine that has (or lacks) the memory.
+  The estimate is the float32 bytes of every
   weight times the copies the command holds at once, plus the largest
   activation at the command's batch size; it is computed from the IR in
   microseconds, so a model too big for the machine is refused in well under a

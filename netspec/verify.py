@@ -15,19 +15,19 @@ errors are reported either way.
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field
 
+from . import backends as _backends
 from . import ir
+from .ops.registry import FAMILIES, LOSS_FNS
 
-BACKENDS = ("torch", "keras", "onnx")
-_MODULES = {"torch": ("torch",), "keras": ("tensorflow", "keras"), "onnx": ("onnx", "onnxruntime")}
+BACKENDS = _backends.BACKENDS
 ATOL, RTOL = 1e-5, 0.0
 
 
 def available(backend: str) -> bool:
     """Whether a backend's framework is installed (checked without importing it)."""
-    return all(importlib.util.find_spec(m) is not None for m in _MODULES[backend])
+    return _backends.available(backend)
 
 
 def make_inputs(network: ir.Network, batch: int = 2, seed: int = 0) -> dict:
@@ -51,42 +51,9 @@ def _draw_inputs(network: ir.Network, batch: int, rng) -> dict:
 
 
 def run_backend(backend: str, network: ir.Network, weights, inputs: dict) -> list:
-    """Outputs (numpy, channels-first, in output order) of one backend."""
-    import numpy as np
-
-    if backend == "torch":
-        import torch
-
-        from .backends import torch as tb
-
-        module = tb.build(network, weights)
-        module.eval()
-        with torch.no_grad():
-            result = module(*(torch.from_numpy(np.ascontiguousarray(inputs[v.name])) for v in network.inputs))
-        result = result if isinstance(result, (tuple, list)) else (result,)
-        return [r.detach().numpy() for r in result]
-    if backend == "keras":
-        import keras
-
-        from .backends import keras as kb
-
-        model = kb.build(network, weights)
-        feeds = [kb.to_model_layout(network, v.name, inputs[v.name]) for v in network.inputs]
-        result = model(feeds if len(feeds) > 1 else feeds[0], training=False)
-        result = result if isinstance(result, (tuple, list)) else (result,)
-        return [kb.from_model_layout(network, name, keras.ops.convert_to_numpy(r))
-                for name, r in zip(network.outputs, result)]
-    if backend == "onnx":
-        import onnxruntime as ort
-
-        from .backends import onnx as ob
-
-        model = ob.export(network, weights)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        return session.run(None, {v.name: inputs[v.name] for v in network.inputs})
-    raise ValueError(f"unknown backend {backend}")
+    """Outputs (numpy, channels-first, in output order) of one backend, through the backend contract."""
+    b = _backends.get(backend)
+    return b.run(b.build(network, weights), inputs)
 
 
 @dataclass(frozen=True)
@@ -170,8 +137,7 @@ def verify(network: ir.Network, backends=BACKENDS, weights=None, seed: int = 0, 
     weights = init_weights(network, seed) if weights is None else prepare_weights(weights, network)
     result = VerifyResult(network.name, present, [b for b in backends if b not in present], atol=atol,
                           rtol=rtol, batch=batch)
-    if "keras" in present:
-        result.notes.append("keras runs channels-last: inputs are transposed in and outputs back")
+    result.notes += [n for b in present if (n := _backends.get(b).run_note)]
     inputs = make_inputs(network, batch, seed)
     outputs = {b: run_backend(b, network, weights, inputs) for b in present}
     if len(present) < 2:
@@ -191,7 +157,7 @@ def verify(network: ir.Network, backends=BACKENDS, weights=None, seed: int = 0, 
 # fixed, seeded batch sequence, and compares, after every step, the loss and every canonical tensor
 # (trainable weights and BatchNorm moving statistics). docs/verify.md describes it.
 
-TRAIN_BACKENDS = ("torch", "keras")
+TRAIN_BACKENDS = _backends.TRAINERS
 TRAIN_STEPS = 5
 TRAIN_BATCH = 4
 
@@ -210,17 +176,9 @@ def without_dropout(network: ir.Network) -> ir.Network:
 def _target_kind(network: ir.Network, value: str) -> tuple[str, ir.LossTerm | None]:
     """How to draw a loss target: after the first loss term that compares a prediction with it."""
     for term in network.loss:
-        if term.fn != "kl_normal" and term.args[1] == value:
-            if term.fn == "sparse_categorical_crossentropy":
-                return "ids", term
-            if term.fn in ("categorical_crossentropy", "kl_divergence"):
-                return "distribution", term
-            if term.fn == "binary_crossentropy":
-                return "probability", term
-            if term.fn == "hinge":
-                return "sign", term
-            return "normal", term
-    return "normal", None
+        if LOSS_FNS[term.fn].kind == "pair" and term.args[1] == value:
+            return LOSS_FNS[term.fn].target, term
+    return "real", None
 
 
 def make_targets(network: ir.Network, batch: int, rng) -> dict:
@@ -288,54 +246,18 @@ def train_backend(backend: str, network: ir.Network, weights, batches, dtype: st
     """
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be float32 or float64; received {dtype}")
+    if backend not in TRAIN_BACKENDS:
+        raise ValueError(f"backend {backend} cannot train")
+    b = _backends.get(backend)
     losses: list[float] = []
     states: list[dict] = []
     batches = [(_as_dtype(i, dtype), _as_dtype(t, dtype)) for i, t in batches]
-    if backend == "torch":
-        import numpy as np
-        import torch
-
-        from .backends import torch as tb
-
-        model = tb.build(network, weights)
-        if dtype == "float64":
-            model.double()
-        module = model.netspec_module
-        optimizer = module.make_optimizer(model)
-        layers = tb.plan(network)
+    with b.session(dtype):
+        built = b.build(network, weights, dtype=dtype, eager=eager)
         for inputs, targets in batches:
-            x = [torch.from_numpy(np.ascontiguousarray(inputs[v.name])) for v in network.inputs]
-            t = [torch.from_numpy(np.ascontiguousarray(targets[v.name])) for v in network.targets]
-            losses.append(float(module.train_step(model, optimizer, x, t)))
-            states.append(tb.export_canonical(model, network, layers))
-        return losses, states
-    if backend == "keras":
-        import numpy as np
-
-        from .backends import keras as kb
-
-        keras = kb._keras()
-        floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
-        keras.config.set_floatx(dtype)  # Keras also casts float batches to floatx
-        keras.config.set_dtype_policy(dtype)  # the layers' variables and computations
-        try:
-            model = kb.build(network, weights)
-            model.run_eagerly = eager
-            signature = kb.interface(network)
-            moved = dict(signature["inputs"])
-            for inputs, targets in batches:
-                feeds = [np.moveaxis(inputs[v.name], 1, -1) if moved[v.name] else inputs[v.name]
-                         for v in network.inputs]
-                y = kb.fit_targets(network, {**inputs, **targets}, signature=signature)
-                model.reset_metrics()
-                logs = model.train_on_batch(feeds if len(feeds) > 1 else feeds[0], y, return_dict=True)
-                losses.append(float(logs["loss"]))
-                states.append(kb.export_canonical(model, network))
-        finally:
-            keras.config.set_floatx(floatx)
-            keras.config.set_dtype_policy(policy)
-        return losses, states
-    raise ValueError(f"backend {backend} cannot train")
+            losses.append(b.train_step(built, inputs, targets))
+            states.append(b.export_canonical(built))
+    return losses, states
 
 
 @dataclass(frozen=True)
@@ -459,8 +381,7 @@ def verify_training(network: ir.Network, backends=TRAIN_BACKENDS, weights=None, 
         return result
     if any(n.op == "dropout" for n in network.nodes):
         result.notes.append("dropout rates forced to 0 in both backends for the comparison")
-    if "keras" in present:
-        result.notes.append("keras runs channels-last: inputs and targets are transposed in, weights are canonical")
+    result.notes += [n for b in present if (n := _backends.get(b).train_note)]
     net = without_dropout(network)
     preflight(network, "train", present, batch)  # refuse what the machine should not allocate, first
     weights = init_weights(network, seed) if weights is None else prepare_weights(weights, network)
@@ -497,22 +418,10 @@ def fresh_weights(network: ir.Network, backend: str, seed: int | None = None) ->
         from .weights import init_weights
 
         return init_weights(network, seed or 0)
-    if backend == "torch":
-        import torch
-
-        from .backends import torch as tb
-
-        if seed is not None:
-            torch.manual_seed(seed)
-        return tb.export_canonical(tb.build(network), network)
-    if backend == "keras":
-        from .backends import keras as kb
-
-        keras = kb._keras()
-        if seed is not None:
-            keras.utils.set_random_seed(seed)
-        return kb.export_canonical(kb.build(network), network)
-    raise ValueError(f"unknown backend {backend}")
+    b = _backends.get(backend)
+    if seed is not None:
+        b.seed(seed)
+    return b.export_canonical(b.build(network))
 
 
 def init_problems(init: dict, array) -> list[str]:
@@ -557,10 +466,9 @@ def init_problems(init: dict, array) -> list[str]:
         a, b = init["a"], init["b"]
         mean, var, lo, hi, kurt = (a + b) / 2, (b - a) ** 2 / 12, a, b, 1.8
     else:
-        family, dist = name.split("_")
-        var = {"glorot": 2 / (fan_in + fan_out), "he": 2 / fan_in, "lecun": 1 / fan_in}[family]
-        mean = 0.0
-        if dist == "uniform":
+        member = FAMILIES["initializer"][name]
+        var, mean = member.variance(fan_in, fan_out), 0.0
+        if member.distribution == "uniform":
             lo, hi, kurt = -np.sqrt(3 * var), np.sqrt(3 * var), 1.8
         else:  # a normal truncated at 2 standard deviations, rescaled to the variance
             bound = 2 * np.sqrt(var) / 0.87962566103423978

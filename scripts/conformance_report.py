@@ -2,7 +2,7 @@
 
 Usage: python scripts/conformance_report.py [--skip-large]
 
-Each row is one micro-spec (netspec/conformance.py) or one network of specs/,
+Each row is one micro-spec (tests/conformance_cases.py) or one network of specs/,
 built in PyTorch, Keras and ONNX Runtime from one canonical checkpoint
 (seed 0) and run on the same inputs (batch 2). Errors are against PyTorch.
 """
@@ -18,10 +18,12 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the conformance cases are test data, not part of the package
+
+from conformance_cases import CASES  # noqa: E402
 
 import netspec  # noqa: E402
 from netspec import verify  # noqa: E402
-from netspec.conformance import CASES  # noqa: E402
 
 LARGE = {"vgg16.net", "resnet152.net"}
 

@@ -1,11 +1,11 @@
 """Issue 6: every conformance micro-spec and every spec agrees across PyTorch, Keras and ONNX."""
 
 import pytest
+from conformance_cases import CASES
 from conftest import ROOT, SPECS
 
 import netspec
 from netspec import verify
-from netspec.conformance import CASES
 
 # The two largest specs are verified in their backend tests at a reduced cost; here they would
 # double the suite's time for no new coverage of ops.

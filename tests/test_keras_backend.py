@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+from conformance_cases import CASES
 from conftest import ROOT, SPECS
 
 if not all(importlib.util.find_spec(m) for m in ("keras", "tensorflow", "torch")):
@@ -23,7 +24,6 @@ import torch  # noqa: E402
 import netspec  # noqa: E402
 from netspec import SpecError  # noqa: E402
 from netspec.backends import keras as kb  # noqa: E402
-from netspec.conformance import CASES  # noqa: E402
 from netspec.weights import init_weights  # noqa: E402
 
 keras = kb._keras()
@@ -451,8 +451,14 @@ def test_layer_names_and_inputs():
     assert {kb.keras_name(n.name) for n in network.nodes if not n.shared} <= names
     assert model.inputs[0].shape == (None, 28, 28, 1)
     assert kb.build(network, layout="channels_first").inputs[0].shape == (None, 1, 28, 28)
+    # inside a block function a layer is named `name` + its relative name; the calls pass the paths
     resnet = kb.generate(netspec.load(ROOT / "specs" / "resnet152.net").network())
-    assert 'name="features-0-main-conv2d"' in resnet and 'name="features-47-relu"' in resnet
+    assert 'name=f"{name}main-conv2d"' in resnet and 'name="features-0-")' in resnet
+    assert 'name=f"features-{i}-")' in resnet  # the runs of identity blocks are loops
+    assert "for i in range(48, 50):" in resnet
+    unet = netspec.load(ROOT / "specs" / "unet.net").network()
+    built = {layer.name for layer in kb.build(unet).layers}
+    assert {kb.keras_name(n.name) for n in unet.nodes} <= built
     lstm = kb.build(netspec.load(ROOT / "specs" / "lstm_stack.net").network())
     assert lstm.inputs[0].shape == (None, None, 16)
 
@@ -660,7 +666,7 @@ sys.path.insert(0, "tests")
 import numpy as np
 import netspec
 from netspec.backends import keras as kb
-from netspec.conformance import CASES_BY_NAME
+from conformance_cases import CASES_BY_NAME
 import test_keras_backend as t
 
 results = {}
@@ -714,3 +720,82 @@ def test_cli_compile_keras(tmp_path, in_root):
     assert main(["compile", "specs/lenet5.net", "--target", "keras", "--layout", "channels_first",
                  "-o", str(out)]) == 0
     assert out.read_text() == kb.generate(netspec.load("specs/lenet5.net").network(), "channels_first")
+
+
+# Compilers (issue 12) --------------------------------------------------------------------------------
+
+JIT_SPECS = ["lenet5", "unet", "conv_example", "resnet50"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", JIT_SPECS)
+def test_keras_models_trace_under_jit_compile(stem):
+    """XLA (``jit_compile=True``) traces the generated model and computes what eager Keras computes.
+
+    Covers the runtime helpers (ConstantPadding before a max pool in lenet5 and resnet50) and the
+    block functions (unet, resnet50). Recurrent specs are left out: TensorFlow's XLA path for
+    cuDNN-style RNN kernels is not what this checks.
+    """
+    import tensorflow as tf
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("jit_compile here means TensorFlow's XLA")
+    network = netspec.load(ROOT / "specs" / f"{stem}.net").network()
+    model = kb.build(network, init_weights(network, seed=1))
+    inputs = make_inputs(network, batch=1)
+    feeds = [kb.to_model_layout(network, v.name, inputs[v.name]) for v in network.inputs]
+    feeds = feeds if len(feeds) > 1 else feeds[0]
+    eager = model(feeds, training=False)
+    traced = tf.function(lambda x: model(x, training=False), jit_compile=True)(feeds)
+    eager = eager if isinstance(eager, (list, tuple)) else [eager]
+    traced = traced if isinstance(traced, (list, tuple)) else [traced]
+    for e, t in zip(eager, traced):
+        assert_close(np.asarray(t), np.asarray(e), f"{stem} under jit_compile")
+
+
+def test_backend_contract_generates_once_per_build(monkeypatch):
+    """build, run, train_step and export through the contract: the source is generated once, not per call."""
+    from netspec import backends
+
+    calls = []
+    real = kb.KerasGenerator.generate
+    monkeypatch.setattr(kb.KerasGenerator, "generate", lambda self: calls.append(1) or real(self))
+    network = netspec.load(ROOT / "specs" / "tiny_mlp.net").network()
+    b = backends.get("keras")
+    weights = init_weights(network, seed=1)
+    built = b.build(network, weights, eager=True)
+    inputs = make_inputs(network)
+    (out,) = b.run(built, inputs)
+    assert_close(out, run_torch(network, weights, inputs)[0], "contract run")
+    targets = {v.name: np.zeros((2, *v.type.shape), dtype=v.type.dtype) for v in network.targets}
+    assert np.isfinite(b.train_step(built, inputs, targets))
+    assert set(b.export_canonical(built)) == set(weights)
+    assert len(calls) == 1
+
+
+NESTED_BLOCKS = """
+block unit(width, stride=1) {
+    return in -> conv2d(width, 3, stride=stride, padding=1) -> batchnorm -> relu
+}
+block stage(width) {
+    return in -> unit(width, stride=2) -> unit(width) * 2
+}
+network Nested {
+    input x: [3, 15, 15]
+    y = x -> stage(8) -> stage(16) -> global_avgpool2d -> dense(4)
+    output y
+}
+"""
+
+
+def test_mirrored_blocks_compute_the_spec():
+    """Nested block functions, loops and per-line 'same' decisions: the same numbers as PyTorch.
+
+    Numbers in channels_last (TensorFlow without oneDNN runs no NCHW convolution on a CPU);
+    channels_first mirrors the same structure.
+    """
+    network = _net(NESTED_BLOCKS, "nested")
+    for layout in LAYOUTS:
+        source = kb.generate(network, layout)
+        assert "def unit(x, width, stride=1, name=\"\"):" in source and "def stage(x, width, name=\"\"):" in source
+    check_network(network, "channels_last")

@@ -25,31 +25,46 @@ See docs/keras.md for every conversion and choice.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from dataclasses import dataclass, field
-from math import prod
+from pathlib import Path
 from typing import Any
 
-from .. import ir, shapes
+from .. import ir, lower, shapes
 from ..diagnostics import Diagnostic, SpecError
-from .base import Emitter, identifier, literal
+from ..ops.registry import ACTIVATION_OPS, FAMILIES, OPS
+from . import structure
+from .base import Backend, Built, Emitter, helper_source, identifier, literal
+from .keras_render import _call_lines, _ints, _kw, _lit, _pairs
+from .keras_training import TrainingMixin, _fans, _init_expr, _keras_fans, _reg_expr
 
 LAYOUTS = ("channels_last", "channels_first")
 CF, CL = "cf", "cl"
 
 #: Python names the generated module uses itself.
 _RESERVED = {"keras", "layers", "model", "float", "kl_normal", "ConstantPadding", "PaddedAveragePooling", "TanhGelu",
-             "SpecOrthogonal", "DilatedConv1DTranspose", "DilatedConv2DTranspose", "DilatedConv3DTranspose",
+             "SpecOrthogonal", "ConvTransposeByConv", "DilatedConv1DTranspose", "DilatedConv2DTranspose",
+             "DilatedConv3DTranspose",
              "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy", "hinge",
              "kl_divergence"}
 
 _SIMPLE_ACTIVATIONS = {"relu", "sigmoid", "tanh", "relu6", "swish", "softplus", "hard_sigmoid"}
-_FAN_INITS = {"glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal"}
-_SPATIAL_PREFIXES = ("conv", "depthwise_conv", "separable_conv", "maxpool", "avgpool", "global_", "zeropad",
-                     "upsample")
-_AGNOSTIC = {"dropout", "batchnorm"}
+#: Families that keep whatever layout their input has (axes mapped).
+_AGNOSTIC = {"dropout", "batchnorm", "activation", "elementwise", "concat"}
+
+
+def _fusable(node: ir.Node, act: dict) -> bool:
+    """An ``activation=`` Keras writes as the layer's own ``activation`` argument (softmax: decided per layout)."""
+    name = act["name"]
+    return (name in _SIMPLE_ACTIVATIONS or name == "softmax" or (name == "elu" and act["alpha"] == 1.0)
+            or (name == "gelu" and not act["approximate"]))
+
+
+#: The lowering passes the Keras generator runs (netspec/lower.py): Keras layers pad only 'valid' or
+#: 'same', so other pads become ZeroPadding / ConstantPadding layers; activations Keras cannot fuse
+#: become layers of their own.
+LOWERING = (lower.ceil_extra, lower.same_intent, lower.pads("not_same"), lower.unfuse(_fusable))
 
 
 def keras_name(name: str) -> str:
@@ -62,98 +77,15 @@ def keras_name(name: str) -> str:
     return name.replace(".", "-")
 
 
-def _rank_of(op: str) -> int:
-    return int(op[-2]) if op[-1] == "d" and op[-2].isdigit() else 0
+def _rank_of(node: ir.Node) -> int:
+    """The spatial rank of a node's op (a lowered ``pad``: its number of padded axes)."""
+    if node.op == "pad":
+        return len(node.attrs["padding"])
+    return OPS[node.op].rank
 
 
-# Rendering helpers -----------------------------------------------------------------------
-
-
-def _ints(values: tuple[int, ...]) -> str:
-    """An int when every axis agrees (Keras broadcasts it), else a tuple."""
-    return str(values[0]) if len(set(values)) == 1 else literal(tuple(values))
-
-
-def _pairs(pairs: tuple[tuple[int, int], ...]) -> str:
-    """Keras padding/cropping: an int, one symmetric int per axis, or (begin, end) pairs."""
-    pairs = tuple(tuple(p) for p in pairs)
-    if all(b == e for b, e in pairs):
-        return _ints(tuple(b for b, _ in pairs))
-    if len(pairs) == 1:
-        return literal(pairs[0])
-    return literal(pairs)
-
-
-def _lit(value: Any) -> str:
-    """A Python literal with double-quoted strings (spec names are plain ASCII)."""
-    if isinstance(value, str):
-        return json.dumps(value)
-    return literal(value)
-
-
-def _kw(name: str, value: str) -> str:
-    return f"{name}={value}"
-
-
-def _split_top(text: str) -> list[str]:
-    """``text`` split at the commas outside brackets and strings."""
-    parts, depth, quote, start = [], 0, "", 0
-    for i, ch in enumerate(text):
-        if quote:
-            quote = "" if ch == quote and text[i - 1] != "\\" else quote
-        elif ch in "\"'":
-            quote = ch
-        elif ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append(text[start:i].strip())
-            start = i + 1
-    parts.append(text[start:].strip())
-    return [p for p in parts if p]
-
-
-def _arg_lines(arg: str, indent: str) -> list[str]:
-    """One call argument and its comma, as ``ruff format`` (line length 120) writes it.
-
-    A list or call value that does not fit opens its bracket on the argument's line; its items go on
-    one line below when they fit there, else one per line with a trailing comma.
-    """
-    line = f"{indent}{arg},"
-    if len(line) <= 120 or not arg.endswith(("]", ")")):
-        return [line]
-    opener = "[" if arg.endswith("]") else "("
-    depth = 0  # the bracket that the final one closes
-    for i in range(len(arg) - 1, -1, -1):
-        depth += arg[i] in ")]"
-        depth -= arg[i] in "(["
-        if depth == 0:
-            break
-    if arg[i] != opener:
-        return [line]
-    head, items = arg[:i + 1], _split_top(arg[i + 1:-1])
-    inner = f"{indent}    {', '.join(items)}"
-    if len(inner) <= 120:
-        return [f"{indent}{head}", inner, f"{indent}{arg[-1]},"]
-    out = [f"{indent}{head}"]
-    for item in items:
-        out += _arg_lines(item, indent + "    ")
-    return [*out, f"{indent}{arg[-1]},"]
-
-
-def _call_lines(target: str, func: str, args: list[str], operand: str, indent: str = "    ") -> list[str]:
-    """``target = func(args)(operand)``, wrapped one argument per line beyond 120 characters."""
-    head = f"{indent}{target} = " if target else indent
-    tail = f"({operand})" if operand else ""
-    one = f"{head}{func}({', '.join(args)}){tail}"
-    if len(one) <= 120:
-        return [one]
-    out = [f"{head}{func}("]
-    for a in args:
-        out += _arg_lines(a, f"{indent}    ")
-    out.append(f"{indent}){tail}")
-    return out
+def _family(node: ir.Node) -> str:
+    return "pad" if node.op == "pad" else OPS[node.op].family
 
 
 # Plans ---------------------------------------------------------------------------------------
@@ -174,12 +106,13 @@ class _Plan:
         return f"{self.cls}({', '.join(self.args)})"
 
 
-class KerasGenerator(Emitter):
+class KerasGenerator(TrainingMixin, Emitter):
     """Generates the Keras source of one network."""
 
     backend = "keras"
 
     def __init__(self, network: ir.Network, layout: str = "channels_last"):
+        network = lower.lower(network, LOWERING)
         super().__init__(network)
         if layout not in LAYOUTS:
             raise ValueError(f"unknown layout '{layout}'; expected one of {', '.join(LAYOUTS)}")
@@ -209,6 +142,9 @@ class KerasGenerator(Emitter):
         self.shared_lines: list[str] = []
         self.shared_vars: dict[str, str] = {}
         self.shared_native: dict[str, bool] = {}
+        #: whether an emitter may use Keras's own padding modes ('same', 'valid' with output fill);
+        #: False while planning the uses of a shared layer whose uses would need different layers
+        self.native = True
         self.helpers: set[str] = set()
         self.local_helpers: dict[str, str] = {}
         self.input_layouts: dict[str, str] = {}
@@ -282,23 +218,21 @@ class KerasGenerator(Emitter):
 
     def wants(self, node: ir.Node, value: str) -> str | None:
         """The layout a node reads ``value`` in: CL, CF, or None (whatever it has)."""
-        op = node.op
-        if op.startswith(_SPATIAL_PREFIXES):
+        family = _family(node)
+        if family == "pad" or OPS[node.op].spatial:
             return self.spatial_layout(node)
-        if op in _AGNOSTIC or op in _ACTIVATION_OPS:
+        if family in _AGNOSTIC:
             return None
-        if op in _MERGE_OPS or op == "concat":
-            return None
-        if op == "layernorm":
+        if family == "layernorm":
             return CF if 0 in node.attrs["axis"] and self.rank(value) >= 2 else None
         return CF
 
     def spatial_layout(self, node: ir.Node) -> str:
         """Keras's 1-D Cropping and UpSampling have no data_format: they work channels-last."""
-        if self.spatial == CF and _rank_of(node.op) == 1:
-            if node.op.startswith("upsample"):
+        if self.spatial == CF and _rank_of(node) == 1:
+            if _family(node) == "upsample":
                 return CL
-            if node.op.startswith("conv_transpose") and any(c != (0, 0) for c in node.attrs["padding"]):
+            if _family(node) == "conv_transpose" and any(c != (0, 0) for c in node.attrs["padding"]):
                 return CL
         return self.spatial
 
@@ -342,8 +276,11 @@ class KerasGenerator(Emitter):
             self.put(v.name, var, layout)
             self.input_layouts[v.name] = self.norm_layout(v.name, layout)
             inputs.append(var)
+        spans = {}
         for node in net.nodes:
+            start = len(self.body)
             self.emit_node(node)
+            spans[node.name] = (start, len(self.body))
         for value in net.outputs:
             want = self.natural[value]
             if self.rank(value) >= 3:
@@ -357,12 +294,17 @@ class KerasGenerator(Emitter):
         self.raise_errors({})
         ins = inputs[0] if len(inputs) == 1 else "[" + ", ".join(inputs) + "]"
         outs = self.output_vars[0] if len(self.output_vars) == 1 else "[" + ", ".join(self.output_vars) + "]"
+        functions, self.body = structure.mirror(
+            net, structure.Flat(self.body, spans, self.output_vars, _RESERVED | self.helpers | set(self.local_helpers)),
+            keras_name, self.pynames, _call_lines)
         lines = [*self.header(fit), "", "import keras", "from keras import layers", ""]
         for helper in sorted(self.helpers):
-            text = self.local_helpers.get(helper) or _HELPERS[helper]
+            text = self.local_helpers.get(helper) or helper_source(_HELPERS_FILE, helper)
             lines += ["", *text.strip("\n").splitlines(), ""]
         if model_cls:
             lines += ["", *model_cls, ""]
+        if functions:
+            lines += [*functions[1:], ""]
         lines += ["", f"def {fn}():", f'    """Build the compiled {net.name} model ({self.layout})."""']
         if self.shared_lines:
             lines += ["    # Layers used more than once share their weights.", *self.shared_lines]
@@ -435,15 +377,21 @@ class KerasGenerator(Emitter):
         return node.layer if node.params else node.name
 
     def shared_plan(self, node: ir.Node) -> _Plan | None:
-        fn = self.TRANSFORMS[node.op]
+        """The plan of one use of a shared layer: one Keras layer object, made once, for every use."""
+        try:
+            return self._shared_plan(node, self.TRANSFORMS[node.op])
+        finally:
+            self.native = True
+
+    def _shared_plan(self, node: ir.Node, fn) -> _Plan | None:
         if node.layer not in self.shared_native:
-            native = True
-            plans = [fn(self, n, native=True) for n in self.uses[node.layer]]
+            native = self.native = True
+            plans = [fn(self, n) for n in self.uses[node.layer]]
             if None in plans:
                 return None
             if len({p.ctor() for p in plans}) > 1:
-                native = False
-                plans = [fn(self, n, native=False) for n in self.uses[node.layer]]
+                native = self.native = False
+                plans = [fn(self, n) for n in self.uses[node.layer]]
                 if len({p.ctor() for p in plans}) > 1:
                     self.fail(node, "a shared layer whose uses need different Keras layers")
                     return None
@@ -452,7 +400,8 @@ class KerasGenerator(Emitter):
             self.shared_vars[node.layer] = var
             args = [*plans[0].args, _kw("name", _lit(keras_name(node.layer)))]
             self.shared_lines += _call_lines(var, plans[0].cls, args, "")
-        return fn(self, node, native=self.shared_native[node.layer])
+        self.native = self.shared_native[node.layer]
+        return fn(self, node)
 
     def emit_plan(self, node: ir.Node, plan: _Plan) -> None:
         src = node.inputs[0]
@@ -515,7 +464,8 @@ class KerasGenerator(Emitter):
 
     def init(self, kw: str, init: dict, default: dict, canon: tuple[int, ...] | None = None,
              keras: tuple[int, ...] | None = None) -> list[str]:
-        if init == default and not (canon and init["name"] in _FAN_INITS and _fans(canon) != _keras_fans(keras)):
+        scaled = FAMILIES["initializer"][init["name"]].variance is not None
+        if init == default and not (canon and scaled and _fans(canon) != _keras_fans(keras)):
             return []
         if init["name"] == "orthogonal" and kw in ("bias_initializer", "gamma_initializer", "beta_initializer"):
             expr = f"SpecOrthogonal({literal(init.get('gain', 1.0))})"  # a vector: Keras's Orthogonal rejects rank 1
@@ -541,321 +491,60 @@ class KerasGenerator(Emitter):
             out += self.reg("bias_regularizer", a["bias_regularizer"])
         return out
 
-    # training --------------------------------------------------------------------------------
-    model_class_name = ""
-
-    def training(self) -> tuple[list[str] | None, list[str], str]:
-        """(model subclass lines, compile arguments, a fit example) for the spec's loss and optimiser."""
-        net = self.network
-        outputs = list(net.outputs)
-        feedable = {v.name for v in (*net.targets, *net.inputs)}
-        per_output: dict[int, list[ir.LossTerm]] = {}
-        extra: list[ir.LossTerm] = []
-        for term in net.loss:
-            if term.fn == "kl_normal":
-                missing = [a for a in term.args if a not in outputs]
-                if missing:
-                    self.errors.append(Diagnostic(
-                        "E601", f"the keras backend computes kl_normal from model outputs; "
-                        f"'{_short(net, missing[0])}' is not an output (add it to `output`)", term.span))
-                    continue
-                extra.append(term)
-                continue
-            pred, target = term.args
-            if pred not in outputs:
-                self.errors.append(Diagnostic(
-                    "E601", f"the keras backend maps each loss term to a model output; '{_short(net, pred)}' "
-                    f"is not an output (add it to `output`)", term.span))
-                continue
-            if target not in feedable:
-                self.errors.append(Diagnostic(
-                    "E601", f"the keras backend feeds a loss target as `y`; '{_short(net, target)}' is neither "
-                    "a target nor an input", term.span))
-                continue
-            i = outputs.index(pred)
-            if per_output.get(i) and per_output[i][0].args[1] != target:
-                self.errors.append(Diagnostic(
-                    "E601", f"the keras backend needs one target per output; output '{_short(net, pred)}' "
-                    f"is compared with '{per_output[i][0].args[1]}' and '{target}'", term.span))
-                continue
-            per_output.setdefault(i, []).append(term)
-        args: list[str] = []
-        if net.optimizer is not None:
-            args.append(_kw("optimizer", _optimizer_expr(net.optimizer)))
-        losses: list[str] = []
-        weights: list[float] = []
-        for i, value in enumerate(outputs):
-            terms = per_output.get(i, [])
-            rank, layout = self.rank(value), self.output_layouts[i]
-            if not terms:
-                losses.append("None")
-                weights.append(1.0)
-            elif len(terms) == 1 and self.loss_term(terms[0], rank, layout)[0] is not None:
-                losses.append(self.loss_term(terms[0], rank, layout)[0])
-                weights.append(terms[0].weight)
-            else:
-                losses.append(self.loss_function(i, terms, rank, layout))
-                weights.append(1.0)
-        if per_output:
-            if len(outputs) == 1:
-                args.append(_kw("loss", losses[0]))
-            else:
-                args.append(_kw("loss", "[" + ", ".join(losses) + "]"))
-            if any(w != 1.0 for w in weights):
-                w = literal(weights[0]) if len(outputs) == 1 else "[" + ", ".join(literal(x) for x in weights) + "]"
-                args.append(_kw("loss_weights", w))
-        model_cls = self.model_class(extra, bool(per_output)) if extra else None
-        ins = [v.name for v in net.inputs]
-        x = ins[0] if len(ins) == 1 else "[" + ", ".join(ins) + "]"
-        if per_output:
-            ys = [per_output[i][0].args[1] if i in per_output else "None" for i in range(len(outputs))]
-            y = ys[0] if len(ys) == 1 else "[" + ", ".join(ys) + "]"
-            fit = f"model.fit(x={x}, y={y})"
-        elif extra:
-            fit = f"model.fit(x={x})"
-        else:
-            fit = ""
-        return model_cls, args, fit
-
-    def loss_term(self, term: ir.LossTerm, rank: int, layout: str) -> tuple[str | None, str]:
-        """(an entry of compile's ``loss`` list, or None; the term as a call on ``y_true, y_pred``).
-
-        Keras's own losses where their formula is the spec's; generated functions (``_HELPERS``) for
-        probabilities (Keras's TensorFlow backend reads a softmax or sigmoid output as logits), for
-        ``categorical_crossentropy`` on logits (TensorFlow's gradient assumes targets summing to 1), for
-        ``hinge`` (Keras maps 0/1 targets to -1/1) and for class axes Keras's functions do not take.
-        """
-        fn, a = term.fn, term.attrs
-        args = "y_true, y_pred"
-        if fn in ("mse", "mae"):
-            name = {"mse": "mean_squared_error", "mae": "mean_absolute_error"}[fn]
-            return _lit(fn), f"keras.losses.{name}({args})"
-        if fn == "huber":
-            if a["delta"] == 1.0:
-                return '"huber"', f"keras.losses.huber({args})"
-            delta = literal(a["delta"])
-            return f"keras.losses.Huber(delta={delta})", f"keras.losses.huber({args}, delta={delta})"
-        if fn == "hinge":
-            self.helpers.add("hinge")
-            return "hinge", f"hinge({args})"
-        if fn == "kl_divergence":
-            axis = self.kaxis(-1, rank, layout) if rank else -1
-            if axis == -1:
-                return '"kl_divergence"', f"keras.losses.kl_divergence({args})"
-            self.helpers.add("kl_divergence")
-            return None, f"kl_divergence({args}, axis={axis})"
-        if fn == "cosine_similarity":
-            axis = self.kaxis(-1, rank, layout) if rank else -1
-            if axis == -1:
-                return '"cosine_similarity"', f"keras.losses.cosine_similarity({args})"
-            return (f"keras.losses.CosineSimilarity(axis={axis})",
-                    f"keras.losses.cosine_similarity({args}, axis={axis})")
-        logits = a["from_logits"]
-        if fn == "binary_crossentropy":
-            if logits:
-                return ("keras.losses.BinaryCrossentropy(from_logits=True)",
-                        f"keras.losses.binary_crossentropy({args}, from_logits=True)")
-            self.helpers.add(fn)
-            return fn, f"{fn}({args})"
-        axis = self.kaxis(a["axis"], rank, layout) if rank else -1
-        kws = (["from_logits=True"] if logits else []) + ([f"axis={axis}"] if axis != -1 else [])
-        call_args = ", ".join([args, *kws])
-        if logits and fn == "sparse_categorical_crossentropy" and axis == -1:  # TensorFlow: the class axis last
-            return f"keras.losses.SparseCategoricalCrossentropy({', '.join(kws)})", f"keras.losses.{fn}({call_args})"
-        # categorical_crossentropy on logits is a generated function too: TensorFlow's gradient,
-        # softmax(x) - t, assumes targets that sum to 1; the spec's is sum(t) softmax(x) - t
-        self.helpers.add(fn)
-        if fn == "sparse_categorical_crossentropy":
-            self.helpers.add("categorical_crossentropy")
-        return (fn if not kws else None), f"{fn}({call_args})"
-
-    def loss_function(self, i: int, terms: list[ir.LossTerm], rank: int, layout: str) -> str:
-        name = self.pyname(f"loss_{self.network.output_names[i] if self.network.output_names else i}")
-        self.helpers.add(name)
-        doc = f'    """The spec\'s loss {"term" if len(terms) == 1 else "terms, summed"} on output {i}."""\n'
-        if len(terms) == 1 and terms[0].weight == 1.0:
-            call = self.loss_term(terms[0], rank, layout)[1]
-            self.local_helpers[name] = f"def {name}(y_true, y_pred):\n{doc}    return {call}\n"
-            return name
-        lines, parts = [], []
-        for k, t in enumerate(terms, 1):  # each term a mean over every position, then the weighted sum
-            lines.append(f"    term_{k} = keras.ops.mean({self.loss_term(t, rank, layout)[1]})\n")
-            parts.append(f"term_{k}" if t.weight == 1.0 else f"{literal(t.weight)} * term_{k}")
-        body = " + ".join(parts).replace("+ -", "- ")
-        self.local_helpers[name] = f"def {name}(y_true, y_pred):\n{doc}{''.join(lines)}    return {body}\n"
-        return name
-
-    def model_class(self, extra: list[ir.LossTerm], compiled: bool) -> list[str]:
-        self.helpers.add("kl_normal")
-        self.model_class_name = self.pyname(f"{self.network.name}Model")
-        outputs = list(self.network.outputs)
-        parts = []
-        for t in extra:
-            mu, logvar = (outputs.index(a) for a in t.args)
-            w = "" if t.weight == 1.0 else f"{literal(t.weight)} * "
-            parts.append(f"{w}kl_normal(y_pred[{mu}], y_pred[{logvar}])" if len(outputs) > 1
-                         else f"{w}kl_normal(y_pred, y_pred)")
-        extra_sum = " + ".join(parts).replace("+ -", "- ")
-        lines = [
-            '@keras.saving.register_keras_serializable(package="netspec")',
-            f"class {self.model_class_name}(keras.Model):",
-            '    """The functional model; its loss adds the terms that compare outputs with each other."""',
-            "",
-            "    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):",
-        ]
-        if compiled:
-            lines += ["        loss = super().compute_loss(x, y, y_pred, sample_weight, training=training)",
-                      f"        return loss + {extra_sum}"]
-        else:
-            lines += [f"        loss = {extra_sum}",
-                      "        for penalty in self.losses:",
-                      "            loss = loss + penalty",
-                      "        return loss"]
-        return lines
-
-
-def _short(net: ir.Network, value: str) -> str:
-    for name, v in zip(net.output_names, net.outputs):
-        if v == value:
-            return name
-    return value
-
-
-def _fans(shape) -> tuple[int, int]:
-    from ..weights import fans
-
-    return fans(tuple(shape))
-
-
-def _keras_fans(shape) -> tuple[int, int]:
-    """Keras's fans for a kernel in Keras's layout (inputs on axis -2, outputs on -1)."""
-    shape = tuple(shape)
-    if len(shape) == 0:
-        return 1, 1
-    if len(shape) == 1:
-        return shape[0], shape[0]
-    if len(shape) == 2:
-        return shape[0], shape[1]
-    receptive = prod(shape[:-2])
-    return shape[-2] * receptive, shape[-1] * receptive
-
-
-def _init_expr(init: dict, canon=None, keras=None) -> str:
-    name = init["name"]
-    if name in _FAN_INITS:
-        if canon is not None and _fans(canon) != _keras_fans(keras):
-            fan_in, fan_out = _fans(canon)
-            var = {"glorot": 2 / (fan_in + fan_out), "he": 2 / fan_in, "lecun": 1 / fan_in}[name.split("_")[0]]
-            scale = var * _keras_fans(keras)[0]
-            dist = "uniform" if name.endswith("uniform") else "truncated_normal"
-            return f'keras.initializers.VarianceScaling({literal(scale)}, "fan_in", "{dist}")'
-        return _lit(name)
-    if name in ("zeros", "ones"):
-        return _lit(name)
-    if name == "constant":
-        return f"keras.initializers.Constant({literal(init['value'])})"
-    if name == "normal":
-        return f"keras.initializers.RandomNormal(mean={literal(init['mean'])}, stddev={literal(init['std'])})"
-    if name == "uniform":
-        return f"keras.initializers.RandomUniform(minval={literal(init['a'])}, maxval={literal(init['b'])})"
-    if name == "orthogonal":
-        gain = init.get("gain", 1.0)
-        if canon and keras and keras[-1] != canon[0]:  # depthwise (kh, kw, C, m): Keras would orthogonalise m columns
-            return f"SpecOrthogonal({literal(gain)}, depthwise=True)"
-        return '"orthogonal"' if gain == 1.0 else f"keras.initializers.Orthogonal(gain={literal(gain)})"
-    raise ValueError(f"unknown initializer {name}")  # pragma: no cover - the registry lists them all
-
-
-def _reg_expr(reg: dict) -> str:
-    name = reg["name"]
-    if name == "l1":
-        return f"keras.regularizers.L1({literal(reg['l1'])})"
-    if name == "l2":
-        return f"keras.regularizers.L2({literal(reg['l2'])})"
-    return f"keras.regularizers.L1L2(l1={literal(reg['l1'])}, l2={literal(reg['l2'])})"
-
-
-_OPTIMIZERS = {
-    # spec name: (Keras class, [(spec attr, Keras argument, Keras default)])
-    "sgd": ("SGD", [("momentum", "momentum", 0.0), ("nesterov", "nesterov", False)]),
-    "rmsprop": ("RMSprop", [("rho", "rho", 0.9), ("momentum", "momentum", 0.0), ("eps", "epsilon", 1e-7),
-                            ("centered", "centered", False)]),
-    "adagrad": ("Adagrad", [("initial_accumulator", "initial_accumulator_value", 0.1), ("eps", "epsilon", 1e-7)]),
-    "adadelta": ("Adadelta", [("rho", "rho", 0.95), ("eps", "epsilon", 1e-7)]),
-    "adam": ("Adam", [("beta1", "beta_1", 0.9), ("beta2", "beta_2", 0.999), ("eps", "epsilon", 1e-7),
-                      ("amsgrad", "amsgrad", False)]),
-    "adamw": ("AdamW", [("beta1", "beta_1", 0.9), ("beta2", "beta_2", 0.999), ("eps", "epsilon", 1e-7),
-                        ("amsgrad", "amsgrad", False)]),
-}
-
-
-def _optimizer_expr(opt: ir.Optimizer) -> str:
-    cls, table = _OPTIMIZERS[opt.name]
-    a = opt.attrs
-    args = [_kw("learning_rate", literal(a["lr"]))]
-    for spec, kname, default in table:
-        if a[spec] != default:
-            args.append(_kw(kname, literal(a[spec])))
-    if opt.name == "adamw" or a["weight_decay"]:
-        args.append(_kw("weight_decay", literal(a["weight_decay"])))
-    return f"keras.optimizers.{cls}({', '.join(args)})"
-
 
 # Op transforms ------------------------------------------------------------------------------
 
 
-def _same_pads(sizes, kernel, stride, dilation):
-    """TensorFlow's 'same' pads for these sizes, or None where a size is unknown and the stride is not 1."""
-    out = []
-    for size, k, s, d in zip(sizes, kernel, stride, dilation):
-        if isinstance(size, int):
-            out.append(shapes.same_padding(size, k, s, d))
-        elif s == 1:
-            total = shapes.effective_kernel(k, d) - 1
-            out.append((total // 2, total - total // 2))
-        else:
-            return None
-    return tuple(out)
+def _conv_padding(node: ir.Node) -> list[str]:
+    """The Keras padding argument of a lowered windowed op: 'same' where that is the intent, else 'valid'.
+
+    Lowering (``pad_nodes``) has moved every other padding into a ``pad`` node before the layer.
+    """
+    if node.attrs.get("same") and any(p != (0, 0) for p in node.attrs["padding"]):
+        return ['padding="same"']
+    return []
 
 
-def _conv_padding(g: KerasGenerator, node: ir.Node, native: bool, kernel, stride, dilation):
-    """(Keras padding argument, pre layers) for a convolution's explicit pads."""
-    pads = tuple(tuple(p) for p in node.attrs["padding"])
-    sizes = g.types[node.inputs[0]].shape[1:]
-    if all(p == (0, 0) for p in pads):
-        return [], []
-    if native and pads == _same_pads(sizes, kernel, stride, dilation):
-        return ['padding="same"'], []
-    r = len(pads)
-    return [], [(f"layers.ZeroPadding{r}D", [_pairs(pads), *g.data_format(g.spatial_layout(node))], "pad")]
-
-
-def _conv(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None:
+def _pad(g: KerasGenerator, node: ir.Node) -> _Plan:
+    """A lowered ``pad`` node: ZeroPadding, or ConstantPadding(-inf) before a max pool."""
     a = node.attrs
-    r = _rank_of(node.op)
+    layout = g.spatial_layout(node)
+    fmt = g.data_format(layout)
+    if a["value"] == 0:
+        return _Plan(f"layers.ZeroPadding{len(a['padding'])}D", [_pairs(a["padding"]), *fmt], layout)
+    g.helpers.add("ConstantPadding")
+    value = 'float("-inf")' if a["value"] == float("-inf") else literal(a["value"])
+    return _Plan("ConstantPadding", [literal(tuple(tuple(p) for p in a["padding"])), f"value={value}", *fmt], layout)
+
+
+def _conv(g: KerasGenerator, node: ir.Node) -> _Plan | None:
+    # An argument a block parameter sets (node.exprs) is written even at its default, so that every
+    # instance of the block writes the same line and the block can become one function.
+    a = node.attrs
+    r = _rank_of(node)
     layout = g.spatial_layout(node)
     if any(s > 1 for s in a["stride"]) and any(d > 1 for d in a["dilation"]):
         g.fail(node, "stride and dilation both above 1 (TensorFlow cannot)")
         return None
-    padding, pre = _conv_padding(g, node, native, a["kernel"], a["stride"], a["dilation"])
+    padding = _conv_padding(node)
     c_in = g.types[node.inputs[0]].shape[0]
     canon = (a["filters"], c_in // a["groups"], *a["kernel"])
     args = [str(a["filters"]), _ints(a["kernel"])]
-    if any(s != 1 for s in a["stride"]):
+    if any(s != 1 for s in a["stride"]) or "stride" in node.exprs:
         args.append(_kw("strides", _ints(a["stride"])))
     args += padding + g.data_format(layout)
-    if any(d != 1 for d in a["dilation"]):
+    if any(d != 1 for d in a["dilation"]) or "dilation" in node.exprs:
         args.append(_kw("dilation_rate", _ints(a["dilation"])))
     if a["groups"] != 1:
         args.append(_kw("groups", str(a["groups"])))
     act, post = g.activation(a["activation"], node.type.rank, layout)
     args += act + g.weight_args(node, canon=canon, keras=_to_keras_shape(canon))
-    return _Plan(f"layers.Conv{r}D", args, layout, pre, post)
+    return _Plan(f"layers.Conv{r}D", args, layout, [], post)
 
 
-def _conv_transpose(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None:
+def _conv_transpose(g: KerasGenerator, node: ir.Node) -> _Plan | None:
     a = node.attrs
-    r = _rank_of(node.op)
+    r = _rank_of(node)
     layout = g.spatial_layout(node)
     if a["groups"] != 1:
         g.fail(node, "grouped transposed convolutions (Keras has none)")
@@ -872,12 +561,12 @@ def _conv_transpose(g: KerasGenerator, node: ir.Node, native: bool = True) -> _P
     k_eff = [shapes.effective_kernel(k, d) for k, d in zip(a["kernel"], a["dilation"])]
     same = tuple(shapes.transpose_same_cropping(k, s, d) for k, s, d in zip(a["kernel"], a["stride"], a["dilation"]))
     args = [str(a["filters"]), _ints(a["kernel"])]
-    if any(s != 1 for s in a["stride"]):
+    if any(s != 1 for s in a["stride"]) or "stride" in node.exprs:
         args.append(_kw("strides", _ints(a["stride"])))
     post: list = []
-    if native and all(c == (0, 0) for c in crops) and op == tuple(max(s - k, 0) for s, k in zip(a["stride"], k_eff)):
+    if g.native and all(c == (0, 0) for c in crops) and op == tuple(max(s - k, 0) for s, k in zip(a["stride"], k_eff)):
         pass  # Keras's 'valid': the full output, plus zeros up to i * s when the kernel is shorter than the stride
-    elif native and not dilated and tuple((b, e, o) for (b, e), o in zip(crops, op)) == same:
+    elif g.native and not dilated and tuple((b, e, o) for (b, e), o in zip(crops, op)) == same:
         args.append('padding="same"')
     else:
         extra = tuple(max(o - e, 0) for (_, e), o in zip(crops, op))
@@ -889,7 +578,7 @@ def _conv_transpose(g: KerasGenerator, node: ir.Node, native: bool = True) -> _P
         if any(c != (0, 0) for c in crop):
             post.append((f"layers.Cropping{r}D", [_pairs(crop), *([] if r == 1 else g.data_format(layout))], "crop"))
     args += g.data_format(layout)
-    if any(d != 1 for d in a["dilation"]):
+    if any(d != 1 for d in a["dilation"]) or "dilation" in node.exprs:
         args.append(_kw("dilation_rate", _ints(a["dilation"])))
     act, act_post = g.activation(a["activation"], node.type.rank, layout)
     if post and a["activation"] and a["activation"]["name"] == "softmax" and act:
@@ -900,44 +589,44 @@ def _conv_transpose(g: KerasGenerator, node: ir.Node, native: bool = True) -> _P
     canon = (c_in, a["filters"], *a["kernel"])
     args += act + g.weight_args(node, canon=canon, keras=_to_keras_shape(canon))
     if dilated:
-        g.helpers.add(f"DilatedConv{r}DTranspose")
+        g.helpers.update(("ConvTransposeByConv", f"DilatedConv{r}DTranspose"))
         return _Plan(f"DilatedConv{r}DTranspose", args, layout, [], post + act_post)
     return _Plan(f"layers.Conv{r}DTranspose", args, layout, [], post + act_post)
 
 
-def _depthwise(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None:
+def _depthwise(g: KerasGenerator, node: ir.Node) -> _Plan | None:
     a = node.attrs
     layout = g.spatial_layout(node)
-    padding, pre = _conv_padding(g, node, native, a["kernel"], a["stride"], a["dilation"])
+    padding = _conv_padding(node)
     c_in = g.types[node.inputs[0]].shape[0]
     dm = a["depth_multiplier"]
     canon = (c_in * dm, 1, *a["kernel"])
     keras_shape = (*a["kernel"], c_in, dm)
     args = [_ints(a["kernel"])]
-    if any(s != 1 for s in a["stride"]):
+    if any(s != 1 for s in a["stride"]) or "stride" in node.exprs:
         args.append(_kw("strides", _ints(a["stride"])))
     args += padding
     if dm != 1:
         args.append(_kw("depth_multiplier", str(dm)))
     args += g.data_format(layout)
-    if any(d != 1 for d in a["dilation"]):
+    if any(d != 1 for d in a["dilation"]) or "dilation" in node.exprs:
         args.append(_kw("dilation_rate", _ints(a["dilation"])))
     act, post = g.activation(a["activation"], node.type.rank, layout)
     args += act + g.weight_args(node, kernel_kw="depthwise", canon=canon, keras=keras_shape)
-    return _Plan("layers.DepthwiseConv2D", args, layout, pre, post)
+    return _Plan("layers.DepthwiseConv2D", args, layout, [], post)
 
 
-def _separable(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None:
+def _separable(g: KerasGenerator, node: ir.Node) -> _Plan | None:
     a = node.attrs
     layout = g.spatial_layout(node)
-    padding, pre = _conv_padding(g, node, native, a["kernel"], a["stride"], a["dilation"])
+    padding = _conv_padding(node)
     c_in = g.types[node.inputs[0]].shape[0]
     dm = a["depth_multiplier"]
     args = [str(a["filters"]), _ints(a["kernel"])]
-    if any(s != 1 for s in a["stride"]):
+    if any(s != 1 for s in a["stride"]) or "stride" in node.exprs:
         args.append(_kw("strides", _ints(a["stride"])))
     args += padding + g.data_format(layout)
-    if any(d != 1 for d in a["dilation"]):
+    if any(d != 1 for d in a["dilation"]) or "dilation" in node.exprs:
         args.append(_kw("dilation_rate", _ints(a["dilation"])))
     if dm != 1:
         args.append(_kw("depth_multiplier", str(dm)))
@@ -955,71 +644,58 @@ def _separable(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan |
     args += g.reg("pointwise_regularizer", a["kernel_regularizer"])
     if a["use_bias"]:
         args += g.reg("bias_regularizer", a["bias_regularizer"])
-    return _Plan("layers.SeparableConv2D", args, layout, pre, post)
+    return _Plan("layers.SeparableConv2D", args, layout, [], post)
 
 
-def _pool(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None:
+def _pool(g: KerasGenerator, node: ir.Node) -> _Plan | None:
+    """Pools after lowering: plain, 'same', or (an average over uncounted or ceil-mode padding) the helper layer.
+
+    Max pools and counting averages reach here with zero pads: lowering moved their padding (and the
+    ceil-mode ``extra``) into a ``pad`` node.
+    """
     a = node.attrs
-    r = _rank_of(node.op)
-    kind = "max" if node.op.startswith("max") else "avg"
+    r = _rank_of(node)
     layout = g.spatial_layout(node)
     pool, stride = tuple(a["pool"]), tuple(a["stride"])
     pads = tuple(tuple(p) for p in a["padding"])
-    sizes = g.types[node.inputs[0]].shape[1:]
-    extra = []
-    for size, k, s, (pb, pe), n in zip(sizes, pool, stride, pads, node.type.shape[1:]):
-        if not isinstance(size, int) or not isinstance(n, int):
-            if a["ceil_mode"]:
-                g.fail(node, "ceil_mode on an axis of run-time size")
-                return None
-            extra.append(0)
-        else:
-            extra.append(max(0, (n - 1) * s + k - (size + pb + pe)))
-    extra = tuple(extra)
-    cls = f"layers.{'MaxPooling' if kind == 'max' else 'AveragePooling'}{r}D"
+    extra = tuple(a["extra"])
+    if None in extra:
+        g.fail(node, "ceil_mode on an axis of run-time size")
+        return None
+    cls = f"layers.{'MaxPooling' if OPS[node.op].kind == 'max' else 'AveragePooling'}{r}D"
     args = [_ints(pool)]
     if stride != pool:
         args.append(_kw("strides", _ints(stride)))
     fmt = g.data_format(layout)
-    zero = all(p == (0, 0) for p in pads)
-    no_extra = not any(extra)
-    include = a.get("count_include_pad", False)
-    if zero and no_extra:
+    if all(p == (0, 0) for p in pads) and not any(extra):
         return _Plan(cls, args + fmt, layout)
-    if native and no_extra and pads == _same_pads(sizes, pool, stride, (1,) * r) and (kind == "max" or not include):
+    if a["same"]:
         return _Plan(cls, args + ['padding="same"'] + fmt, layout)
-    full = tuple((b, e + x) for (b, e), x in zip(pads, extra))
-    if kind == "max":
-        g.helpers.add("ConstantPadding")
-        pre = [("ConstantPadding", [literal(full), 'value=float("-inf")', *fmt], "pad")]
-        return _Plan(cls, args + fmt, layout, pre)
-    if include and no_extra:
-        return _Plan(cls, args + fmt, layout, [(f"layers.ZeroPadding{r}D", [_pairs(pads), *fmt], "pad")])
     g.helpers.add("PaddedAveragePooling")
     pargs = [literal(pool), literal(stride), literal(pads)]
     if any(extra):
         pargs.append(_kw("extra", literal(extra)))
-    if include:
+    if a.get("count_include_pad"):
         pargs.append("count_include_pad=True")
     return _Plan("PaddedAveragePooling", pargs + fmt, layout)
 
 
-def _global_pool(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
-    r = _rank_of(node.op)
-    kind = "Average" if "avg" in node.op else "Max"
+def _global_pool(g: KerasGenerator, node: ir.Node) -> _Plan:
+    r = _rank_of(node)
+    kind = "Average" if OPS[node.op].kind == "avg" else "Max"
     layout = g.spatial_layout(node)
     return _Plan(f"layers.Global{kind}Pooling{r}D", g.data_format(layout), layout, out_layout=CF)
 
 
-def _zeropad(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
-    r = _rank_of(node.op)
+def _zeropad(g: KerasGenerator, node: ir.Node) -> _Plan:
+    r = _rank_of(node)
     layout = g.spatial_layout(node)
     return _Plan(f"layers.ZeroPadding{r}D", [_pairs(node.attrs["padding"]), *g.data_format(layout)], layout)
 
 
-def _upsample(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | None:
+def _upsample(g: KerasGenerator, node: ir.Node) -> _Plan | None:
     a = node.attrs
-    r = _rank_of(node.op)
+    r = _rank_of(node)
     layout = g.spatial_layout(node)
     scale = tuple(a["scale"])
     if a["mode"] == "nearest":
@@ -1039,7 +715,7 @@ def _upsample(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan | 
     return _Plan("layers.UpSampling2D", [literal((scale[0], 1)), 'interpolation="bilinear"'], layout, pre, post)
 
 
-def _dense(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+def _dense(g: KerasGenerator, node: ir.Node) -> _Plan:
     a = node.attrs
     f_in = g.types[node.inputs[0]].shape[-1]
     canon = (a["units"], f_in)
@@ -1048,7 +724,7 @@ def _dense(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
     return _Plan("layers.Dense", args, CF, [], post)
 
 
-def _batchnorm(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+def _batchnorm(g: KerasGenerator, node: ir.Node) -> _Plan:
     a = node.attrs
     src = node.inputs[0]
     rank = g.rank(src)
@@ -1075,7 +751,7 @@ def _batchnorm(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
     return _Plan("layers.BatchNormalization", args, layout)
 
 
-def _layernorm(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+def _layernorm(g: KerasGenerator, node: ir.Node) -> _Plan:
     a = node.attrs
     src = node.inputs[0]
     rank = g.rank(src)
@@ -1097,7 +773,7 @@ def _layernorm(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
     return _Plan("layers.LayerNormalization", args, layout)
 
 
-def _embedding(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+def _embedding(g: KerasGenerator, node: ir.Node) -> _Plan:
     a = node.attrs
     args = [str(a["vocab"]), str(a["dim"])]
     args += g.init("embeddings_initializer", a["embeddings_init"], {"name": "uniform", "a": -0.05, "b": 0.05})
@@ -1125,12 +801,12 @@ def _rnn_args(g: KerasGenerator, op: str, a: dict) -> tuple[str, list[str]]:
     return f"layers.{cls}", args
 
 
-def _recurrent(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+def _recurrent(g: KerasGenerator, node: ir.Node) -> _Plan:
     cls, args = _rnn_args(g, node.op, node.attrs)
     return _Plan(cls, args, CF)
 
 
-def _bidirectional(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+def _bidirectional(g: KerasGenerator, node: ir.Node) -> _Plan:
     inner = node.attrs["layer"]
     cls, args = _rnn_args(g, inner["op"], inner["attrs"])
     out = [f"{cls}({', '.join(args)})"]
@@ -1139,21 +815,21 @@ def _bidirectional(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Pl
     return _Plan("layers.Bidirectional", out, CF)
 
 
-def _dropout(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+def _dropout(g: KerasGenerator, node: ir.Node) -> _Plan:
     return _Plan("layers.Dropout", [literal(node.attrs["rate"])], None)
 
 
-def _flatten(g: KerasGenerator, node: ir.Node, native: bool = True) -> None:
+def _flatten(g: KerasGenerator, node: ir.Node) -> None:
     x = g.memory_var(node.inputs[0])
     g.simple(node, "layers.Flatten", [], [x], CF)
 
 
-def _reshape(g: KerasGenerator, node: ir.Node, native: bool = True) -> None:
+def _reshape(g: KerasGenerator, node: ir.Node) -> None:
     x = g.memory_var(node.inputs[0])
     g.simple(node, "layers.Reshape", [literal(tuple(node.attrs["shape"]))], [x], CF)
 
 
-def _permute(g: KerasGenerator, node: ir.Node, native: bool = True) -> None:
+def _permute(g: KerasGenerator, node: ir.Node) -> None:
     src = node.inputs[0]
     layout = g.layout_of(src)
     order = g.keras_order(g.rank(src), layout)
@@ -1161,7 +837,7 @@ def _permute(g: KerasGenerator, node: ir.Node, native: bool = True) -> None:
     g.simple(node, "layers.Permute", [literal(dims)], [g.var(src, layout)], CF)
 
 
-def _activation(g: KerasGenerator, node: ir.Node, native: bool = True) -> _Plan:
+def _activation(g: KerasGenerator, node: ir.Node) -> _Plan:
     src = node.inputs[0]
     layout = g.layout_of(src)
     act = {"name": node.op, **node.attrs}
@@ -1186,20 +862,20 @@ _MERGE_CLASSES = {"add": "Add", "subtract": "Subtract", "multiply": "Multiply", 
                   "maximum": "Maximum", "minimum": "Minimum"}
 
 
-def _merge(g: KerasGenerator, node: ir.Node, native: bool = True) -> None:
+def _merge(g: KerasGenerator, node: ir.Node) -> None:
     layout = _common_layout(g, node)
     xs = [g.var(v, layout) for v in node.inputs]
     g.simple(node, f"layers.{_MERGE_CLASSES[node.op]}", [], xs, layout)
 
 
-def _concat(g: KerasGenerator, node: ir.Node, native: bool = True) -> None:
+def _concat(g: KerasGenerator, node: ir.Node) -> None:
     layout = _common_layout(g, node)
     xs = [g.var(v, layout) for v in node.inputs]
     axis = g.kaxis(node.attrs["axis"], node.type.rank, layout)
     g.simple(node, "layers.Concatenate", [] if axis == -1 else [_kw("axis", str(axis))], xs, layout)
 
 
-def _dot(g: KerasGenerator, node: ir.Node, native: bool = True) -> None:
+def _dot(g: KerasGenerator, node: ir.Node) -> None:
     ia, ib = node.attrs["axes"]
     xs = [g.var(v, CF) for v in node.inputs]
     axes = str(ia + 1) if ia == ib else literal((ia + 1, ib + 1))
@@ -1208,9 +884,6 @@ def _dot(g: KerasGenerator, node: ir.Node, native: bool = True) -> None:
 
 
 _DIRECT = {_flatten, _reshape, _permute, _merge, _concat, _dot}
-_ACTIVATION_OPS = {"linear", "relu", "relu6", "sigmoid", "tanh", "softmax", "leaky_relu", "elu", "gelu", "swish",
-                   "softplus", "hard_sigmoid"}
-_MERGE_OPS = set(_MERGE_CLASSES)
 
 KerasGenerator.TRANSFORMS = {
     "dense": _dense,
@@ -1233,8 +906,9 @@ KerasGenerator.TRANSFORMS = {
     "lstm": _recurrent,
     "gru": _recurrent,
     "bidirectional": _bidirectional,
-    **{op: _activation for op in _ACTIVATION_OPS},
-    **{op: _merge for op in _MERGE_OPS},
+    **{op: _activation for op in ACTIVATION_OPS},
+    **{op: _merge for op in _MERGE_CLASSES},
+    "pad": _pad,
     "concat": _concat,
     "dot": _dot,
 }
@@ -1242,207 +916,8 @@ KerasGenerator.TRANSFORMS = {
 
 # Helper classes written into generated modules -------------------------------------------------
 
-_HELPERS: dict[str, str] = {
-    "ConstantPadding": '''
-@keras.saving.register_keras_serializable(package="netspec")
-class ConstantPadding(layers.Layer):
-    """Pads the spatial axes with a constant: -inf before a max pool, so that padding never wins."""
-
-    def __init__(self, padding, value=0.0, data_format="channels_last", **kwargs):
-        super().__init__(**kwargs)
-        self.padding = tuple(tuple(p) for p in padding)
-        self.value = value
-        self.data_format = data_format
-
-    def call(self, inputs):
-        if self.data_format == "channels_last":
-            pads = [(0, 0), *self.padding, (0, 0)]
-        else:
-            pads = [(0, 0), (0, 0), *self.padding]
-        return keras.ops.pad(inputs, pads, constant_values=self.value)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(padding=self.padding, value=self.value, data_format=self.data_format)
-        return config
-''',
-    "PaddedAveragePooling": '''
-@keras.saving.register_keras_serializable(package="netspec")
-class PaddedAveragePooling(layers.Layer):
-    """Average pooling over explicit (begin, end) zero padding, divided as PyTorch divides.
-
-    Each window's sum is divided by the number of positions it covers in the input,
-    or in the padded input when `count_include_pad`; the `extra` positions that
-    ceil_mode adds at the end never count.
-    """
-
-    def __init__(
-        self, pool_size, strides, padding, extra=None, count_include_pad=False, data_format="channels_last", **kwargs
-    ):
-        super().__init__(**kwargs)
-        self.pool_size = tuple(pool_size)
-        self.strides = tuple(strides)
-        self.padding = tuple(tuple(p) for p in padding)
-        self.extra = tuple(extra) if extra is not None else (0,) * len(self.padding)
-        self.count_include_pad = count_include_pad
-        self.data_format = data_format
-
-    def _pad(self, x, pads, value):
-        if self.data_format == "channels_last":
-            pads = [(0, 0), *pads, (0, 0)]
-        else:
-            pads = [(0, 0), (0, 0), *pads]
-        return keras.ops.pad(x, pads, constant_values=value)
-
-    def _pool(self, x):
-        return keras.ops.average_pool(x, self.pool_size, self.strides, "valid", self.data_format)
-
-    def call(self, inputs):
-        total = [(b, e + x) for (b, e), x in zip(self.padding, self.extra)]
-        if self.data_format == "channels_last":
-            ones = keras.ops.ones_like(inputs[..., :1])
-        else:
-            ones = keras.ops.ones_like(inputs[:, :1])
-        if self.count_include_pad:
-            mask = self._pad(self._pad(ones, self.padding, 1.0), [(0, x) for x in self.extra], 0.0)
-        else:
-            mask = self._pad(ones, total, 0.0)
-        return self._pool(self._pad(inputs, total, 0.0)) / self._pool(mask)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            pool_size=self.pool_size,
-            strides=self.strides,
-            padding=self.padding,
-            extra=self.extra,
-            count_include_pad=self.count_include_pad,
-            data_format=self.data_format,
-        )
-        return config
-''',
-    **{f"DilatedConv{r}DTranspose": f'''
-@keras.saving.register_keras_serializable(package="netspec")
-class DilatedConv{r}DTranspose(layers.Conv{r}DTranspose):
-    """Conv{r}DTranspose with a dilation (strides 1, padding "valid"), computed as a dilated convolution.
-
-    TensorFlow's CPU kernels without oneDNN cannot dilate a transposed convolution. With strides 1 it
-    equals a convolution of the input, zero-padded by dilation * (kernel - 1) on each side, with the
-    kernel flipped and its input and output axes swapped. The variables are Conv{r}DTranspose's.
-    """
-
-    def call(self, inputs):
-        spatial = tuple(range(len(self.kernel_size)))
-        kernel = keras.ops.swapaxes(keras.ops.flip(self.kernel, axis=spatial), -1, -2)
-        pads = [(d * (k - 1), d * (k - 1)) for k, d in zip(self.kernel_size, self.dilation_rate)]
-        if self.data_format == "channels_last":
-            pads, bias_shape = [(0, 0), *pads, (0, 0)], (self.filters,)
-        else:
-            pads, bias_shape = [(0, 0), (0, 0), *pads], (self.filters, *(1 for _ in spatial))
-        outputs = keras.ops.conv(
-            keras.ops.pad(inputs, pads),
-            kernel,
-            strides=1,
-            padding="valid",
-            data_format=self.data_format,
-            dilation_rate=self.dilation_rate,
-        )
-        if self.use_bias:
-            outputs = outputs + keras.ops.reshape(self.bias, bias_shape)
-        if self.activation is not None:
-            outputs = self.activation(outputs)
-        return outputs
-''' for r in (1, 2, 3)},
-    "TanhGelu": '''
-@keras.saving.register_keras_serializable(package="netspec")
-class TanhGelu(layers.Layer):
-    """GELU in its tanh approximation."""
-
-    def call(self, inputs):
-        return keras.activations.gelu(inputs, approximate=True)
-''',
-    "SpecOrthogonal": '''
-@keras.saving.register_keras_serializable(package="netspec")
-class SpecOrthogonal(keras.initializers.Initializer):
-    """orthogonal(gain) where Keras's Orthogonal differs from the spec's.
-
-    A vector is a unit vector times gain (Keras rejects rank 1); a depthwise kernel (kh, kw, C, m) is
-    orthogonal in the spec's layout [C * m, kh * kw] (Keras would orthogonalise its m columns).
-    """
-
-    def __init__(self, gain=1.0, depthwise=False, seed=None):
-        self.gain = gain
-        self.depthwise = depthwise
-        self.seed = seed
-
-    def __call__(self, shape, dtype=None):
-        orthogonal = keras.initializers.Orthogonal(self.gain, self.seed)
-        if len(shape) == 1:
-            return keras.ops.reshape(orthogonal((shape[0], 1), dtype=dtype), shape)
-        if not self.depthwise:
-            return orthogonal(shape, dtype=dtype)
-        kh, kw, c, m = shape
-        flat = orthogonal((c * m, kh * kw), dtype=dtype)
-        return keras.ops.transpose(keras.ops.reshape(flat, (c, m, kh, kw)), (2, 3, 0, 1))
-
-    def get_config(self):
-        return {"gain": self.gain, "depthwise": self.depthwise, "seed": self.seed}
-''',
-    "binary_crossentropy": '''
-@keras.saving.register_keras_serializable(package="netspec")
-def binary_crossentropy(y_true, y_pred):
-    """-(t log p + (1 - t) log(1 - p)) per element, p clipped to [1e-7, 1 - 1e-7], never read as logits."""
-    t = keras.ops.cast(y_true, y_pred.dtype)
-    p = keras.ops.clip(y_pred, 1e-7, 1 - 1e-7)
-    return -(t * keras.ops.log(p) + (1 - t) * keras.ops.log(1 - p))
-''',
-    "categorical_crossentropy": '''
-@keras.saving.register_keras_serializable(package="netspec")
-def categorical_crossentropy(y_true, y_pred, from_logits=False, axis=-1):
-    """-sum(t log q, axis): q = softmax(y_pred), or clip(y_pred / max(sum(y_pred), 1e-7), 1e-7, 1 - 1e-7).
-
-    Probabilities are never read as logits (Keras's own loss does that to a softmax output).
-    """
-    t = keras.ops.cast(y_true, y_pred.dtype)
-    if from_logits:
-        log_q = keras.ops.log_softmax(y_pred, axis=axis)
-    else:
-        q = y_pred / keras.ops.maximum(keras.ops.sum(y_pred, axis=axis, keepdims=True), 1e-7)
-        log_q = keras.ops.log(keras.ops.clip(q, 1e-7, 1 - 1e-7))
-    return -keras.ops.sum(t * log_q, axis=axis)
-''',
-    "sparse_categorical_crossentropy": '''
-@keras.saving.register_keras_serializable(package="netspec")
-def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, axis=-1):
-    """categorical_crossentropy of the one-hot class ids: y_true is y_pred without `axis`, or with a trailing 1."""
-    if len(y_true.shape) == len(y_pred.shape):
-        y_true = keras.ops.squeeze(y_true, -1)
-    ids = keras.ops.cast(y_true, "int32")
-    t = keras.ops.one_hot(ids, y_pred.shape[axis], axis=axis, dtype=y_pred.dtype)
-    return categorical_crossentropy(t, y_pred, from_logits, axis)
-''',
-    "hinge": '''
-@keras.saving.register_keras_serializable(package="netspec")
-def hinge(y_true, y_pred):
-    """max(1 - t p, 0) per element, targets as given (Keras's "hinge" turns 0/1 targets into -1/1)."""
-    return keras.ops.maximum(1 - keras.ops.cast(y_true, y_pred.dtype) * y_pred, 0)
-''',
-    "kl_divergence": '''
-@keras.saving.register_keras_serializable(package="netspec")
-def kl_divergence(y_true, y_pred, axis=-1):
-    """sum(t log(t / p), axis), t and p clipped to [1e-7, 1]: Keras's formula on any axis."""
-    t = keras.ops.clip(keras.ops.cast(y_true, y_pred.dtype), 1e-7, 1)
-    p = keras.ops.clip(y_pred, 1e-7, 1)
-    return keras.ops.sum(t * keras.ops.log(t / p), axis=axis)
-''',
-    "kl_normal": '''
-def kl_normal(mu, logvar):
-    """KL(N(mu, exp(logvar)) || N(0, 1)) summed over each sample's axes, averaged over the batch."""
-    axes = tuple(range(1, len(mu.shape)))
-    terms = 1.0 + logvar - keras.ops.square(mu) - keras.ops.exp(logvar)
-    return keras.ops.mean(-0.5 * keras.ops.sum(terms, axis=axes))
-''',
-}
+#: The helper definitions generated modules may copy: netspec/backends/runtime/keras_helpers.py.
+_HELPERS_FILE = Path(__file__).parent / "runtime" / "keras_helpers.py"
 
 
 # Public API -------------------------------------------------------------------------------------
@@ -1457,7 +932,17 @@ def generate(network: ir.Network, layout: str = "channels_last", **options) -> s
     """
     if options:
         raise TypeError(f"unknown option(s) for the keras target: {', '.join(sorted(options))}")
-    return KerasGenerator(network, layout).generate()
+    return _generate(network, layout)[0]
+
+
+def _generate(network: ir.Network, layout: str) -> tuple[str, dict[str, list[tuple[str, bool]]]]:
+    """(the source, the interface) from one generation."""
+    g = KerasGenerator(network, layout)
+    source = g.generate()
+    names = network.output_names or network.outputs
+    signature = {"inputs": [(v.name, g.input_layouts[v.name] == CL) for v in network.inputs],
+                 "outputs": [(n, lay == CL) for n, lay in zip(names, g.output_layouts)]}
+    return source, signature
 
 
 def interface(network: ir.Network, layout: str = "channels_last") -> dict[str, list[tuple[str, bool]]]:
@@ -1468,11 +953,7 @@ def interface(network: ir.Network, layout: str = "channels_last") -> dict[str, l
     last axis (``np.moveaxis(x, 1, -1)`` turns a spec-layout batch into the
     model's). Targets of a loss on an output take that output's layout.
     """
-    g = KerasGenerator(network, layout)
-    g.generate()
-    names = network.output_names or network.outputs
-    return {"inputs": [(v.name, g.input_layouts[v.name] == CL) for v in network.inputs],
-            "outputs": [(n, lay == CL) for n, lay in zip(names, g.output_layouts)]}
+    return _generate(network, layout)[1]
 
 
 def _moved(network: ir.Network, value: str, layout: str) -> bool:
@@ -1572,9 +1053,12 @@ def _keras():
 
 def build(network: ir.Network, weights=None, layout: str = "channels_last"):
     """A compiled ``keras.Model`` made by executing the generated source; canonical ``weights`` loaded if given."""
+    return _execute(network, generate(network, layout), weights, layout)
+
+
+def _execute(network: ir.Network, source: str, weights, layout: str):
     import types
 
-    source = generate(network, layout)
     _keras()
     module = types.ModuleType(f"netspec_keras_{identifier(network.name)}")
     with _quiet_stderr():
@@ -1588,11 +1072,16 @@ def build(network: ir.Network, weights=None, layout: str = "channels_last"):
 # Canonical weights <-> Keras variables -------------------------------------------------------------
 
 
-def _gru_swap(a, units: int):
-    """Gate blocks (r, z, n) <-> (z, r, n) along axis 0 (its own inverse)."""
+def _gates(a, op: str, units: int, inverse: bool = False):
+    """Gate blocks along axis 0 in Keras's order (the registry's ``gate_orders["keras"]``), or back."""
     import numpy as np
 
-    return np.concatenate([a[units:2 * units], a[:units], a[2 * units:]], axis=0)
+    order = OPS[op].gate_orders.get("keras")
+    if order is None:
+        return a
+    if inverse:
+        order = _inverse(order)
+    return np.concatenate([a[i * units:(i + 1) * units] for i in order], axis=0)
 
 
 def _spatial_perm(rank: int) -> tuple[int, ...]:
@@ -1612,42 +1101,9 @@ def _to_keras_shape(canon: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(canon[p] for p in perm)
 
 
-def _rnn_to_keras(op: str, attrs: dict, p: dict) -> dict:
-    u = attrs["units"]
-    out = {}
-    if op == "gru":
-        out["kernel"] = _gru_swap(p["kernel"], u).T
-        out["recurrent_kernel"] = _gru_swap(p["recurrent_kernel"], u).T
-        if "bias" in p:
-            import numpy as np
-
-            out["bias"] = np.stack([_gru_swap(p["bias"], u), _gru_swap(p["recurrent_bias"], u)])
-    else:
-        out["kernel"] = p["kernel"].T
-        out["recurrent_kernel"] = p["recurrent_kernel"].T
-        if "bias" in p:
-            out["bias"] = p["bias"]
-    return out
-
-
-def _rnn_from_keras(op: str, attrs: dict, k: dict) -> dict:
-    u = attrs["units"]
-    out = {}
-    if op == "gru":
-        out["kernel"] = _gru_swap(k["kernel"].T, u)
-        out["recurrent_kernel"] = _gru_swap(k["recurrent_kernel"].T, u)
-        if "bias" in k:
-            out["bias"] = _gru_swap(k["bias"][0], u)
-            out["recurrent_bias"] = _gru_swap(k["bias"][1], u)
-    else:
-        out["kernel"] = k["kernel"].T
-        out["recurrent_kernel"] = k["recurrent_kernel"].T
-        if "bias" in k:
-            out["bias"] = k["bias"]
-    return out
-
-
-def _depthwise_to_keras(w, c_in: int):
+# The named layout changes of the registry's ``weight_layouts["keras"]``: (to Keras, from Keras).
+def _depthwise_to_keras(w, in_type: ir.TensorType):
+    c_in = in_type.shape[0]
     cm, _, *k = w.shape
     return w.reshape(c_in, cm // c_in, *k).transpose(2, 3, 0, 1)
 
@@ -1657,34 +1113,65 @@ def _depthwise_from_keras(w):
     return w.transpose(2, 3, 0, 1).reshape(c * dm, 1, kh, kw)
 
 
+_LAYOUT_CHANGES = {
+    "transpose": (lambda w, t: w.T, lambda w: w.T),
+    "window_first": (lambda w, t: w.transpose(_spatial_perm(w.ndim)),
+                     lambda w: w.transpose(_inverse(_spatial_perm(w.ndim)))),
+    "depthwise": (_depthwise_to_keras, _depthwise_from_keras),
+}
+
+
+def _rnn_to_keras(op: str, attrs: dict, p: dict, in_type: ir.TensorType) -> dict:
+    """Canonical recurrent weights -> the cell's variables (GRU: both biases stacked, Keras's reset_after)."""
+    u = attrs["units"]
+    changes = OPS[op].weight_layouts["keras"]
+    out = {name: _LAYOUT_CHANGES[changes[name]][0](_gates(p[name], op, u), in_type)
+           for name in ("kernel", "recurrent_kernel")}
+    if "bias" in p:
+        import numpy as np
+
+        out["bias"] = (np.stack([_gates(p["bias"], op, u), _gates(p["recurrent_bias"], op, u)]) if op == "gru"
+                       else p["bias"])
+    return out
+
+
+def _rnn_from_keras(op: str, attrs: dict, k: dict) -> dict:
+    u = attrs["units"]
+    changes = OPS[op].weight_layouts["keras"]
+    out = {name: _gates(_LAYOUT_CHANGES[changes[name]][1](k[name]), op, u, inverse=True)
+           for name in ("kernel", "recurrent_kernel")}
+    if "bias" in k:
+        if op == "gru":
+            out["bias"] = _gates(k["bias"][0], op, u, inverse=True)
+            out["recurrent_bias"] = _gates(k["bias"][1], op, u, inverse=True)
+        else:
+            out["bias"] = k["bias"]
+    return out
+
+
 def _to_keras(node: ir.Node, in_type: ir.TensorType, p: dict) -> dict[tuple[tuple[str, ...], str], Any]:
     """Canonical params of one layer -> {(sub-layer path, Keras variable name): array}."""
     op = node.op
-    if op == "bidirectional":
+    family = OPS[op].family
+    if family == "bidirectional":
         inner = node.attrs["layer"]
         out = {}
         for d, sub in (("forward", "forward_layer"), ("backward", "backward_layer")):
             mine = {k.split(".", 1)[1]: v for k, v in p.items() if k.startswith(d + ".")}
-            for name, arr in _rnn_to_keras(inner["op"], inner["attrs"], mine).items():
+            for name, arr in _rnn_to_keras(inner["op"], inner["attrs"], mine, in_type).items():
                 out[((sub, "cell"), name)] = arr
         return out
-    if op in ("simple_rnn", "lstm", "gru"):
-        return {(("cell",), k): v for k, v in _rnn_to_keras(op, node.attrs, p).items()}
-    out = {}
-    for name, arr in p.items():
-        if op == "dense" and name == "kernel":
-            arr = arr.T
-        elif (name == "kernel" and op == "depthwise_conv2d") or name == "depthwise_kernel":
-            arr = _depthwise_to_keras(arr, in_type.shape[0])
-        elif name in ("kernel", "pointwise_kernel") and arr.ndim >= 3:
-            arr = arr.transpose(_spatial_perm(arr.ndim))
-        out[((), name)] = arr
-    return out
+    if family == "recurrent":
+        return {(("cell",), k): v for k, v in _rnn_to_keras(op, node.attrs, p, in_type).items()}
+    changes = OPS[op].weight_layouts.get("keras", {})
+    return {((), name): _LAYOUT_CHANGES[changes[name]][0](arr, in_type) if name in changes else arr
+            for name, arr in p.items()}
 
 
 def _from_keras(node: ir.Node, k: dict[tuple[tuple[str, ...], str], Any]) -> dict[str, Any]:
     op = node.op
-    if op == "bidirectional":
+    family = OPS[op].family
+    if family == "bidirectional":
         inner = node.attrs["layer"]
         out = {}
         for d, sub in (("forward", "forward_layer"), ("backward", "backward_layer")):
@@ -1692,18 +1179,10 @@ def _from_keras(node: ir.Node, k: dict[tuple[tuple[str, ...], str], Any]) -> dic
             for name, arr in _rnn_from_keras(inner["op"], inner["attrs"], mine).items():
                 out[f"{d}.{name}"] = arr
         return out
-    if op in ("simple_rnn", "lstm", "gru"):
+    if family == "recurrent":
         return _rnn_from_keras(op, node.attrs, {name: v for (_, name), v in k.items()})
-    out = {}
-    for (_, name), arr in k.items():
-        if op == "dense" and name == "kernel":
-            arr = arr.T
-        elif (name == "kernel" and op == "depthwise_conv2d") or name == "depthwise_kernel":
-            arr = _depthwise_from_keras(arr)
-        elif name in ("kernel", "pointwise_kernel") and arr.ndim >= 3:
-            arr = arr.transpose(_inverse(_spatial_perm(arr.ndim)))
-        out[name] = arr
-    return out
+    changes = OPS[op].weight_layouts.get("keras", {})
+    return {name: _LAYOUT_CHANGES[changes[name]][1](arr) if name in changes else arr for (_, name), arr in k.items()}
 
 
 def _owners(network: ir.Network) -> dict[str, ir.Node]:
@@ -1779,9 +1258,9 @@ def export_canonical(model, network: ir.Network) -> dict[str, Any]:
             raise _e602(f"the model has no layer '{layer_name}'") from None
         found = {}
         paths = [()]
-        if node.op in ("simple_rnn", "lstm", "gru"):
+        if OPS[node.op].family == "recurrent":
             paths = [("cell",)]
-        elif node.op == "bidirectional":
+        elif OPS[node.op].family == "bidirectional":
             paths = [("forward_layer", "cell"), ("backward_layer", "cell")]
         for path in paths:
             for name, var in _variables(layer, path).items():
@@ -1795,3 +1274,80 @@ def export_canonical(model, network: ir.Network) -> dict[str, Any]:
     except ValueError as exc:
         raise _e602(str(exc)) from None
     return out
+
+
+# The backend contract ------------------------------------------------------------------------------
+
+
+class KerasBackend(Backend):
+    """The Keras backend behind :class:`netspec.backends.base.Backend`; options: ``layout``."""
+
+    name = "keras"
+    emits_source = trains = True
+    lowering = LOWERING
+    options = ("layout",)
+    run_note = "keras runs channels-last: inputs are transposed in and outputs back"
+    train_note = "keras runs channels-last: inputs and targets are transposed in, weights are canonical"
+
+    def generate(self, network: ir.Network, **options) -> str:
+        return generate(network, **options)
+
+    def build(self, network: ir.Network, weights=None, dtype: str = "float32", layout: str = "channels_last",
+              eager: bool = False, **options) -> Built:
+        """Build (in the current :meth:`session`: ``dtype`` is set there) and learn the layouts once."""
+        if options:
+            raise TypeError(f"unknown option(s) for the keras backend: {', '.join(sorted(options))}")
+        source, signature = _generate(network, layout)
+        model = _execute(network, source, weights, layout)
+        model.run_eagerly = eager
+        return Built(model, network, {"layout": layout, "signature": signature})
+
+    def load_canonical(self, built: Built, weights) -> None:
+        load_canonical(built.model, built.network, weights, layout=built.state["layout"])
+
+    def export_canonical(self, built: Built) -> dict:
+        return export_canonical(built.model, built.network)
+
+    def _feeds(self, built: Built, inputs: dict):
+        import numpy as np
+
+        moved = dict(built.state["signature"]["inputs"])
+        feeds = [np.moveaxis(inputs[v.name], 1, -1) if moved[v.name] else inputs[v.name]
+                 for v in built.network.inputs]
+        return feeds if len(feeds) > 1 else feeds[0]
+
+    def run(self, built: Built, inputs: dict) -> list:
+        import numpy as np
+
+        keras = _keras()
+        result = built.model(self._feeds(built, inputs), training=False)
+        result = result if isinstance(result, (tuple, list)) else (result,)
+        outs = []
+        for (_, moved), r in zip(built.state["signature"]["outputs"], result):
+            arr = keras.ops.convert_to_numpy(r)
+            outs.append(np.moveaxis(arr, -1, 1) if moved else arr)
+        return outs
+
+    def train_step(self, built: Built, inputs: dict, targets: dict) -> float:
+        """One ``train_on_batch`` of the compiled model (metrics reset first: the loss is this step's)."""
+        y = fit_targets(built.network, {**inputs, **targets}, built.state["layout"],
+                        signature=built.state["signature"])
+        built.model.reset_metrics()
+        logs = built.model.train_on_batch(self._feeds(built, inputs), y, return_dict=True)
+        return float(logs["loss"])
+
+    @contextlib.contextmanager
+    def session(self, dtype: str = "float32"):
+        """Keras's float type and dtype policy set to ``dtype`` (it also casts float batches to it)."""
+        keras = _keras()
+        floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
+        keras.config.set_floatx(dtype)
+        keras.config.set_dtype_policy(dtype)
+        try:
+            yield
+        finally:
+            keras.config.set_floatx(floatx)
+            keras.config.set_dtype_policy(policy)
+
+    def seed(self, seed: int) -> None:
+        _keras().utils.set_random_seed(seed)

@@ -24,10 +24,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from .. import ir
+from .. import ir, lower
 from ..diagnostics import Diagnostic, SpecError
 from ..files import write_atomic
-from .base import Emitter
+from ..ops.registry import OPS
+from .base import Backend, Built, Emitter
 
 #: The opset written unless ``opset=`` asks for another (docs/onnx.md says why).
 DEFAULT_OPSET = 18
@@ -37,10 +38,20 @@ MIN_OPSET = 18
 #: Models at least this large are saved with their tensors in a side file (protobuf's 2 GiB limit).
 EXTERNAL_DATA_BYTES = 2**31 - 2**20
 
-_RECURRENT = ("lstm", "gru", "simple_rnn", "bidirectional")
-_CONVS = {"conv1d", "conv2d", "conv3d", "depthwise_conv2d", "separable_conv2d",
-          "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"}
-_FOLDABLE = {"dense", *_CONVS}
+#: Families whose weights a following BatchNorm folds into.
+_FOLDABLE = {"dense", "conv", "depthwise_conv", "separable_conv", "conv_transpose"}
+
+#: The lowering passes the ONNX emitter runs (netspec/lower.py): ONNX fuses no activation into a layer,
+#: so every ``activation=`` becomes a node of its own (and a BatchNorm after it is never folded).
+LOWERING = (lower.unfuse(lambda node, act: False),)
+
+
+def _family(op: str) -> str:
+    return OPS[op].family
+
+
+def _recurrent_op(op: str) -> bool:
+    return _family(op) in ("recurrent", "bidirectional")
 
 
 def max_opset() -> int:
@@ -65,8 +76,9 @@ def _gates(w: np.ndarray, order: tuple[int, ...]) -> np.ndarray:
     return np.concatenate([blocks[i] for i in order], axis=0)
 
 
-#: Canonical gate order -> ONNX gate order (LSTM: i,f,g,o -> i,o,f,c; GRU: r,z,n -> z,r,h).
-_GATE_ORDER = {"lstm": (0, 3, 1, 2), "gru": (1, 0, 2), "simple_rnn": (0,)}
+def _gate_order(op: str) -> tuple[int, ...]:
+    """Canonical gate order -> ONNX's (the registry's ``gate_orders["onnx"]``; LSTM i,f,g,o -> i,o,f,c)."""
+    return OPS[op].gate_orders.get("onnx", tuple(range(OPS[op].gates)))
 _RNN_OP = {"lstm": "LSTM", "gru": "GRU", "simple_rnn": "RNN"}
 
 
@@ -116,7 +128,7 @@ class OnnxEmitter(Emitter):
                 continue
             p = names.get(bn.inputs[0])
             act = p.attrs.get("activation") if p is not None else None
-            if (p is None or p.op not in _FOLDABLE or (act is not None and act["name"] != "linear")
+            if (p is None or _family(p.op) not in _FOLDABLE or (act is not None and act["name"] != "linear")
                     or [c.name for c in self.consumers.get(p.name, [])] != [bn.name]
                     or p.name in self.network.outputs or self.layer_uses[p.layer] != 1):
                 continue
@@ -377,7 +389,7 @@ def _pool(e: OnnxEmitter, node: ir.Node) -> None:
     so ceil_mode is written only where every reading agrees.
     """
     a = node.attrs
-    is_max = node.op.startswith("max")
+    is_max = OPS[node.op].kind == "max"
     sizes = e.type_of(node.inputs[0]).shape[1:]
     ceil = bool(a["ceil_mode"])
     if ceil and all(isinstance(s, int) for s in sizes):
@@ -397,7 +409,7 @@ def _pool(e: OnnxEmitter, node: ir.Node) -> None:
 def _global_pool(e: OnnxEmitter, node: ir.Node) -> None:
     x = e.get(node.inputs[0])
     rank = e.type_of(node.inputs[0]).rank
-    op_type = "ReduceMax" if node.op.startswith("global_max") else "ReduceMean"
+    op_type = "ReduceMax" if OPS[node.op].kind == "max" else "ReduceMean"
     axes = e.const("axes", list(range(2, rank + 1)))
     e.finish(node, e.op(op_type, [x, axes], e.out_name(node), keepdims=0))
 
@@ -490,7 +502,7 @@ def _embedding(e: OnnxEmitter, node: ir.Node) -> None:
 
 def _rnn_tensors(e: OnnxEmitter, node: ir.Node, kind: str, prefixes: tuple[str, ...]) -> list[str]:
     """W, R (and B) in ONNX's layout: ``[D, G*u, F]``, ``[D, G*u, u]``, ``[D, 2*G*u]``."""
-    order = _GATE_ORDER[kind]
+    order = _gate_order(kind)
     layer = node.layer
     w_name, r_name, b_name = f"{layer}.W", f"{layer}.R", f"{layer}.B"
     if w_name not in e.inits:
@@ -513,7 +525,7 @@ def _recurrent(e: OnnxEmitter, node: ir.Node) -> None:
     ONNX's recurrent ops are time-major; the input is transposed once, and a
     sequence output whose every consumer is recurrent stays time-major.
     """
-    if node.op == "bidirectional":
+    if _family(node.op) == "bidirectional":
         kind, inner = node.attrs["layer"]["op"], node.attrs["layer"]["attrs"]
         merge, prefixes, direction = node.attrs["merge_mode"], ("forward.", "backward."), "bidirectional"
     else:
@@ -529,7 +541,7 @@ def _recurrent(e: OnnxEmitter, node: ir.Node) -> None:
     if inner["return_sequences"]:
         consumers = e.consumers.get(node.name, [])
         keep_tm = (bool(consumers) and node.name not in e.network.outputs
-                   and all(c.op in _RECURRENT or c.op == "dropout" for c in consumers))
+                   and all(_recurrent_op(c.op) or c.op == "dropout" for c in consumers))
         (y,) = e.add(op_type, [x, *tensors], [f"{out}/{op_type}"], f"{out}/{op_type}", **attrs)
         # y: [T, D, N, u]
         if merge is None:
@@ -633,29 +645,33 @@ def _dot(e: OnnxEmitter, node: ir.Node) -> None:
     e.finish(node, y)
 
 
-OnnxEmitter.TRANSFORMS = {
+#: One emitter per op family (the registry lists each family's ops: every rank, max and avg).
+_FAMILY_EMITTERS = {
     "dense": _dense,
-    **{op: _conv for op in ("conv1d", "conv2d", "conv3d", "depthwise_conv2d")},
-    "separable_conv2d": _separable,
-    **{f"conv_transpose{r}d": _conv_transpose for r in (1, 2, 3)},
-    **{f"{k}pool{r}d": _pool for k in ("max", "avg") for r in (1, 2, 3)},
-    **{f"global_{k}pool{r}d": _global_pool for k in ("max", "avg") for r in (1, 2, 3)},
+    "conv": _conv,
+    "depthwise_conv": _conv,
+    "separable_conv": _separable,
+    "conv_transpose": _conv_transpose,
+    "pool": _pool,
+    "global_pool": _global_pool,
     "flatten": _flatten,
     "reshape": _reshape,
     "permute": _permute,
     "dropout": _alias,
-    **{f"zeropad{r}d": _zeropad for r in (1, 2, 3)},
-    **{f"upsample{r}d": _upsample for r in (1, 2, 3)},
+    "zeropad": _zeropad,
+    "upsample": _upsample,
     "batchnorm": _batchnorm,
     "layernorm": _layernorm,
     "embedding": _embedding,
-    **{op: _recurrent for op in _RECURRENT},
-    **{op: _activation_op for op in ("linear", "relu", "relu6", "sigmoid", "tanh", "softmax", "leaky_relu",
-                                     "elu", "gelu", "swish", "softplus", "hard_sigmoid")},
-    **{op: _elementwise for op in ("add", "subtract", "multiply", "average", "maximum", "minimum")},
+    "recurrent": _recurrent,
+    "bidirectional": _recurrent,
+    "activation": _activation_op,
+    "elementwise": _elementwise,
     "concat": _concat,
     "dot": _dot,
 }
+OnnxEmitter.TRANSFORMS = {name: _FAMILY_EMITTERS[op.family] for name, op in OPS.items()
+                          if op.family in _FAMILY_EMITTERS}
 
 
 # Graph inputs and outputs ------------------------------------------------------------------
@@ -704,6 +720,7 @@ def export(network: ir.Network, weights=None, opset: int | None = None, keep_bn:
                                             f"received opset {opset}", network.span)])
     given = weights is not None
     arrays = _weights_for(network, weights, seed)
+    network = lower.lower(network, LOWERING)
     e = OnnxEmitter(network, arrays, opset, keep_bn)
     folded = {bn.name for bn in e.folds.values()}
     for node in network.nodes:
@@ -804,3 +821,47 @@ def _write_external(model: onnx.ModelProto, path: Path, f) -> None:
 
     write_atomic(path.parent / location, data)
     f.write(copy.SerializeToString())
+
+
+# The backend contract ------------------------------------------------------------------------------
+
+
+class OnnxBackend(Backend):
+    """ONNX behind :class:`netspec.backends.base.Backend`: built graphs run in ONNX Runtime.
+
+    Options: ``opset``, ``keep_bn``. The graph holds the weights (BatchNorm folded into the layer
+    before it unless ``keep_bn``), so loading weights rebuilds it; canonical weights cannot be read
+    back from a folded graph, so ``export_canonical`` returns the weights the graph was made from.
+    """
+
+    name = "onnx"
+    lowering = LOWERING
+    options = ("opset", "keep_bn", "seed")
+
+    def build(self, network: ir.Network, weights=None, dtype: str = "float32", eager: bool = False,
+              opset: int | None = None, keep_bn: bool = False, seed: int = 0) -> Built:
+        if dtype != "float32":
+            raise ValueError(f"the onnx backend builds float32 graphs; received dtype {dtype}")
+        built = Built(None, network, {"opset": opset, "keep_bn": keep_bn, "seed": seed})
+        self.load_canonical(built, weights)
+        return built
+
+    def load_canonical(self, built: Built, weights) -> None:
+        s = built.state
+        s["weights"] = _weights_for(built.network, weights, s["seed"])
+        built.model = export(built.network, s["weights"], opset=s["opset"], keep_bn=s["keep_bn"])
+        s.pop("session", None)
+
+    def export_canonical(self, built: Built) -> dict:
+        return {k: np.array(v) for k, v in built.state["weights"].items()}
+
+    def run(self, built: Built, inputs: dict) -> list:
+        """ONNX Runtime on the CPU, graph optimisations off (the graph as written is what is compared)."""
+        import onnxruntime as ort
+
+        if "session" not in built.state:
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            built.state["session"] = ort.InferenceSession(built.model.SerializeToString(), options,
+                                                          providers=["CPUExecutionProvider"])
+        return built.state["session"].run(None, {v.name: inputs[v.name] for v in built.network.inputs})

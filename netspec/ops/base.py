@@ -1,9 +1,17 @@
-"""The op framework: attribute kinds, op definitions and the registry.
+"""The op framework: attribute kinds and op definitions.
 
 An op is a class declaring its attributes once (kind, default, doc), its
 positional arguments, and three rules: ``infer`` (output type, and the
 normalised attributes a backend needs), ``params`` (weight tensors in the
-canonical layout) and ``macs`` (multiply-accumulates per sample).
+canonical layout) and ``macs`` (multiply-accumulates per sample). It also
+declares the metadata the lowering stage and the backends read instead of
+parsing op names (``family``, ``rank``, ``spatial``, ``gates``, ``gate_orders``,
+``weight_layouts``; see :class:`OpDef`).
+
+Imports flow one way: ``base`` <- ``layers``, ``functions`` <- ``registry``.
+Kinds that look other ops up (an activation argument, a layer argument) read
+the tables ``registry`` hands to :func:`install` when it is imported; importing
+``netspec.ops`` imports ``registry``, so the tables are always there.
 """
 
 from __future__ import annotations
@@ -18,6 +26,20 @@ from ..limits import MAX_INT32
 from ..source import Span
 
 REQUIRED = object()
+
+#: Lookup tables filled by :mod:`netspec.ops.registry` through :func:`install` (no import back).
+_TABLES: dict[str, dict] = {"ops": {}, "families": {}}
+
+
+def install(ops: dict, families: dict) -> None:
+    """Give the kinds the registry's tables (called once, by ``registry`` at import)."""
+    _TABLES["ops"] = ops
+    _TABLES["families"] = families
+
+
+def lookup_op(name: str) -> OpDef:
+    """A registered chain op by name (``KeyError`` if none)."""
+    return _TABLES["ops"][name]
 
 
 @dataclass(frozen=True)
@@ -275,9 +297,7 @@ class Callable(Kind):
         self.text = f"an {family}" if family[0] in "aeiou" else f"a {family}"
 
     def __call__(self, value, op):
-        from .registry import FAMILIES
-
-        members = FAMILIES[self.family]
+        members = _TABLES["families"][self.family]
         if isinstance(value, Sym):
             value = CallValue(value.name)
         if isinstance(value, str):
@@ -301,13 +321,11 @@ class Layer(Kind):
         self.text = "a layer call: " + ", ".join(f"{o}(...)" for o in ops)
 
     def __call__(self, value, op):
-        from .registry import OPS
-
         if isinstance(value, Sym):
             value = CallValue(value.name)
         if not isinstance(value, CallValue) or value.name not in self.ops:
             self.fail(value)
-        inner = OPS[value.name]
+        inner = lookup_op(value.name)
         return {"op": value.name, "attrs": inner.bind_values(value.args, value.kwargs)}
 
 
@@ -354,6 +372,22 @@ class OpDef:
     max_inputs: ClassVar[int | None] = 1
     float_input: ClassVar[bool] = True
     accepts_activation: ClassVar[bool] = False
+    # Metadata for the lowering stage and the backends (read, never parsed from the op's name):
+    #: the op family shared by every rank and variant (``conv``, ``pool``, ``recurrent``, ...)
+    family: ClassVar[str] = ""
+    #: ``max`` or ``avg`` for pools
+    kind: ClassVar[str] = ""
+    #: reads a channels-first spatial input ``[C, *S]`` (a backend may hold it channels-last)
+    spatial: ClassVar[bool] = False
+    #: takes ``padding`` as (begin, end) pairs and ``stride``/``dilation`` per axis (conv and pool families)
+    windowed: ClassVar[bool] = False
+    #: gate blocks along axis 0 of a recurrent layer's weights
+    gates: ClassVar[int] = 0
+    #: framework -> the order of the canonical gate blocks in that framework's weights
+    gate_orders: ClassVar[dict[str, tuple[int, ...]]] = {}
+    #: framework -> canonical param -> the named layout change that framework's variable needs
+    #: (``transpose``, ``window_first``, ``depthwise``); a missing entry means "as canonical"
+    weight_layouts: ClassVar[dict[str, dict[str, str]]] = {}
 
     def bind_values(self, args: tuple, kwargs: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
         """Bind positional and keyword values to attributes, validate, fill defaults.

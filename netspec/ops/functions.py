@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import prod
+from typing import ClassVar
 
 from ..ir import TensorType
 from .base import Attr, Bool, Float, InferError, Int, IntsOrInt, OpDef, norm_axis
@@ -12,6 +14,7 @@ from .base import Attr, Bool, Float, InferError, Int, IntsOrInt, OpDef, norm_axi
 
 class _Activation(OpDef):
     category = "activation"
+    family = "activation"
     formula = ""
     shape_rule = "unchanged"
 
@@ -68,6 +71,7 @@ def broadcast(shapes: list[tuple]) -> tuple | None:
 
 class _Elementwise(OpDef):
     category = "merge"  # float inputs only
+    family = "elementwise"
     min_inputs = 2
     max_inputs = None
     shape_rule = "equal or broadcastable shapes -> the broadcast shape"
@@ -88,6 +92,7 @@ def _merge(name, doc, max_inputs=None):
 class Concat(OpDef):
     name = "concat"
     category = "merge"
+    family = "concat"
     float_input = False  # any one dtype; the output keeps it
     min_inputs = 2
     max_inputs = None
@@ -120,6 +125,7 @@ class Concat(OpDef):
 class Dot(OpDef):
     name = "dot"
     category = "merge"
+    family = "dot"
     min_inputs = 2
     max_inputs = 2
     attrs = {"axes": Attr(IntsOrInt(), -1, "the contracted axis of each input (one int for both)"),
@@ -165,10 +171,26 @@ MERGES = [
 class _Member(OpDef):
     """A member of a family used as an argument value (initialiser, regulariser) or statement."""
 
+    #: initialisers scaled by the fans: ``variance(fan_in, fan_out)`` (None for the others)
+    variance: ClassVar[Callable[[int, int], float] | None] = None
+    #: ``uniform`` or ``truncated_normal`` (a normal cut at 2 standard deviations) for the scaled ones
+    distribution: ClassVar[str] = ""
 
-def _member(category, name, doc, attrs=None, positional=()):
+
+def _member(category, name, doc, attrs=None, positional=(), **meta):
     return type(f"{category}_{name}", (_Member,), {"name": name, "category": category, "doc": doc,
-                                                    "attrs": attrs or {}, "positional": positional})
+                                                    "attrs": attrs or {}, "positional": positional, **meta})
+
+
+def _scaled(name, doc, variance):
+    """A fan-scaled initialiser: ``glorot_uniform`` is variance 2 / (fan_in + fan_out), drawn uniform."""
+    dist = "uniform" if name.endswith("uniform") else "truncated_normal"
+    return _member("initializer", name, doc, variance=staticmethod(variance), distribution=dist)
+
+
+_GLOROT = lambda fan_in, fan_out: 2 / (fan_in + fan_out)  # noqa: E731
+_HE = lambda fan_in, fan_out: 2 / fan_in  # noqa: E731
+_LECUN = lambda fan_in, fan_out: 1 / fan_in  # noqa: E731
 
 
 _gain = {"gain": Attr(Float(0.0), 1.0)}
@@ -179,12 +201,12 @@ INITIALIZERS = [
     _member("initializer", "normal", "N(mean, std^2)",
             {"std": Attr(Float(0.0), 0.05), "mean": Attr(Float(), 0.0)}, ("std", "mean")),
     _member("initializer", "uniform", "U(a, b)", {"a": Attr(Float(), -0.05), "b": Attr(Float(), 0.05)}, ("a", "b")),
-    _member("initializer", "glorot_uniform", "U(-l, l), l = sqrt(6 / (fan_in + fan_out))"),
-    _member("initializer", "glorot_normal", "N(0, 2 / (fan_in + fan_out))"),
-    _member("initializer", "he_uniform", "U(-l, l), l = sqrt(6 / fan_in)"),
-    _member("initializer", "he_normal", "N(0, 2 / fan_in)"),
-    _member("initializer", "lecun_uniform", "U(-l, l), l = sqrt(3 / fan_in)"),
-    _member("initializer", "lecun_normal", "N(0, 1 / fan_in)"),
+    _scaled("glorot_uniform", "U(-l, l), l = sqrt(6 / (fan_in + fan_out))", _GLOROT),
+    _scaled("glorot_normal", "N(0, 2 / (fan_in + fan_out))", _GLOROT),
+    _scaled("he_uniform", "U(-l, l), l = sqrt(6 / fan_in)", _HE),
+    _scaled("he_normal", "N(0, 2 / fan_in)", _HE),
+    _scaled("lecun_uniform", "U(-l, l), l = sqrt(3 / fan_in)", _LECUN),
+    _scaled("lecun_normal", "N(0, 1 / fan_in)", _LECUN),
     _member("initializer", "orthogonal", "a (semi-)orthogonal matrix times gain", _gain, ("gain",)),
 ]
 
@@ -199,10 +221,15 @@ REGULARIZERS = [
 class _Loss(OpDef):
     category = "loss"
     kind = "pair"  # pair: (prediction, target) ; normal: (mu, logvar)
+    #: what a target of this loss is, for drawing test batches: ``ids`` (class ids along ``axis``),
+    #: ``distribution`` (positive, summing to 1 along the class axis), ``probability`` (in [0, 1]),
+    #: ``sign`` (-1 or 1) or ``real``
+    target: ClassVar[str] = "real"
 
 
-def _loss(name, doc, attrs=None, kind="pair"):
-    return type(f"loss_{name}", (_Loss,), {"name": name, "doc": doc, "attrs": attrs or {}, "kind": kind})
+def _loss(name, doc, attrs=None, kind="pair", target="real"):
+    return type(f"loss_{name}", (_Loss,), {"name": name, "doc": doc, "attrs": attrs or {}, "kind": kind,
+                                           "target": target})
 
 
 _logits = {"from_logits": Attr(Bool(), False, "the prediction is raw scores, not probabilities")}
@@ -213,13 +240,13 @@ LOSSES = [
     _loss("huber", "mean(0.5 e^2 if |e| <= delta else delta (|e| - 0.5 delta)), e = p - t",
           {"delta": Attr(Float(0.0, min_open=True), 1.0)}),
     _loss("binary_crossentropy", "mean(-(t log p + (1 - t) log(1 - p))), p clipped to [1e-7, 1 - 1e-7]",
-          dict(_logits)),
+          dict(_logits), target="probability"),
     _loss("categorical_crossentropy", "mean(-sum(t log q, axis)), q = p / sum(p, axis) clipped to [1e-7, 1 - 1e-7]",
-          {**_logits, **_axis}),
+          {**_logits, **_axis}, target="distribution"),
     _loss("sparse_categorical_crossentropy", "mean(-log q[t]) over every position, q as in categorical_crossentropy",
-          {**_logits, **_axis}),
-    _loss("hinge", "mean(max(1 - t p, 0)), t in {-1, 1}"),
-    _loss("kl_divergence", "mean(sum(t log(t / p), -1)), t and p clipped to [1e-7, 1]"),
+          {**_logits, **_axis}, target="ids"),
+    _loss("hinge", "mean(max(1 - t p, 0)), t in {-1, 1}", target="sign"),
+    _loss("kl_divergence", "mean(sum(t log(t / p), -1)), t and p clipped to [1e-7, 1]", target="distribution"),
     _loss("cosine_similarity", "mean(-sum(p' t', -1)), x' = x / max(|x|, 1e-7) along the last axis"),
     _loss("kl_normal", "mean over the batch of -0.5 sum(1 + logvar - mu^2 - exp(logvar))", kind="normal"),
 ]

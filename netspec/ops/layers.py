@@ -20,6 +20,7 @@ from .base import (
     OpDef,
     Padding,
     Shape,
+    lookup_op,
     norm_axis,
     static,
 )
@@ -138,7 +139,9 @@ def _spatial_out(op: OpDef, sizes, kernel, stride, pads, dilation, ceil_mode=Fal
 
 class Dense(OpDef):
     name = "dense"
+    family = "dense"
     positional = ("units",)
+    weight_layouts = {"keras": {"kernel": "transpose"}}
     attrs = {"units": Attr(Int(1), doc="output features"), **WEIGHTS}
     accepts_activation = True
     doc = "Fully connected layer on the last axis: `y = x W^T + b`."
@@ -164,7 +167,10 @@ class Dense(OpDef):
 
 
 class _Conv(OpDef):
+    family = "conv"
+    spatial = windowed = True
     positional = ("filters", "kernel")
+    weight_layouts = {"keras": {"kernel": "window_first"}}
     accepts_activation = True
     attrs = {
         "filters": Attr(Int(1), doc="output channels"),
@@ -198,7 +204,10 @@ class _Conv(OpDef):
 
 
 class _ConvTranspose(OpDef):
+    family = "conv_transpose"
+    spatial = True
     positional = ("filters", "kernel")
+    weight_layouts = {"keras": {"kernel": "window_first"}}
     accepts_activation = True
     attrs = {
         "filters": Attr(Int(1), doc="output channels"),
@@ -259,7 +268,10 @@ class _ConvTranspose(OpDef):
 
 class DepthwiseConv2d(OpDef):
     name = "depthwise_conv2d"
+    family = "depthwise_conv"
+    spatial = windowed = True
     rank = 2
+    weight_layouts = {"keras": {"kernel": "depthwise"}}
     positional = ("kernel",)
     accepts_activation = True
     attrs = {
@@ -291,7 +303,10 @@ class DepthwiseConv2d(OpDef):
 
 class SeparableConv2d(OpDef):
     name = "separable_conv2d"
+    family = "separable_conv"
+    spatial = windowed = True
     rank = 2
+    weight_layouts = {"keras": {"depthwise_kernel": "depthwise", "pointwise_kernel": "window_first"}}
     positional = ("filters", "kernel")
     accepts_activation = True
     attrs = {
@@ -333,6 +348,8 @@ class SeparableConv2d(OpDef):
 
 class _Pool(OpDef):
     category = "pool"
+    family = "pool"
+    spatial = windowed = True
     positional = ("pool",)
     kind = "max"
     attrs = {
@@ -371,6 +388,8 @@ class _AvgPool(_Pool):
 
 class _GlobalPool(OpDef):
     category = "pool"
+    family = "global_pool"
+    spatial = True
     doc = "Reduce every spatial axis: [C, ...] -> [C]."
     shape_rule = "[C, *S] -> [C]"
 
@@ -385,6 +404,7 @@ class _GlobalPool(OpDef):
 class Flatten(OpDef):
     name = "flatten"
     category = "shape"
+    family = "flatten"
     float_input = False  # integer ids may be rearranged before an embedding
     doc = "Flatten every per-sample axis in channels-first (row-major) order."
     shape_rule = "[d1, d2, ...] -> [d1 * d2 * ...]"
@@ -399,6 +419,7 @@ class Flatten(OpDef):
 class Reshape(OpDef):
     name = "reshape"
     category = "shape"
+    family = "reshape"
     float_input = False  # integer ids may be rearranged before an embedding
     positional = ("shape",)
     attrs = {"shape": Attr(Shape(), doc="per-sample target shape; one -1 is inferred")}
@@ -426,6 +447,7 @@ class Reshape(OpDef):
 class Permute(OpDef):
     name = "permute"
     category = "shape"
+    family = "permute"
     float_input = False  # integer ids may be rearranged before an embedding
     positional = ("dims",)
     attrs = {"dims": Attr(IntsOrInt(), doc="the new order of the per-sample axes")}
@@ -449,6 +471,7 @@ class Permute(OpDef):
 class Dropout(OpDef):
     name = "dropout"
     category = "regularization"
+    family = "dropout"
     positional = ("rate",)
     attrs = {"rate": Attr(Float(0.0, 1.0, max_open=True), doc="fraction of inputs zeroed in training")}
     doc = "Inverted dropout; the identity at inference."
@@ -457,6 +480,8 @@ class Dropout(OpDef):
 
 class _ZeroPad(OpDef):
     category = "shape"
+    family = "zeropad"
+    spatial = True
     positional = ("padding",)
     attrs = {"padding": Attr(Padding(), doc="an int, one per axis, or (begin, end) pairs")}
     doc = "Zero padding of the spatial axes."
@@ -472,6 +497,8 @@ class _ZeroPad(OpDef):
 
 class _Upsample(OpDef):
     category = "shape"
+    family = "upsample"
+    spatial = True
     positional = ("scale",)
     attrs = {"scale": Attr(IntTuple(), 2, "integer factor per spatial axis"),
              "mode": Attr(Enum("nearest", "linear"), "nearest",
@@ -497,6 +524,7 @@ class _Upsample(OpDef):
 class BatchNorm(OpDef):
     name = "batchnorm"
     category = "normalization"
+    family = "batchnorm"
     attrs = {
         "axis": Attr(Int(), 0, "the feature (channel) axis; 0 in channels-first layout"),
         "eps": Attr(Float(0.0, min_open=True), 1e-3, "added to the variance"),
@@ -534,6 +562,7 @@ class BatchNorm(OpDef):
 class LayerNorm(OpDef):
     name = "layernorm"
     category = "normalization"
+    family = "layernorm"
     attrs = {
         "axis": Attr(IntsOrInt(), -1, "the axes normalised together"),
         "eps": Attr(Float(0.0, min_open=True), 1e-3),
@@ -572,6 +601,7 @@ class LayerNorm(OpDef):
 
 class Embedding(OpDef):
     name = "embedding"
+    family = "embedding"
     positional = ("vocab", "dim")
     float_input = False
     attrs = {
@@ -597,8 +627,10 @@ class Embedding(OpDef):
 
 
 class _Recurrent(OpDef):
+    family = "recurrent"
     positional = ("units",)
     gates = 1
+    weight_layouts = {"keras": {"kernel": "transpose", "recurrent_kernel": "transpose"}}
     attrs = {
         "units": Attr(Int(1), doc="state size"),
         "return_sequences": Attr(Bool(), False, "return every step ([T, units]) or the last ([units])"),
@@ -654,6 +686,7 @@ class SimpleRNN(_Recurrent):
 class LSTM(_Recurrent):
     name = "lstm"
     gates = 4
+    gate_orders = {"onnx": (0, 3, 1, 2)}  # i, f, g, o -> i, o, f, c
     attrs = {**_Recurrent.attrs,
              "unit_forget_bias": Attr(Bool(), True, "initialise the forget gate's bias to 1")}
     doc = "LSTM; gates in the order input, forget, cell, output; one bias per gate."
@@ -671,6 +704,7 @@ class LSTM(_Recurrent):
 class GRU(_Recurrent):
     name = "gru"
     gates = 3
+    gate_orders = {"keras": (1, 0, 2), "onnx": (1, 0, 2)}  # r, z, n -> z, r, n
     doc = ("GRU with the reset gate applied after the recurrent matmul (Keras's reset_after=True, "
            "PyTorch's form); gates in the order reset, update, new; input and recurrent biases.")
     params_rule = ("`kernel` [3 * units, F]; `recurrent_kernel` [3 * units, units]; `bias` [3 * units] and "
@@ -687,6 +721,7 @@ class GRU(_Recurrent):
 
 class Bidirectional(OpDef):
     name = "bidirectional"
+    family = "bidirectional"
     positional = ("layer",)
     attrs = {"layer": Attr(Layer("simple_rnn", "lstm", "gru"), doc="the recurrent layer run both ways"),
              "merge_mode": Attr(Enum("concat", "sum", "mul", "ave"), "concat")}
@@ -696,8 +731,7 @@ class Bidirectional(OpDef):
     macs_rule = "2 × the inner layer's"
 
     def _inner(self, attrs):
-        from .registry import OPS
-        return OPS[attrs["layer"]["op"]], attrs["layer"]["attrs"]
+        return lookup_op(attrs["layer"]["op"]), attrs["layer"]["attrs"]
 
     def infer(self, attrs, inputs):
         op, inner = self._inner(attrs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import OpDef
+from .base import OpDef, install
 from .functions import ACTIVATIONS, INITIALIZERS, LOSSES, MERGES, OPTIMIZERS, REGULARIZERS
 from .layers import LAYER_OPS
 
@@ -28,3 +28,4 @@ FAMILIES: dict[str, dict[str, OpDef]] = {
     "initializer": _index(INITIALIZERS),
     "regularizer": _index(REGULARIZERS),
 }
+install(OPS, FAMILIES)
