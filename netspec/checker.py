@@ -31,7 +31,6 @@ MAX_REPEAT = 10_000  # `STEP * n`
 MAX_NODES = 20_000  # nodes in one network once blocks and repeats are expanded
 MAX_BLOCK_USES = 20_000  # block expansions in one network (a block may add no node)
 MAX_BLOCK_DEPTH = 64  # blocks used inside blocks
-MAX_BLOCK_INT_BITS = 64  # an integer passed to a block (squaring it in each of 30 nested blocks never ends)
 
 #: Loss names from Keras and PyTorch, and what netspec calls them.
 LOSS_ALIASES = {
@@ -748,12 +747,6 @@ class _NetworkBuilder:
         self.block_uses += 1
         self.budget(call, nodes=0)
         params = self.bind_block_args(block, call, scope)
-        for key, val in params.items():
-            if _int_bits(val) > MAX_BLOCK_INT_BITS:
-                self.error("E304", f"block {block.name} argument '{key}' is out of range: an integer of "
-                           f"{_int_bits(val)} bits; integers passed to a block must fit in "
-                           f"{MAX_BLOCK_INT_BITS} bits", span)
-                raise _Poisoned
         index = self.block_counters.get(prefix, 0)
         self.block_counters[prefix] = index + 1
         path = f"{prefix}{index}."
@@ -1074,14 +1067,6 @@ def _text(expr) -> str:
 def _short(text: str, limit: int = 24) -> str:
     return text if len(text) <= limit else f"{text[:limit - 3]}..."
 
-
-def _int_bits(value) -> int:
-    """The bits of the largest integer in a block argument (lists and tuples included)."""
-    if isinstance(value, int):
-        return abs(value).bit_length()
-    if isinstance(value, (list, tuple)):
-        return max((_int_bits(v) for v in value), default=0)
-    return 0
 
 
 def _span_of(at) -> Span | None:

@@ -335,8 +335,8 @@ def test_every_writer_uses_netspec_files():
                          r"|mkstemp\(|NamedTemporaryFile\(|shutil\.(copy|move)")
     offenders = []
     for path in sorted((ROOT / "netspec").rglob("*.py")):
-        if path.name == "files.py":
-            continue
+        if path.name == "files.py" or path.name == "_parser.py":
+            continue  # _parser.py is lark's generated standalone parser; netspec never passes it a cache
         for i, line in enumerate(path.read_text().splitlines(), 1):
             if pattern.search(line):
                 offenders.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
