@@ -173,7 +173,7 @@ def test_no_layer_needs_channels_first_or_a_dilated_transposed_kernel():
                 assert not any("layers.Conv" in line and "Transpose(" in line and "dilation_rate" in line
                                for line in src.splitlines()), (name, layout)
     src = kb.generate(_net(dict(PITFALLS)["ct_dilated"]), "channels_first")
-    assert "class DilatedConv2DTranspose(layers.Conv2DTranspose)" in src
+    assert "class DilatedConv2DTranspose(ConvTransposeByConv, layers.Conv2DTranspose)" in src
     assert 'layers.Permute((2, 3, 1), name="x-to_channels_last")' in src
 
 

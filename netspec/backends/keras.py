@@ -276,6 +276,9 @@ class KerasGenerator(TrainingMixin, Emitter):
             self.put(v.name, var, layout)
             self.input_layouts[v.name] = self.norm_layout(v.name, layout)
             inputs.append(var)
+            if layout != self.spatial and any(self.wants(c, v.name) == self.spatial
+                                              for c in self.consumers.get(v.name, ())):
+                self.var(v.name, self.spatial)  # the boundary Permute beside its input, not in a block's lines
         spans = {}
         for node in net.nodes:
             start = len(self.body)
