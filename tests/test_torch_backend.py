@@ -1017,6 +1017,65 @@ def test_unbatched_or_misshapen_inputs_are_refused_clearly():
         model(torch.randn(7, 3))
 
 
+BLOCK_SPECS = ["""
+block b(n) {
+    layer s = dense(n)
+    return in -> s -> s
+}
+network A { input x: [4]
+  y = x -> b(4) -> b(4) * 2
+  output y }
+""", """
+block d(rate, units) { return in -> dense(units) -> dropout(rate) -> relu }
+network B { input x: [4]
+  y = x -> d(0.1, 8) -> d(0.2, 4) -> d(0.2, 3)
+  output y }
+""", """
+block w(act, k=3) { return in -> conv1d(4, k, padding="same") -> act }
+block inner(n) { return in -> dense(n) }
+block wrap(f) { return in -> flatten -> f }
+network C { input x: [2, 6]
+  h = x -> w(relu) -> w(tanh, k=1) -> w(relu, k=5)
+  y = h -> wrap(inner(3))
+  output y }
+""", """
+block r(c, h) { return in -> reshape([c, h]) -> permute(1, 0) -> flatten }
+network D { input x: [12]
+  y = x -> r(3, 4) -> r(4, 3) -> dense(2)
+  output y }
+""", """
+block res(f) {
+    a = in -> conv2d(f, 3, padding=1) -> batchnorm -> relu
+    b = a -> conv2d(f, 3, padding=1) -> batchnorm
+    return add(b, in) -> relu
+}
+network E { input x: [3, 8, 8]
+  s = x -> conv2d(8, 3, padding=1)
+  t = s -> res(8) * 3
+  u = t -> res(8)
+  v = add(t, u) -> global_avgpool2d -> dense(2)
+  output v }
+"""]
+
+
+@pytest.mark.parametrize("text", BLOCK_SPECS, ids=["shared-layer", "dropout-rate", "op-arguments", "views", "residual"])
+def test_block_classes_compute_what_every_instance_computes(text):
+    """Shared layers, op-valued and forward-only parameters, nested and passed blocks: ONNX Runtime agrees."""
+    ort = pytest.importorskip("onnxruntime")
+    spec = netspec.parse_text(text, "t.net")
+    net = spec.network()
+    weights = netspec.init_weights(spec, seed=3)
+    model = spec.to_torch(weights=weights).eval()
+    x = np.random.default_rng(0).standard_normal([2, *net.inputs[0].type.shape]).astype(np.float32)
+    got = model(torch.from_numpy(x)).detach().numpy()
+    session = ort.InferenceSession(spec.to_onnx(weights=weights).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    want = session.run(None, {session.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    text = spec.compile("torch")
+    assert re.search(r"^class \w+\(nn\.Module\):", text, re.M)
+
+
 # In place where it is safe (netspec/liveness.py) ------------------------------------------------------------
 
 

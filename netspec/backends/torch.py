@@ -1216,7 +1216,10 @@ class Generator:
             for c in block_exprs:
                 if c.values == values:
                     return use(c)
-            for label, ref in (("in_channels", in0), ("in_features", in1)):
+            sizes = (("in_channels", in0), ("in_features", in1))
+            if all(self.net.type_of(i.input).rank == 1 for i in insts):  # a vector: features, not channels
+                sizes = sizes[::-1]
+            for label, ref in sizes:
                 if values == ref:
                     extra.setdefault(label, ref)
                     return label
