@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    import numpy as np
 
     from .. import ir
 
@@ -69,9 +68,21 @@ class Dataset:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _magic(path: Path, magic: bytes, kind: str) -> None:
+    """np.load reads anything unknown as a pickle: check the format's magic bytes first."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(magic))
+    except OSError as exc:
+        raise DataError(f"cannot read '{path}': {exc}") from None
+    if head != magic:
+        raise DataError(f"cannot read '{path}': not a readable {kind} file (it does not start like one)")
+
+
 def _npz(path: Path) -> dict[str, Any]:
     import numpy as np
 
+    _magic(path, b"PK", ".npz")
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
@@ -84,6 +95,7 @@ def _npz(path: Path) -> dict[str, Any]:
 def _npy(path: Path):
     import numpy as np
 
+    _magic(path, b"\x93NUMPY", ".npy")
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:
@@ -141,10 +153,13 @@ def read_csv(path: str | Path, network: ir.Network) -> dict[str, Any]:
                 claimed[v.name] = [col[n] for n in names]
                 break
     left = [v for v in values if v.name not in claimed]
+    scalars = [v for v in left if not v.type.shape]
+    if scalars:  # a scalar is always found by name; say so before guessing vector columns
+        left = scalars
     taken = {i for cols in claimed.values() for i in cols}
     free = [i for i in range(len(header)) if i not in taken]
     vectors = [v for v in left if v.type.shape]
-    if len(vectors) == 1 and vectors[0] in network.inputs and len(free) == vectors[0].type.shape[0]:
+    if not scalars and len(vectors) == 1 and vectors[0] in network.inputs and len(free) == vectors[0].type.shape[0]:
         claimed[vectors[0].name] = free
         left.remove(vectors[0])
     if left:
