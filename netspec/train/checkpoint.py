@@ -40,7 +40,9 @@ def save_state(path: str | Path, weights: dict, optimizer: dict, info: dict) -> 
 
     tensors = {f"model.{k}": np.ascontiguousarray(v) for k, v in weights.items()}
     tensors.update({k: np.ascontiguousarray(v) for k, v in optimizer.items()})
-    write_atomic(path, save(tensors, metadata={"format": STATE_FORMAT, "state": json.dumps(info)}))
+    scalars = sorted(k for k, v in optimizer.items() if np.ndim(v) == 0)  # stored as [1]: reshaped on load
+    write_atomic(path, save(tensors, metadata={"format": STATE_FORMAT, "state": json.dumps(info),
+                                               "scalars": json.dumps(scalars)}))
 
 
 def load_state(path: str | Path) -> tuple[dict, dict, dict]:
@@ -53,6 +55,8 @@ def load_state(path: str | Path) -> tuple[dict, dict, dict]:
             if meta.get("format") != STATE_FORMAT:
                 raise ValueError(f"'{path}' is not a netspec training state")
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no iterator
+            for k in json.loads(meta.get("scalars", "[]")):
+                tensors[k] = tensors[k].reshape(())
     except ValueError:
         raise
     except Exception as exc:

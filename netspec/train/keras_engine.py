@@ -55,6 +55,8 @@ class KerasEngine:
                     raise UsageError(f"--replicas {replicas}: TensorFlow was initialised with {len(devices)} "
                                      "CPU device(s) before netspec could split it")
             self.strategy = tf.distribute.MirroredStrategy(devices)
+        self.note = (f"keras: tf.distribute.MirroredStrategy, {self.strategy.num_replicas_in_sync} replicas on "
+                     f"{', '.join(devices)}" if self.strategy else "")
         self.replicas = replicas
         self.network = network
         self.kb = kb

@@ -233,6 +233,8 @@ def fit(spec, data, val=None, *, backend: str = "torch", epochs: int = 1, batch_
                            f"(raise --epochs to train further)")
     if main and out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
+    if getattr(engine, "note", ""):
+        report.message(engine.note)
     if main and train_ds.ignored:
         report.message(f"note: arrays the spec does not name are ignored: {', '.join(train_ds.ignored)}")
     try:
