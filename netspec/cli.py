@@ -322,7 +322,8 @@ def add_train_parsers(sub) -> None:
                    help="torch: launch N data-parallel processes on this machine (torchrun --standalone)")
     t.add_argument("--replicas", type=int, default=1, metavar="N",
                    help="keras: N replicas with tf.distribute.MirroredStrategy (GPUs, else logical CPUs)")
-    t.add_argument("--threads", type=int, default=None, help="CPU threads per process")
+    t.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per process (default: 1 for tiny models, else the framework's default)")
     t.add_argument("--progress", choices=("auto", "bar", "lines", "quiet"), default="auto",
                    help="auto: a live bar on a terminal, one line per epoch otherwise (CI, pipes)")
     t.add_argument("--format", choices=("text", "json"), default="text", help="the final summary's form")

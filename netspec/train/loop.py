@@ -166,7 +166,8 @@ def fit(spec, data, val=None, *, backend: str = "torch", epochs: int = 1, batch_
     ``resume=True`` continues the run in ``out`` exactly where it stopped (to ``epochs`` in total).
 
     Every array is checked against the spec before the first step (:class:`DataError`); nothing is
-    written until the data and weights have passed. Returns a :class:`TrainResult` whose ``weights``
+    written until the data and weights have passed. ``threads``: CPU threads per process (default: 1
+    for tiny models, see :func:`auto_threads`, else PyTorch's default). Returns a :class:`TrainResult` whose ``weights``
     are the final canonical weights.
     """
     t0 = time.perf_counter()
@@ -210,6 +211,8 @@ def fit(spec, data, val=None, *, backend: str = "torch", epochs: int = 1, batch_
         from ..weights import init_weights
 
         weights = init_weights(net, seed)
+    if threads is None and backend == "torch" and device == "cpu":
+        threads = auto_threads(net, batch_size)
     options: dict[str, Any] = {"device": device, "amp": amp, "fsdp": fsdp, "threads": threads}
     if backend == "keras":
         options.update(replicas=replicas, eager=eager)
@@ -298,6 +301,17 @@ def fit(spec, data, val=None, *, backend: str = "torch", epochs: int = 1, batch_
 
         write_atomic(out_dir / "summary.json", json.dumps(result.to_json(), indent=2) + "\n")
     return result
+
+
+#: Below this many multiply-accumulates per step, PyTorch's CPU thread pool costs more than it gains.
+SMALL_STEP_MACS = 10_000_000
+
+
+def auto_threads(network: ir.Network, batch_size: int) -> int | None:
+    """1 for models whose step is tiny (thread hand-offs dominate, badly so on a busy machine); else
+    None (PyTorch's default). ``threads=N`` / ``--threads N`` overrides it."""
+    macs = sum(n.macs for n in network.nodes)
+    return 1 if macs * batch_size < SMALL_STEP_MACS else None
 
 
 def _write_metrics(path: Path, history: list[dict]) -> None:
