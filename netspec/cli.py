@@ -215,6 +215,8 @@ def _train_errors(func):
         except TrainingError as exc:
             print(f"netspec: training stopped: {exc}", file=sys.stderr)
             return EXIT_SPEC
+        except OSError as exc:  # e.g. the disk filled up while writing a checkpoint (the old one is kept)
+            raise _UsageError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
         except KeyboardInterrupt:  # pragma: no cover - interactive
             print("netspec: interrupted; the last finished epoch's checkpoint is kept", file=sys.stderr)
             return 130

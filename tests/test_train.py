@@ -260,6 +260,34 @@ def test_nan_loss_stops_without_a_checkpoint(tmp_path):
     assert not out.exists() or sorted(p.name for p in out.iterdir()) == []
 
 
+def test_a_failed_write_keeps_the_previous_checkpoint(small, tmp_path, monkeypatch):
+    """A disk error while writing epoch 2's files: epoch 1's state and weights stay whole, no temp file."""
+    import netspec.files
+    from netspec.train.checkpoint import load_state
+
+    out = tmp_path / "run"
+    calls = {"n": 0}
+    real = netspec.files.os.fsync
+
+    def flaky(fd):
+        calls["n"] += 1
+        if calls["n"] > 4:  # epoch 1 writes last, best, state, metrics; epoch 2's first write fails
+            raise OSError(28, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(netspec.files.os, "fsync", flaky)
+    with pytest.raises(OSError, match="No space left"):
+        train.fit(small, arrays(), epochs=3, batch_size=8, out=out, progress="quiet")
+    assert sorted(p.name for p in out.iterdir()) == ["best.safetensors", "last.safetensors", "metrics.jsonl",
+                                                      "state.safetensors"]
+    weights, _, info = load_state(out / "state.safetensors")
+    assert info["epoch"] == 1 and same(weights, load_weights(out / "last.safetensors"))
+    monkeypatch.setattr(netspec.files.os, "fsync", real)
+    resumed = train.fit(small, arrays(), epochs=3, batch_size=8, out=out, resume=True, progress="quiet")
+    straight = train.fit(small, arrays(), epochs=3, batch_size=8, progress="quiet")
+    assert same(resumed.weights, straight.weights)
+
+
 def test_step_equals_the_generated_train_step():
     """The loop's step (loss + regularisation, backward, step) is the generated train_step's."""
     import torch

@@ -10,6 +10,7 @@ split across the replicas by TensorFlow. docs/training.md has the details.
 from __future__ import annotations
 
 import contextlib
+import os
 
 from .. import ir
 from . import metrics as m
@@ -28,9 +29,11 @@ class KerasEngine:
             raise UsageError(f"{'--amp' if amp else '--fsdp'} applies to --backend torch only")
         if network.optimizer is None or not network.loss:
             raise UsageError(f"network {network.name} needs a loss and an optimizer statement to train")
-        keras = kb._keras()
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        import keras
         import tensorflow as tf
 
+        tf.get_logger().setLevel("ERROR")  # e.g. retracing notes for the short last batch
         if threads:
             with contextlib.suppress(RuntimeError):
                 tf.config.threading.set_intra_op_parallelism_threads(threads)

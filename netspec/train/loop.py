@@ -78,6 +78,13 @@ def spec_digest(network: ir.Network) -> str:
     return hashlib.sha256(json.dumps(network.model_dump(), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def engine_rank() -> int:
+    """This process's rank under torchrun (0 outside it)."""
+    from .torch_engine import dist_env
+
+    return dist_env()[0]
+
+
 def _engine(backend: str, network: ir.Network, weights, options: dict):
     if backend == "torch":
         from .torch_engine import TorchEngine
@@ -207,6 +214,11 @@ def fit(spec, data, val=None, *, backend: str = "torch", epochs: int = 1, batch_
         raise UsageError(f"'{out_dir}' already holds a training run; pass --resume to continue it, "
                          "--overwrite to replace it, or another --out")
     weights = _check_weights(weights, net)
+    if out_dir is not None and engine_rank() == 0:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create --out '{out_dir}': {exc}") from None
     if weights is None:
         from ..weights import init_weights
 
@@ -234,8 +246,6 @@ def fit(spec, data, val=None, *, backend: str = "torch", epochs: int = 1, batch_
         if start > epochs:
             report.message(f"the run in '{out_dir}' already has {start - 1} epoch(s); nothing to do "
                            f"(raise --epochs to train further)")
-    if main and out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
     if getattr(engine, "note", ""):
         report.message(engine.note)
     if main and train_ds.ignored:

@@ -15,7 +15,15 @@ def interactive() -> bool:
 
 
 def _fmt(metrics: dict) -> str:
-    return "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+    parts = []
+    for k, v in metrics.items():
+        if k == "samples_per_second":
+            parts.append(f"{v:,.0f} samples/s")
+        elif isinstance(v, float):
+            parts.append(f"{k} {v:.4f}" if "accuracy" in k else f"{k} {v:.4g}")
+        else:
+            parts.append(f"{k} {v}")
+    return "  ".join(parts)
 
 
 class Progress:
