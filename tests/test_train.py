@@ -94,6 +94,33 @@ def test_bad_validation_data_is_refused_too(small, tmp_path, name, mutate, messa
     assert not (tmp_path / "run").exists()
 
 
+def test_run_time_dimensions_and_embedding_ids():
+    spec = netspec.load(ROOT / "specs" / "bigru_classifier.net")
+    net = spec.network()
+    vocab = next(n.attrs["vocab"] for n in net.nodes if n.op == "embedding")
+    ok = {"tokens": np.zeros((3, 7), np.int64), "label": np.zeros((3, 1), np.float32)}
+    assert train.check_data(train.load_data(ok), net) is not None  # T = 7: any length
+    with pytest.raises(DataError, match=rf"array 'tokens' \(tokens: int64\[T\]\): ids must be in \[0, {vocab}\); "
+                                        rf"sample 1 holds \[0, {vocab}"):
+        bad = ok["tokens"].copy()
+        bad[1, 1] = vocab
+        train.check_data(train.load_data({**ok, "tokens": bad}), net)
+    two = netspec.parse_text("""\
+network Two {
+    input a: [T, 4]
+    input b: [T, 4]
+    target y: [1]
+    out = add(a, b) -> lstm(3) -> dense(1)
+    output out
+    loss mse(out, y)
+    optimizer sgd(lr=0.1)
+}
+""", "two.net")
+    with pytest.raises(DataError, match="run-time size 'T' is 6 on axis 1, but 5 in 'a'"):
+        train.fit(two, {"a": np.zeros((2, 5, 4), np.float32), "b": np.zeros((2, 6, 4), np.float32),
+                        "y": np.zeros((2, 1), np.float32)})
+
+
 def test_cli_bad_data_is_a_one_line_usage_error(tmp_path, capsys):
     spec = tmp_path / "small.net"
     spec.write_text(SMALL)
