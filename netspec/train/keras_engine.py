@@ -30,6 +30,9 @@ class KerasEngine:
         if network.optimizer is None or not network.loss:
             raise UsageError(f"network {network.name} needs a loss and an optimizer statement to train")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        quiet_import = getattr(kb, "_keras", None)  # the backend's import with TensorFlow's C++ log silenced
+        if quiet_import is not None:
+            quiet_import()
         import keras
         import tensorflow as tf
 

@@ -50,8 +50,9 @@ class TrainResult:
         lines = [f"trained {self.network} with {self.backend}: {len(self.history)} epoch(s) in "
                  f"{self.seconds:.1f} s on {self.world_size} process(es)"]
         if last:
-            lines.append("final: " + ", ".join(f"{k} {v:.4g}" for k, v in last.items()
-                                               if isinstance(v, float) and k not in ("seconds",)))
+            from .progress import _fmt
+
+            lines.append("final: " + _fmt({k: v for k, v in last.items() if k not in ("epoch", "seconds")}))
         if self.best_epoch is not None:
             lines.append(f"best: epoch {self.best_epoch}, {self.monitor} {self.best_loss:.4g}")
         for k, v in self.files.items():
