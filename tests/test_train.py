@@ -176,6 +176,21 @@ def test_take_keeps_the_requested_order(tmp_path):
     assert got.tolist() == [7, 2, 9, 2]
 
 
+@pytest.mark.parametrize("n,batch", [(41, 10), (7, 8), (64, 16), (5, 1)])
+def test_global_batches_do_not_depend_on_the_process_count(n, batch):
+    from netspec.train.data import global_batches, split_rows
+
+    batches = global_batches(n, batch, seed=3, epoch=2)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(n))  # every sample once per epoch
+    assert [len(b) for b in batches[:-1]] == [batch] * (len(batches) - 1)
+    for world in (1, 2, 3, 4):
+        for b in batches:
+            parts = split_rows(b, world)
+            assert len(parts) == world and np.array_equal(np.concatenate(parts), b)
+            assert max(map(len, parts)) - min(map(len, parts)) <= 1
+    assert not all(np.array_equal(a, b) for a, b in zip(batches, global_batches(n, batch, seed=3, epoch=3)))
+
+
 # CSV ---------------------------------------------------------------------------------------------------
 
 
