@@ -430,6 +430,17 @@ def test_python_api_forms(small):
         assert same(a.weights, c.weights)
 
 
+def test_fit_leaves_torch_settings_as_it_found_them(small):
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    train.fit(small, arrays(), epochs=1, batch_size=8, progress="quiet", threads=1)
+    assert torch.get_num_threads() == threads
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 def test_train_module_imports_no_framework():
     code = ("import sys, netspec.train; "
             "print(sorted(m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules))")

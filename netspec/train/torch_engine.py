@@ -68,6 +68,8 @@ class TorchEngine:
             raise UsageError("--fsdp shards the model across GPUs and needs --device cuda (and torchrun)")
         if fsdp and self.world < 2:
             raise UsageError("--fsdp needs several processes: run under torchrun or with --nproc N")
+        # process-wide settings this run changes; close() puts them back (spec.fit in a notebook)
+        self._saved = (torch.get_num_threads(), torch.get_rng_state())
         if threads:
             torch.set_num_threads(threads)
         self.device = torch.device("cuda", self.local_rank) if device == "cuda" else torch.device("cpu")
@@ -121,6 +123,8 @@ class TorchEngine:
         torch = _torch()
         if self.world > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+        torch.set_num_threads(self._saved[0])
+        torch.set_rng_state(self._saved[1])
 
     def reseed(self, seed: int, epoch: int) -> None:
         """Dropout and other random layers: a stream per (seed, epoch, rank), so resuming is exact."""
