@@ -415,7 +415,9 @@ def test_progress_bar_on_a_terminal(small):
     for _ in range(3):
         p.step(0.5, 8)
     p.end_epoch(1, 2, {"loss": 0.5})
-    assert "epoch 1/2  loss 0.5" in stream.getvalue()
+    text = stream.getvalue()
+    assert "epoch 1/2  loss 0.5" in text
+    assert "3/3" in text and "samples/s" in text and "ETA" in text  # the live bar: loss, throughput, ETA
     quiet = io.StringIO()
     Progress("quiet", quiet).end_epoch(1, 1, {"loss": 1.0})
     assert quiet.getvalue() == ""
