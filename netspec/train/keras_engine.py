@@ -73,6 +73,61 @@ class KerasEngine:
         self.signature = kb.interface(network)
         self.moved = dict(self.signature["inputs"])
         self.acc = m.accuracy_terms(network)
+        self.train_metrics = self._add_accuracy_metrics()
+
+    def _add_accuracy_metrics(self) -> dict[str, str]:
+        """Recompile with Keras accuracy metrics for the training step's own forward pass.
+
+        Returns accuracy name -> Keras metric name; empty (no training accuracy) when the compile
+        arguments cannot be read back or a class axis is not the model's last axis.
+        """
+        config = getattr(getattr(self.model, "_compile_config", None), "config", None)
+        if not self.acc or not isinstance(config, dict):
+            return {}
+        keras = self.keras
+        outputs = list(self.network.outputs)
+        per_output: list[list] = [[] for _ in outputs]
+        names = {}
+        for j, (name, term) in enumerate(self.acc.items()):
+            i = outputs.index(term.args[0])
+            rank = self.network.type_of(term.args[0]).rank
+            moved = self.signature["outputs"][i][1]
+            if term.fn != "binary_crossentropy":
+                axis = term.attrs.get("axis", -1) % rank
+                if axis != (0 if moved else rank - 1):
+                    return {}
+            key = f"netspec_accuracy_{j}"
+            if term.fn == "sparse_categorical_crossentropy":
+                metric = keras.metrics.SparseCategoricalAccuracy(name=key)
+            elif term.fn == "categorical_crossentropy":
+                metric = keras.metrics.CategoricalAccuracy(name=key)
+            else:  # Keras's BinaryAccuracy compares soft targets as they are; this thresholds them at 0.5
+                metric = keras.metrics.MeanMetricWrapper(
+                    _binary_hits(keras, 0.0 if term.attrs.get("from_logits") else 0.5), name=key)
+            per_output[i].append(metric)
+            names[name] = key
+        try:
+            with self.strategy.scope() if self.strategy else contextlib.nullcontext():
+                self.model.compile(**{**config, "metrics": per_output[0] if len(outputs) == 1 else per_output})
+        except Exception:  # pragma: no cover - a compile form this cannot extend: no training accuracy
+            return {}
+        return names
+
+    def _train_counts(self, logs: dict, arrays: dict) -> list[float]:
+        counts: list[float] = []
+        for name, term in self.acc.items():
+            key = self.train_metrics.get(name)
+            value = next((v for k, v in logs.items() if key and k.endswith(key)), None)
+            if value is None:
+                counts += [float("nan"), 0.0]
+                continue
+            target = arrays[term.args[1]]
+            total = target.size  # one prediction per id (sparse) or per element (binary)
+            if term.fn == "categorical_crossentropy":
+                axis = term.attrs.get("axis", -1) % self.network.type_of(term.args[0]).rank + 1
+                total //= target.shape[axis]
+            counts += [round(float(value) * total), float(total)]
+        return counts
 
     def allreduce(self, values: list[float]) -> list[float]:
         return values
@@ -97,8 +152,7 @@ class KerasEngine:
         y = self.kb.fit_targets(self.network, arrays, signature=self.signature)
         self.model.reset_metrics()
         logs = self.model.train_on_batch(self._feeds(arrays), y, return_dict=True)
-        # Keras returns the loss only; training accuracy would need a second forward pass.
-        return [float(logs["loss"]) * n_local, *([float("nan"), 0.0] * len(self.acc))]
+        return [float(logs["loss"]) * n_local, *self._train_counts(logs, arrays)]
 
     def _outputs(self, arrays: dict) -> list:
         out = self.model(self._feeds(arrays), training=False)
@@ -142,3 +196,11 @@ class KerasEngine:
                              f"the model's optimiser {len(opt.variables)}")
         for i, v in enumerate(opt.variables):
             v.assign(tensors[f"optimizer.{i}"])
+
+
+def _binary_hits(keras, cut: float):
+    """Per-element 1.0 where (prediction > cut) equals (target > 0.5), as netspec.train.metrics counts."""
+    def hits(y_true, y_pred):
+        ops = keras.ops
+        return ops.cast(ops.equal(ops.greater(y_true, 0.5), ops.greater(y_pred, cut)), "float32")
+    return hits

@@ -68,7 +68,8 @@ class Progress:
 
         self._bar = Progress(TextColumn(f"epoch {epoch}/{epochs}"), BarColumn(), MofNCompleteColumn(),
                              TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                             TimeRemainingColumn(), console=Console(file=self.stream, force_terminal=True), transient=True)
+                             TimeRemainingColumn(), console=Console(file=self.stream, force_terminal=True),
+                             transient=True)
         self._bar.start()
         self._task = self._bar.add_task("train", total=batches, info="")
 
