@@ -403,6 +403,14 @@ def test_cli_train_evaluate_and_export(tmp_path, capsys):
     assert "--nproc launches torchrun" in capsys.readouterr().err
 
 
+def test_a_spec_without_training_setup_is_refused(tmp_path, capsys):
+    spec = tmp_path / "inference.net"
+    spec.write_text("network Inference {\n    input x: [4]\n    y = x -> dense(2)\n    output y\n}\n")
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 4), np.float32))
+    assert main(["train", str(spec), "--data", str(tmp_path / "d.npz")]) == 2
+    assert "network Inference has no loss statement; training and evaluation need one" in capsys.readouterr().err
+
+
 def test_progress_bar_on_a_terminal(small):
     import io
 

@@ -74,6 +74,13 @@ def _network(spec, network: str | None) -> ir.Network:
         raise UsageError(f"no network '{network}' in the spec; networks: {names}") from None
 
 
+def _training_setup(net: ir.Network, optimizer: bool) -> None:
+    if not net.loss:
+        raise UsageError(f"network {net.name} has no loss statement; training and evaluation need one")
+    if optimizer and net.optimizer is None:
+        raise UsageError(f"network {net.name} has no optimizer statement; training needs one")
+
+
 def spec_digest(network: ir.Network) -> str:
     """A hash of the network's meaning: resuming refuses a state trained for another network."""
     return hashlib.sha256(json.dumps(network.model_dump(), sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -146,6 +153,7 @@ def evaluate(spec, weights, data, *, backend: str = "torch", batch_size: int = 2
     net = _network(spec, network)
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1; received {batch_size}")
+    _training_setup(net, optimizer=False)
     weights = _check_weights(weights, net)
     if weights is None:
         raise UsageError("evaluate needs weights (a canonical .safetensors checkpoint)")
@@ -185,6 +193,7 @@ def fit(spec, data, val=None, *, backend: str = "torch", epochs: int = 1, batch_
     for flag, value, low in (("--epochs", epochs, 1), ("--batch-size", batch_size, 1), ("--replicas", replicas, 1)):
         if value < low:
             raise UsageError(f"{flag} must be at least {low}; received {value}")
+    _training_setup(net, optimizer=True)
     if replicas > 1 and backend != "keras":
         raise UsageError("--replicas applies to --backend keras (for torch, use --nproc or torchrun)")
     # 1. data and weights: checked before anything is built or written
