@@ -237,6 +237,7 @@ def _relaunch_argv(args) -> list[str]:
         if value is not None:
             argv += [flag, str(value)]
     for flag, on in (("--resume", args.resume), ("--overwrite", args.overwrite), ("--no-shuffle", args.no_shuffle),
+                     ("--no-value-check", args.no_value_check),
                      ("--amp", args.amp), ("--fsdp", args.fsdp), ("--keep-epochs", args.keep_epochs)):
         if on:
             argv.append(flag)
@@ -268,7 +269,8 @@ def cmd_train(args) -> int:
                        batch_size=args.batch_size, seed=args.seed, weights=args.weights, out=args.out,
                        resume=args.resume, overwrite=args.overwrite, network=network, shuffle=not args.no_shuffle,
                        device=args.device, amp=args.amp, fsdp=args.fsdp, replicas=args.replicas,
-                       keep_epochs=args.keep_epochs, progress=args.progress, threads=args.threads)
+                       keep_epochs=args.keep_epochs, progress=args.progress, threads=args.threads,
+                       check_values=not args.no_value_check)
     import os
 
     if int(os.environ.get("RANK", 0)) == 0:
@@ -317,6 +319,8 @@ def add_train_parsers(sub) -> None:
     t.add_argument("--keep-epochs", action="store_true", help="also keep epoch-NNN.safetensors for every epoch")
     t.add_argument("--network", metavar="NAME", help="which network (default: the first)")
     t.add_argument("--no-shuffle", action="store_true", help="visit samples in file order")
+    t.add_argument("--no-value-check", action="store_true",
+                   help="skip the scan for NaN and out-of-range ids (shapes and dtypes are still checked)")
     t.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     t.add_argument("--amp", action="store_true", help="torch: mixed precision (torch.autocast, bfloat16)")
     t.add_argument("--fsdp", action="store_true", help="torch: shard the model with FSDP (needs cuda, torchrun)")

@@ -87,6 +87,17 @@ def test_bad_data_is_refused_before_anything_is_written(small, tmp_path, name, m
     assert not out.exists()
 
 
+def test_value_scan_can_be_skipped_but_nan_still_stops_training(small, tmp_path):
+    bad = arrays()
+    bad["x"] = bad["x"].copy()
+    bad["x"][5, 0] = np.nan
+    with pytest.raises(TrainingError, match="the loss became nan"):
+        train.fit(small, bad, out=tmp_path / "run", check_values=False, batch_size=8, progress="quiet")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == []
+    with pytest.raises(DataError, match="missing array"):  # shapes and names are still checked
+        train.fit(small, {"x": bad["x"]}, check_values=False)
+
+
 @pytest.mark.parametrize("name,mutate,message", BAD[:4], ids=[b[0] for b in BAD[:4]])
 def test_bad_validation_data_is_refused_too(small, tmp_path, name, mutate, message):
     with pytest.raises(DataError, match="validation data"):

@@ -277,14 +277,16 @@ def vocab_sizes(network: ir.Network) -> dict[str, int]:
     return out
 
 
-def check_data(data: Dataset, network: ir.Network, role: str = "data", targets: bool = True) -> Dataset:
+def check_data(data: Dataset, network: ir.Network, role: str = "data", targets: bool = True,
+               scan: bool = True) -> Dataset:
     """Validate ``data`` against the spec's inputs (and targets); raise :class:`DataError` on the first problem.
 
     Checks, per array: present; per-sample shape equal to the spec's (run-time dimensions: any size,
     the same across the arrays that share the name); dtype kind (floats for float values, integers for
     integer values; floats are cast to the spec's precision); every array the same length; no NaN or
     infinity; class ids within ``[0, classes)``; embedding ids within ``[0, vocab)``. Arrays the spec
-    does not name are ignored (listed in ``data.ignored``). Memory maps are scanned in chunks.
+    does not name are ignored (listed in ``data.ignored``). Memory maps are scanned in chunks;
+    ``scan=False`` skips that scan (NaN and id ranges) for data too large to read twice.
     """
     import numpy as np
 
@@ -335,6 +337,8 @@ def check_data(data: Dataset, network: ir.Network, role: str = "data", targets: 
     n = next(iter(lengths.values()), 0)
     if n == 0:
         raise DataError(f"{role}: no samples (arrays of length 0)")
+    if not scan:
+        return data
     for v in values:
         a = data.arrays[v.name]
         where = f"{role}: array '{v.name}' ({_type_text(v)})"

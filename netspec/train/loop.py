@@ -171,7 +171,7 @@ def fit(spec, data, val=None, *, backend: str = "torch", epochs: int = 1, batch_
         weights=None, out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
         network: str | None = None, shuffle: bool = True, device: str = "cpu", amp: bool = False,
         fsdp: bool = False, replicas: int = 1, keep_epochs: bool = False, progress: str = "auto",
-        threads: int | None = None, eager: bool = False) -> TrainResult:
+        threads: int | None = None, eager: bool = False, check_values: bool = True) -> TrainResult:
     """Train a spec's network on ``data``; the Python form of ``netspec train``.
 
     ``spec``: a :class:`netspec.Spec`, a path or an IR network. ``data``/``val``: paths (``.npz``,
@@ -182,9 +182,10 @@ def fit(spec, data, val=None, *, backend: str = "torch", epochs: int = 1, batch_
     ``resume=True`` continues the run in ``out`` exactly where it stopped (to ``epochs`` in total).
 
     Every array is checked against the spec before the first step (:class:`DataError`); nothing is
-    written until the data and weights have passed. ``threads``: CPU threads per process (default: 1
-    for tiny models, see :func:`auto_threads`, else PyTorch's default). Returns a :class:`TrainResult` whose ``weights``
-    are the final canonical weights.
+    written until the data and weights have passed. ``check_values=False`` skips the scan for NaN and
+    id ranges (data too large to read twice; a NaN loss still stops training). ``threads``: CPU
+    threads per process (default: 1 for tiny models, see :func:`auto_threads`, else PyTorch's
+    default). Returns a :class:`TrainResult` whose ``weights`` are the final canonical weights.
     """
     t0 = time.perf_counter()
     net = _network(spec, network)
@@ -197,8 +198,9 @@ def fit(spec, data, val=None, *, backend: str = "torch", epochs: int = 1, batch_
     if replicas > 1 and backend != "keras":
         raise UsageError("--replicas applies to --backend keras (for torch, use --nproc or torchrun)")
     # 1. data and weights: checked before anything is built or written
-    train_ds = check_data(load_data(data, net), net, role="training data")
-    val_ds = check_data(load_data(val, net), net, role="validation data") if val is not None else None
+    train_ds = check_data(load_data(data, net), net, role="training data", scan=check_values)
+    val_ds = (check_data(load_data(val, net), net, role="validation data", scan=check_values)
+              if val is not None else None)
     state = None
     out_dir = Path(out) if out is not None else None
     if resume:
