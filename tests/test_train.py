@@ -290,6 +290,10 @@ def test_resume_refuses_another_setup_and_a_finished_run_is_not_overwritten(smal
         train.fit(small, arrays(), epochs=2, batch_size=8, out=out)
     with pytest.raises(UsageError, match="no training state"):
         train.fit(small, arrays(), epochs=2, batch_size=8, out=tmp_path / "other", resume=True)
+    keep = tmp_path / "keep"
+    train.fit(small, arrays(), epochs=2, batch_size=8, out=keep, keep_epochs=True, progress="quiet")
+    train.fit(small, arrays(), epochs=1, batch_size=8, out=keep, keep_epochs=True, overwrite=True, progress="quiet")
+    assert sorted(p.name for p in keep.glob("epoch-*")) == ["epoch-001.safetensors"]  # no stale epoch 2
 
 
 def test_start_from_weights(small, tmp_path):

@@ -231,6 +231,9 @@ def fit(spec, data, val=None, *, backend: str = "torch", epochs: int = 1, batch_
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"cannot create --out '{out_dir}': {exc}") from None
+        if overwrite and not resume:  # the replaced run's per-epoch files would be mistaken for this one's
+            for stale in out_dir.glob("epoch-[0-9][0-9][0-9]*.safetensors"):
+                stale.unlink()
     if weights is None:
         from ..weights import init_weights
 
