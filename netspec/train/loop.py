@@ -315,6 +315,7 @@ def fit(spec, data, val=None, *, backend: str = "torch", epochs: int = 1, batch_
             engine.barrier()
             report.end_epoch(epoch, epochs, {k: v for k, v in row.items() if k not in ("epoch", "seconds")})
         result.weights = engine.weights()
+        engine.barrier()  # every rank done before any tears the process group down
     finally:
         engine.close()
     result.seconds = time.perf_counter() - t0

@@ -122,6 +122,7 @@ class TorchEngine:
     def close(self) -> None:
         torch = _torch()
         if self.world > 1 and torch.distributed.is_initialized():
+            del self.model  # DDP's reducer holds the process group: release it first
             torch.distributed.destroy_process_group()
         torch.set_num_threads(self._saved[0])
         torch.set_rng_state(self._saved[1])
