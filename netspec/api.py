@@ -98,6 +98,18 @@ class Spec:
         with self._located():
             return backend.export(self.network(network), weights, opset=opset, keep_bn=keep_bn, seed=seed)
 
+    def fit(self, data, val=None, **options):
+        """Train on ``data`` (see :func:`netspec.train.fit` for the options); returns a ``TrainResult``."""
+        from .train import fit
+
+        return fit(self, data, val, **options)
+
+    def evaluate(self, weights, data, **options) -> dict:
+        """The spec's loss and accuracy of canonical ``weights`` on ``data`` (:func:`netspec.train.evaluate`)."""
+        from .train import evaluate
+
+        return evaluate(self, weights, data, **options)
+
 
 def parse_text(text: str, name: str = "<string>.net") -> Spec:
     """Parse and check spec text; the name's extension chooses the form."""

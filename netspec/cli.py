@@ -308,6 +308,162 @@ def _add_graph_parser(sub) -> None:
     g.set_defaults(func=cmd_graph)
 
 
+# train / evaluate (netspec/train) ---------------------------------------------------------------------------
+
+_TRAIN_EPILOG = """\
+--batch-size is the GLOBAL batch: under torchrun (or --nproc N) each process takes its part of every
+batch and gradients are averaged, so a run gives the same weights on 1 or N processes (see
+docs/training.md). Data: .npz (arrays named after the spec's inputs and targets), NAME.npy or
+NAME=PATH.npy (memory-mapped), a folder of .npy files, or .csv for tabular specs; --data may be
+repeated. Writes to --out: last.safetensors, best.safetensors, state.safetensors (--resume),
+metrics.jsonl, summary.json.
+"""
+
+
+def _train_errors(func):
+    """Run a train/evaluate command: bad data or options -> one-line usage error (exit 2)."""
+    def run(args) -> int:
+        from .train import DataError, TrainingError, UsageError
+
+        try:
+            return func(args)
+        except (DataError, UsageError) as exc:
+            raise _UsageError(str(exc)) from None
+        except TrainingError as exc:
+            print(f"netspec: training stopped: {exc}", file=sys.stderr)
+            return EXIT_SPEC
+        except OSError as exc:  # e.g. the disk filled up while writing a checkpoint (the old one is kept)
+            raise _UsageError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
+        except KeyboardInterrupt:  # pragma: no cover - interactive
+            print("netspec: interrupted; the last finished epoch's checkpoint is kept", file=sys.stderr)
+            return 130
+    return run
+
+
+def _relaunch_argv(args) -> list[str]:
+    """The `netspec train` arguments of ``args`` without --nproc (what each torchrun worker runs)."""
+    argv = ["train", args.file]
+    for d in args.data:
+        argv += ["--data", d]
+    for d in args.val or ():
+        argv += ["--val", d]
+    for flag, value in (("--backend", args.backend), ("--epochs", args.epochs), ("--batch-size", args.batch_size),
+                        ("--seed", args.seed), ("--weights", args.weights), ("--out", args.out),
+                        ("--network", args.network), ("--device", args.device), ("--threads", args.threads),
+                        ("--progress", args.progress), ("--format", args.format)):
+        if value is not None:
+            argv += [flag, str(value)]
+    for flag, on in (("--resume", args.resume), ("--overwrite", args.overwrite), ("--no-shuffle", args.no_shuffle),
+                     ("--no-value-check", args.no_value_check),
+                     ("--amp", args.amp), ("--fsdp", args.fsdp), ("--keep-epochs", args.keep_epochs)):
+        if on:
+            argv.append(flag)
+    return argv
+
+
+def cmd_train(args) -> int:
+    from . import train
+
+    if args.nproc is not None:
+        if args.nproc < 1:
+            raise _UsageError(f"--nproc must be at least 1; received {args.nproc}")
+        if args.backend != "torch":
+            raise _UsageError("--nproc launches torchrun and applies to --backend torch; "
+                              "for keras use --replicas N")
+        import os
+        import subprocess
+
+        if "WORLD_SIZE" in os.environ:
+            raise _UsageError("--nproc inside torchrun: drop --nproc (torchrun already started the processes)")
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
+               "-m", "netspec", *_relaunch_argv(args)]
+        env = dict(os.environ)
+        env.setdefault("OMP_NUM_THREADS", "1")
+        return subprocess.call(cmd, env=env)
+    spec = _load(args.file)
+    network = _network_name(spec, args.network)
+    result = train.fit(spec, args.data, args.val, backend=args.backend, epochs=args.epochs,
+                       batch_size=args.batch_size, seed=args.seed, weights=args.weights, out=args.out,
+                       resume=args.resume, overwrite=args.overwrite, network=network, shuffle=not args.no_shuffle,
+                       device=args.device, amp=args.amp, fsdp=args.fsdp, replicas=args.replicas,
+                       keep_epochs=args.keep_epochs, progress=args.progress, threads=args.threads,
+                       check_values=not args.no_value_check)
+    import os
+
+    if int(os.environ.get("RANK", 0)) == 0:
+        if args.format == "json":
+            print(json.dumps(result.to_json(), indent=2))
+        else:
+            print(result.render())
+    return EXIT_OK
+
+
+def cmd_evaluate(args) -> int:
+    from . import train
+
+    spec = _load(args.file)
+    network = _network_name(spec, args.network)
+    weights = _read_weights(args.weights)
+    if args.batch_size < 1:
+        raise _UsageError(f"--batch-size must be at least 1; received {args.batch_size}")
+    result = train.evaluate(spec, weights, args.data, backend=args.backend, batch_size=args.batch_size,
+                            network=network, device=args.device)
+    if args.format == "json":
+        print(json.dumps({"file": args.file, "network": spec.network(network).name, **result}, indent=2))
+    else:
+        print("  ".join(f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
+    return EXIT_OK
+
+
+def add_train_parsers(sub) -> None:
+    """The `train` and `evaluate` subcommands (netspec/train)."""
+    t = sub.add_parser("train", help="train a spec's network on data; canonical checkpoints, metrics, resume",
+                       description="Train the spec's network with its loss and optimizer.", epilog=_TRAIN_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("file", metavar="SPEC")
+    t.add_argument("--data", action="append", required=True, metavar="TRAIN",
+                   help="training data: .npz, NAME.npy, NAME=PATH.npy, a folder of .npy, or .csv (repeatable)")
+    t.add_argument("--val", action="append", metavar="VAL", help="validation data, same forms (repeatable)")
+    t.add_argument("--backend", choices=("torch", "keras"), default="torch")
+    t.add_argument("--epochs", type=int, default=1, help="total epochs (with --resume: up to this many)")
+    t.add_argument("--batch-size", type=int, default=32,
+                   help="GLOBAL batch size, split across processes (default 32)")
+    t.add_argument("--seed", type=int, default=0, help="initial weights, sample order and dropout (default 0)")
+    t.add_argument("--weights", metavar="W", help="start from canonical weights (.safetensors)")
+    t.add_argument("--out", metavar="DIR", help="write checkpoints, metrics.jsonl and summary.json here")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out exactly (optimizer included)")
+    t.add_argument("--overwrite", action="store_true", help="replace a finished or stopped run in --out")
+    t.add_argument("--keep-epochs", action="store_true", help="also keep epoch-NNN.safetensors for every epoch")
+    t.add_argument("--network", metavar="NAME", help="which network (default: the first)")
+    t.add_argument("--no-shuffle", action="store_true", help="visit samples in file order")
+    t.add_argument("--no-value-check", action="store_true",
+                   help="skip the scan for NaN and out-of-range ids (shapes and dtypes are still checked)")
+    t.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    t.add_argument("--amp", action="store_true", help="torch: mixed precision (torch.autocast, bfloat16)")
+    t.add_argument("--fsdp", action="store_true", help="torch: shard the model with FSDP (needs cuda, torchrun)")
+    t.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="torch: launch N data-parallel processes on this machine (torchrun --standalone)")
+    t.add_argument("--replicas", type=int, default=1, metavar="N",
+                   help="keras: N replicas with tf.distribute.MirroredStrategy (GPUs, else logical CPUs)")
+    t.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per process (default: 1 for tiny models, else the framework's default)")
+    t.add_argument("--progress", choices=("auto", "bar", "lines", "quiet"), default="auto",
+                   help="auto: a live bar on a terminal, one line per epoch otherwise (CI, pipes)")
+    t.add_argument("--format", choices=("text", "json"), default="text", help="the final summary's form")
+    t.set_defaults(func=_train_errors(cmd_train))
+
+    e = sub.add_parser("evaluate", help="the spec's loss (and accuracy) of canonical weights on data")
+    e.add_argument("file", metavar="SPEC")
+    e.add_argument("--weights", metavar="W", required=True, help="canonical weights (.safetensors)")
+    e.add_argument("--data", action="append", required=True, metavar="DATA", help="same forms as train --data")
+    e.add_argument("--backend", choices=("torch", "keras"), default="torch")
+    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--network", metavar="NAME")
+    e.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    e.add_argument("--format", choices=("text", "json"), default="text")
+    e.set_defaults(func=_train_errors(cmd_evaluate))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .backends import TARGETS
@@ -368,6 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--format", choices=("text", "json"), default="text")
     v.set_defaults(func=cmd_verify)
     _add_graph_parser(sub)
+    add_train_parsers(sub)
     return p
 
 
