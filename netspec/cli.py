@@ -153,6 +153,41 @@ def cmd_export(args) -> int:
     return EXIT_OK
 
 
+def cmd_import(args) -> int:
+    """ONNX -> a .net spec beside its canonical weights (both written, or neither)."""
+    import os
+
+    from .importers.onnx import ConversionError, import_onnx
+    from .weights import save_weights
+
+    if Path(args.output).suffix != ".net":
+        raise _UsageError(f"-o must name a .net file; received '{args.output}'")
+    weights_out = args.weights_out or str(Path(args.output).with_suffix(".safetensors"))
+    try:
+        result = import_onnx(args.model, network=args.network)
+    except ConversionError as exc:
+        print(f"netspec: error: {args.model}: {exc}", file=sys.stderr)
+        return EXIT_SPEC
+    existed = os.path.exists(weights_out)
+    try:
+        save_weights(result.weights, weights_out)
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        raise _UsageError(f"cannot write '{weights_out}': {exc}") from None
+    try:
+        write_atomic(args.output, result.text)
+    except BaseException:
+        if not existed and os.path.exists(weights_out):
+            os.unlink(weights_out)
+        raise
+    if args.mapping:
+        for name, source, shape in result.mapping:
+            print(f"{name} <- {source} {list(shape)}")
+    count = sum(int(a.size) for a in result.weights.values())
+    print(f"wrote {args.output} (network {result.network}) and {weights_out} "
+          f"({len(result.weights)} tensors, {count:,} values)", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_verify(args) -> int:
     from . import verify as v
 
@@ -248,6 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0)")
     v.add_argument("--format", choices=("text", "json"), default="text")
     v.set_defaults(func=cmd_verify)
+
+    im = sub.add_parser("import", help="an ONNX model as a .net spec and a canonical weights file")
+    im.add_argument("model", metavar="MODEL.onnx")
+    im.add_argument("-o", "--output", metavar="OUT.net", required=True)
+    im.add_argument("--weights-out", metavar="W", help="canonical weights (default: OUT.safetensors)")
+    im.add_argument("--network", metavar="NAME", help="the network's name (default: from the graph)")
+    im.add_argument("--mapping", action="store_true",
+                    help="print which initialiser each canonical weight came from")
+    im.set_defaults(func=cmd_import)
     return p
 
 
