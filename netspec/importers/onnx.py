@@ -125,6 +125,8 @@ class _Reader:
                     self.consumers.setdefault(t, []).append(i)
         self.absorbed: set[int] = set()
         self.folded_pads: dict[str, list[int]] = {}  # consumer's output -> pads folded into it
+        self.zeros: set[str] = set()  # zero-filled tensors of a run-time shape (initial states)
+        self.tm: dict[str, str] = {}  # a time-major tensor -> the batch-major tensor it views
         self.alias: dict[str, str] = {}  # tensors that are another tensor (Identity, Dropout)
         self.steps: list[_Step] = []
 
@@ -162,15 +164,37 @@ class _Reader:
         self.steps.append(_Step(text, [self.src(node.input[0])], output, node.name or output, op, dict(weights)))
 
     # translation -------------------------------------------------------------------------------
-    def run(self) -> None:
-        for i, node in enumerate(self.nodes):
-            if i in self.absorbed:
+    def _needed(self) -> set[int]:
+        """Nodes the outputs depend on; shape arithmetic that only sizes zero states is not."""
+        producer = {t: k for k, n in enumerate(self.nodes) for t in n.output if t}
+        needed: set[int] = set()
+        stack = [o.name for o in self.graph.output]
+        while stack:
+            k = producer.get(stack.pop())
+            if k is None or k in needed:
                 continue
+            needed.add(k)
+            node = self.nodes[k]
+            if node.op_type != "ConstantOfShape":  # its shape input only sizes the zeros
+                stack.extend(t for t in node.input if t)
+        return needed
+
+    def run(self) -> None:
+        for node in self.nodes:  # constants first: patterns look ahead at their consumers' constants
             if node.op_type == "Constant":
                 value = _attrs(node).get("value")
                 if value is None:
                     self.fail(node, "only tensor constants are supported")
                 self.consts[node.output[0]] = numpy_helper.to_array(value)
+        needed = self._needed()
+        for i, node in enumerate(self.nodes):
+            if i in self.absorbed or i not in needed or node.op_type == "Constant":
+                continue
+            if node.op_type == "ConstantOfShape":
+                value = _attrs(node).get("value")
+                if value is not None and np.any(numpy_helper.to_array(value)):
+                    self.fail(node, "only zero-filled tensors (initial states) have an equivalent")
+                self.zeros.add(node.output[0])
                 continue
             fn = getattr(self, f"op_{node.op_type}", None)
             if node.op_type in _SKIP:
@@ -540,12 +564,6 @@ class _Reader:
 
     op_Unsqueeze = op_Squeeze
 
-    def op_Transpose(self, i, node):
-        perm = _attrs(node).get("perm")
-        if perm is None or perm[0] != 0:
-            self.fail(node, "a transpose must keep the batch axis first")
-        self.add(node, f"permute(({', '.join(str(p - 1) for p in perm[1:])}{',' if len(perm) == 2 else ''}))")
-
     def op_Resize(self, i, node):
         a = _attrs(node)
         mode = a.get("mode", "nearest")
@@ -578,6 +596,157 @@ class _Reader:
                                                 name=node.name, mode=_attrs(node).get("mode", "nearest"),
                                                 coordinate_transformation_mode="asymmetric",
                                                 nearest_mode="floor"))
+
+    # recurrent layers ------------------------------------------------------------------------------
+    # ONNX's LSTM/GRU/RNN are time-major ([T, N, F]); the language's are batch-major per sample. A
+    # time-major tensor is tracked as a view of a batch-major one (self.tm), never written as a value.
+
+    def op_Transpose(self, i, node):
+        perm = list(_attrs(node).get("perm") or [])
+        if perm == [1, 0, 2]:
+            src = self.src(node.input[0])
+            if src in self.tm:  # back to batch-major
+                self.alias[node.output[0]] = self.tm[src]
+            else:
+                self.tm[node.output[0]] = src
+            return
+        if not perm or perm[0] != 0:
+            self.fail(node, "a transpose must keep the batch axis first")
+        self.add(node, f"permute(({', '.join(str(p - 1) for p in perm[1:])}{',' if len(perm) == 2 else ''}))")
+
+    def _consumer(self, tensor: str, op_type: str, **want) -> tuple[int, onnx.NodeProto] | None:
+        found = self.only_consumer(tensor)
+        if found is None or found[1].op_type != op_type:
+            return None
+        a = _attrs(found[1])
+        for key, value in want.items():
+            got = a.get(key)
+            if key == "axes" and got is None and len(found[1].input) > 1 and found[1].input[1] in self.consts:
+                got = [int(v) for v in self.consts[found[1].input[1]]]
+            if key == "shape":
+                got = [int(v) for v in self.consts.get(found[1].input[1], [])] if len(found[1].input) > 1 else None
+            if got is not None and not isinstance(got, int):
+                got = list(got)
+            if got != value:
+                return None
+        return found
+
+    def _recurrent(self, i, node, kind: str):
+        a = _attrs(node)
+        for k, what in ((4, "sequence_lens"), (7, "peephole weights")):
+            if len(node.input) > k and node.input[k]:
+                self.fail(node, f"{what} have no equivalent")
+        for k in (5, 6):
+            if len(node.input) > k and node.input[k]:
+                init = node.input[k]
+                if init not in self.zeros and (init not in self.consts or np.any(self.consts[init])):
+                    self.fail(node, "only zero initial states have an equivalent")
+        if a.get("clip") is not None or a.get("input_forget", 0):
+            self.fail(node, "clip and input_forget have no equivalent")
+        default_acts = {"lstm": ["Sigmoid", "Tanh", "Tanh"], "gru": ["Sigmoid", "Tanh"], "simple_rnn": ["Tanh"]}
+        acts = [x.decode() if isinstance(x, bytes) else x for x in a.get("activations", [])]
+        if acts and acts[: len(default_acts[kind])] != default_acts[kind]:
+            self.fail(node, f"activations {acts} have no equivalent (the defaults only)")
+        if kind == "gru" and not a.get("linear_before_reset", 0):
+            self.fail(node, "GRU with linear_before_reset=0 has no equivalent: the language's gru applies the "
+                            "reset gate after the recurrent product (PyTorch's form, Keras's reset_after=True)")
+        direction = a.get("direction", "forward")
+        if direction == "reverse":
+            self.fail(node, "a reverse-only recurrent layer has no equivalent (bidirectional runs both ways)")
+        layout = a.get("layout", 0)
+        x = self.src(node.input[0])
+        if layout == 0:
+            if x not in self.tm:
+                self.fail(node, "its time-major input does not come from a batch-major value (Transpose [1, 0, 2])")
+            x = self.tm[x]
+        W = self.const(node.input[1], node, "W")
+        R = self.const(node.input[2], node, "R")
+        B = self.const(node.input[3], node, "B") if len(node.input) > 3 and node.input[3] else None
+        units = int(a.get("hidden_size", R.shape[-1]))
+        order = {"lstm": (0, 2, 3, 1), "gru": (1, 0, 2), "simple_rnn": (0,)}[kind]
+
+        def gates(m):
+            blocks = np.split(m, len(order), axis=0)
+            return np.concatenate([blocks[k] for k in order], axis=0)
+
+        dirs = 2 if direction == "bidirectional" else 1
+        weights = {}
+        for d, prefix in enumerate(("forward.", "backward.")[:dirs] if dirs == 2 else ("",)):
+            weights[f"{prefix}kernel"] = gates(W[d])
+            weights[f"{prefix}recurrent_kernel"] = gates(R[d])
+            if B is not None:
+                wb, rb = np.split(B[d], 2)
+                if kind == "gru":
+                    weights[f"{prefix}bias"], weights[f"{prefix}recurrent_bias"] = gates(wb), gates(rb)
+                else:
+                    weights[f"{prefix}bias"] = gates(wb + rb)
+        outs = list(node.output) + [""] * 3
+        y, yh = outs[0], outs[1]
+        used = [bool(t) and bool(self.consumers.get(t)) or t in {o.name for o in self.graph.output}
+                for t in outs[:3]]
+        if used[2]:
+            self.fail(node, "the cell state output has no equivalent")
+        if used[0] and used[1]:
+            self.fail(node, "using both the sequence and the final state has no equivalent yet")
+        merge, out, time_major = None, None, False
+        if used[1]:  # final state [D, N, u]
+            if dirs == 1 and (c := self._consumer(yh, "Squeeze", axes=[0])):
+                out = c
+            elif dirs == 2 and (t := self._consumer(yh, "Transpose", perm=[1, 0, 2])) and \
+                    (c := self._consumer(t[1].output[0], "Reshape", shape=[0, -1])):
+                self.absorbed.add(t[0])
+                out, merge = c, "concat"
+            elif dirs == 2:
+                for op_type, mode in (("ReduceSum", "sum"), ("ReduceMean", "ave"), ("ReduceProd", "mul")):
+                    if c := self._consumer(yh, op_type, axes=[0], keepdims=0):
+                        out, merge = c, mode
+                        break
+            sequences = False
+        else:  # every step [T, D, N, u]
+            sequences = True
+            if dirs == 1 and (c := self._consumer(y, "Squeeze", axes=[1])):
+                out, time_major = c, True
+            elif dirs == 1 and (t := self._consumer(y, "Transpose", perm=[2, 0, 1, 3])) and \
+                    (c := self._consumer(t[1].output[0], "Squeeze", axes=[2])):
+                self.absorbed.add(t[0])
+                out = c
+            elif dirs == 2 and (t := self._consumer(y, "Transpose", perm=[0, 2, 1, 3])) and \
+                    (c := self._consumer(t[1].output[0], "Reshape", shape=[0, 0, -1])):
+                self.absorbed.add(t[0])
+                out, merge, time_major = c, "concat", True
+            elif dirs == 2 and (t := self._consumer(y, "Transpose", perm=[2, 0, 1, 3])) and \
+                    (c := self._consumer(t[1].output[0], "Reshape", shape=[0, 0, -1])):
+                self.absorbed.add(t[0])
+                out, merge = c, "concat"
+            elif dirs == 2:
+                for op_type, mode in (("ReduceSum", "sum"), ("ReduceMean", "ave"), ("ReduceProd", "mul")):
+                    if c := self._consumer(y, op_type, axes=[1], keepdims=0):
+                        out, merge, time_major = c, mode, True
+                        break
+        if out is None:
+            self.fail(node, "its outputs are used in a way the language cannot express (expected the "
+                            "sequence or the final state, squeezed, or merged across directions)")
+        self.absorbed.add(out[0])
+        call = f"{kind}({units}{', return_sequences=true' if sequences else ''}"
+        call += ", use_bias=false)" if B is None else ")"
+        op = kind
+        if dirs == 2:
+            call = f"bidirectional({call}{'' if merge == 'concat' else f', merge_mode={merge}'})"
+            op = "bidirectional"
+        result = out[1].output[0]
+        if time_major:
+            self.tm[result] = result + "#batch_major"
+            result = result + "#batch_major"
+        self.steps.append(_Step(call, [x], result, node.name or result, op, weights))
+
+    def op_LSTM(self, i, node):
+        self._recurrent(i, node, "lstm")
+
+    def op_GRU(self, i, node):
+        self._recurrent(i, node, "gru")
+
+    def op_RNN(self, i, node):
+        self._recurrent(i, node, "simple_rnn")
 
     def op_Gather(self, i, node):
         data = node.input[0]
