@@ -219,6 +219,68 @@ def cmd_export(args) -> int:
     return EXIT_OK
 
 
+def cmd_import(args) -> int:
+    """ONNX -> a .net spec beside its canonical weights (both written, or neither)."""
+    import os
+
+    from .importers.onnx import ConversionError, import_onnx
+    from .weights import save_weights
+
+    if Path(args.output).suffix != ".net":
+        raise _UsageError(f"-o must name a .net file; received '{args.output}'")
+    weights_out = args.weights_out or str(Path(args.output).with_suffix(".safetensors"))
+    try:
+        result = import_onnx(args.model, network=args.network)
+    except ConversionError as exc:
+        print(f"netspec: error: {args.model}: {exc}", file=sys.stderr)
+        return EXIT_SPEC
+    existed = os.path.exists(weights_out)
+    try:
+        save_weights(result.weights, weights_out)
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        raise _UsageError(f"cannot write '{weights_out}': {exc}") from None
+    try:
+        write_atomic(args.output, result.text)
+    except BaseException:
+        if not existed and os.path.exists(weights_out):
+            os.unlink(weights_out)
+        raise
+    if args.mapping:
+        for name, source, shape in result.mapping:
+            print(f"{name} <- {source} {list(shape)}")
+    count = sum(int(a.size) for a in result.weights.values())
+    print(f"wrote {args.output} (network {result.network}) and {weights_out} "
+          f"({len(result.weights)} tensors, {count:,} values)", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_weights_import(args) -> int:
+    """A PyTorch or Keras checkpoint -> canonical safetensors for a spec (written whole, or not at all)."""
+    from .importers.weights import WeightsImportError, read_mapping, weights_from_keras, weights_from_torch
+    from .weights import save_weights
+
+    spec = _load(args.spec)
+    network = _network_name(spec, args.network)
+    source = args.checkpoint
+    kind = args.source
+    if kind is None:
+        kind = "keras" if source.endswith((".keras", ".weights.h5", ".h5")) else "torch"
+    try:
+        mapping = read_mapping(args.mapping) if args.mapping else None
+        importer = weights_from_keras if kind == "keras" else weights_from_torch
+        result = importer(source, spec, network, mapping)
+    except (WeightsImportError, OSError) as exc:
+        print(f"netspec: error: {source}: {exc}", file=sys.stderr)
+        return EXIT_SPEC
+    save_weights(result.weights, args.output)
+    if args.report:
+        print(result.report())
+    count = sum(int(a.size) for a in result.weights.values())
+    print(f"wrote {args.output}: {len(result.weights)} tensors, {count:,} values, matched {result.how}",
+          file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_verify(args) -> int:
     from . import verify as v
 
@@ -525,6 +587,30 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_verify)
     _add_graph_parser(sub)
     add_train_parsers(sub)
+
+    w = sub.add_parser("weights", help="bring pretrained weights in: PyTorch or Keras checkpoints -> canonical")
+    wsub = w.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
+    wi = wsub.add_parser("import", help="match a checkpoint's layers to the spec's and write canonical safetensors")
+    wi.add_argument("spec", metavar="SPEC")
+    wi.add_argument("checkpoint", metavar="CHECKPOINT",
+                    help=".pt/.pth (read with weights_only=True), .safetensors, .keras or .weights.h5")
+    wi.add_argument("-o", "--output", metavar="OUT.safetensors", required=True)
+    wi.add_argument("--from", dest="source", choices=("torch", "keras"),
+                    help="the checkpoint's framework (default: from the file name)")
+    wi.add_argument("--mapping", metavar="FILE", help="pairs fixed by hand: 'spec_layer = checkpoint_layer' lines")
+    wi.add_argument("--network", metavar="NAME")
+    wi.add_argument("--report", action="store_true", help="print the mapping: spec name <- checkpoint name, "
+                                                          "shape, conversion")
+    wi.set_defaults(func=cmd_weights_import)
+
+    im = sub.add_parser("import", help="an ONNX model as a .net spec and a canonical weights file")
+    im.add_argument("model", metavar="MODEL.onnx")
+    im.add_argument("-o", "--output", metavar="OUT.net", required=True)
+    im.add_argument("--weights-out", metavar="W", help="canonical weights (default: OUT.safetensors)")
+    im.add_argument("--network", metavar="NAME", help="the network's name (default: from the graph)")
+    im.add_argument("--mapping", action="store_true",
+                    help="print which initialiser each canonical weight came from")
+    im.set_defaults(func=cmd_import)
     return p
 
 

@@ -1,0 +1,1 @@
+"""Bring existing models in: ONNX graphs to specs (``netspec import``)."""

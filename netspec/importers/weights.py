@@ -1,0 +1,521 @@
+"""Pretrained weights in: PyTorch and Keras checkpoints -> canonical weights of a spec.
+
+Two ways to match a checkpoint's layers to the spec's:
+
+- by name, when the checkpoint came from netspec's own generated code: it is loaded
+  into the generated model (strictly) and read back in canonical form;
+- by structure otherwise: the checkpoint's weighted layers and the spec's are put in
+  data-flow order (the number of weighted layers on the longest path from an input,
+  then their own order) and paired one by one, each pair checked op against layer
+  kind and tensor by tensor against the canonical shapes, with the layout converted
+  (Keras kernels HWIO -> OIHW, dense kernels transposed, depthwise kernels, RNN gate
+  orders). A projection shortcut that a framework builds before the main path sits at
+  a smaller depth than the main path's last convolution in both graphs, so it pairs
+  with the spec's shortcut whatever the order of declaration. A checkpoint without
+  a graph (a state_dict file) is paired in its own order, with a small look-ahead for
+  shortcuts declared out of order.
+
+``mapping`` (``{spec layer: checkpoint layer}``) fixes pairs by hand. Any mismatch
+raises :class:`WeightsImportError` naming both sides; nothing is returned half-done.
+Checkpoint files are read with safe loaders only: ``torch.load(weights_only=True)``,
+safetensors, HDF5 through h5py, and ``.keras`` archives with Keras's safe mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import ir
+
+
+class WeightsImportError(Exception):
+    """A checkpoint that does not fit the spec; the message names both sides."""
+
+
+@dataclass
+class Group:
+    """One weighted layer of a checkpoint: its name, kind and tensors (framework layout)."""
+
+    name: str
+    kind: str                 # torch: module class name or 'state'; keras: layer class name
+    tensors: dict[str, np.ndarray]
+    depth: int = 0
+    order: int = 0
+    framework: str = "torch"
+
+
+@dataclass
+class Pair:
+    spec_layer: str
+    op: str
+    source: str
+    tensors: list[tuple[str, tuple[int, ...], str]] = field(default_factory=list)  # (canonical, shape, how)
+
+
+@dataclass
+class Result:
+    """Canonical weights and the mapping report (spec name <- checkpoint name, shape, conversion)."""
+
+    weights: dict[str, np.ndarray]
+    pairs: list[Pair]
+    how: str  # "by name" or "by structure"
+
+    def report(self) -> str:
+        lines = [f"matched {len(self.pairs)} layers {self.how}:"]
+        for p in self.pairs:
+            lines.append(f"  {p.spec_layer} ({p.op}) <- {p.source}")
+            for name, shape, how in p.tensors:
+                lines.append(f"      {name} {list(shape)}{'  ' + how if how else ''}")
+        return "\n".join(lines)
+
+
+# the spec's side ----------------------------------------------------------------------------------
+
+def _spec_layers(network: ir.Network) -> list[tuple[ir.Node, int, int]]:
+    """(first node, weighted depth, order) of each weight owner."""
+    depth: dict[str, int] = {}
+    owners: dict[str, tuple[ir.Node, int, int]] = {}
+    for k, n in enumerate(network.nodes):
+        d = max((depth.get(i, 0) for i in n.inputs), default=0) + (1 if n.params else 0)
+        depth[n.name] = d
+        if n.params and n.layer not in owners:
+            owners[n.layer] = (n, d, k)
+    return list(owners.values())
+
+
+# conversions (framework layout -> canonical) ------------------------------------------------------
+
+def _gates(w: np.ndarray, order: tuple[int, ...]) -> np.ndarray:
+    blocks = np.split(w, len(order), axis=0)
+    return np.concatenate([blocks[i] for i in order], axis=0)
+
+
+def _torch_to_canonical(node: ir.Node, g: Group) -> dict[str, tuple[np.ndarray, str]]:
+    t, op = g.tensors, node.op
+    if op in ("simple_rnn", "lstm", "gru", "bidirectional"):
+        out = {}
+        kind = node.attrs["layer"]["op"] if op == "bidirectional" else op
+        for prefix, suffix in ((("forward.", ""), ("backward.", "_reverse")) if op == "bidirectional"
+                               else (("", ""),)):
+            out[f"{prefix}kernel"] = (t[f"weight_ih_l0{suffix}"], "")
+            out[f"{prefix}recurrent_kernel"] = (t[f"weight_hh_l0{suffix}"], "")
+            if f"bias_ih_l0{suffix}" in t:
+                if kind == "gru":
+                    out[f"{prefix}bias"] = (t[f"bias_ih_l0{suffix}"], "")
+                    out[f"{prefix}recurrent_bias"] = (t[f"bias_hh_l0{suffix}"], "")
+                else:
+                    out[f"{prefix}bias"] = (t[f"bias_ih_l0{suffix}"] + t[f"bias_hh_l0{suffix}"],
+                                            "bias_ih + bias_hh")
+        return out
+    names = {"batchnorm": {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
+                           "moving_variance": "running_var"},
+             "layernorm": {"gamma": "weight", "beta": "bias"},
+             "embedding": {"embeddings": "weight"}}.get(op, {"kernel": "weight", "bias": "bias"})
+    return {canon: (t[src], "" if canon == src else f"= {src}") for canon, src in names.items() if src in t}
+
+
+def _keras_to_canonical(node: ir.Node, g: Group) -> dict[str, tuple[np.ndarray, str]]:
+    t, op = g.tensors, node.op
+    if op in ("simple_rnn", "lstm", "gru", "bidirectional"):
+        kind = node.attrs["layer"]["op"] if op == "bidirectional" else op
+        swap = (1, 0, 2) if kind == "gru" else (0, 1, 2, 3)[: {"lstm": 4, "simple_rnn": 1}.get(kind, 4)]
+        out = {}
+        for prefix, sub in ((("forward.", "forward/"), ("backward.", "backward/")) if op == "bidirectional"
+                            else (("", ""),)):
+            if kind == "gru" and t[f"{sub}bias"].ndim != 2:
+                raise WeightsImportError(f"{g.name}: a GRU with reset_after=False computes another function than "
+                                         f"the spec's gru (reset gate after the recurrent product)")
+            out[f"{prefix}kernel"] = (_gates(t[f"{sub}kernel"].T, swap), "transposed" +
+                                      (", gates z,r,h -> r,z,n" if kind == "gru" else ""))
+            out[f"{prefix}recurrent_kernel"] = (_gates(t[f"{sub}recurrent_kernel"].T, swap), "transposed")
+            if f"{sub}bias" in t:
+                b = t[f"{sub}bias"]
+                if kind == "gru":
+                    out[f"{prefix}bias"] = (_gates(b[0], swap), "row 0")
+                    out[f"{prefix}recurrent_bias"] = (_gates(b[1], swap), "row 1")
+                else:
+                    out[f"{prefix}bias"] = (b, "")
+        return out
+    out = {}
+    for name, arr in t.items():
+        how = ""
+        if op == "dense" and name == "kernel":
+            arr, how = arr.T, "transposed"
+        elif (name == "depthwise_kernel") or (op == "depthwise_conv2d" and name == "kernel"):
+            kh, kw, c, m = arr.shape
+            arr, how = arr.transpose(2, 3, 0, 1).reshape(c * m, 1, kh, kw), "HWCM -> (C*M)1HW"
+            name = "kernel" if op == "depthwise_conv2d" else name
+        elif name in ("kernel", "pointwise_kernel") and arr.ndim >= 3:
+            n = arr.ndim
+            arr = arr.transpose((n - 1, n - 2, *range(n - 2)))
+            how = "HWIO -> OIHW" if not op.startswith("conv_transpose") else "HWOI -> IOHW"
+        out[name] = (arr, how)
+    return out
+
+
+_TORCH_KINDS = {
+    "dense": {"Linear", "state"}, "embedding": {"Embedding", "state"},
+    "batchnorm": {"BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "state"}, "layernorm": {"LayerNorm", "state"},
+    "lstm": {"LSTM", "state"}, "gru": {"GRU", "state"}, "simple_rnn": {"RNN", "state"},
+}
+_KERAS_KINDS = {
+    "dense": {"Dense"}, "embedding": {"Embedding"}, "batchnorm": {"BatchNormalization"},
+    "layernorm": {"LayerNormalization"}, "lstm": {"LSTM"}, "gru": {"GRU"}, "simple_rnn": {"SimpleRNN"},
+    "depthwise_conv2d": {"DepthwiseConv2D"}, "separable_conv2d": {"SeparableConv2D"},
+    "bidirectional": {"Bidirectional"},
+}
+
+
+def _kind_fits(node: ir.Node, g: Group) -> bool:
+    op = node.op
+    if g.framework == "torch":
+        if op.startswith(("conv", "depthwise")):
+            return g.kind == "state" or g.kind.startswith("Conv")
+        if op == "bidirectional":
+            return g.kind in ("state", {"lstm": "LSTM", "gru": "GRU", "simple_rnn": "RNN"}[node.attrs["layer"]["op"]])
+        return g.kind in _TORCH_KINDS.get(op, {"state"})
+    if op.startswith("conv_transpose"):
+        return g.kind.startswith("Conv") and g.kind.endswith("Transpose")
+    if op.startswith("conv"):
+        return g.kind.startswith("Conv") and not g.kind.endswith("Transpose")
+    return g.kind in _KERAS_KINDS.get(op, set())
+
+
+def _convert(node: ir.Node, g: Group) -> tuple[dict[str, np.ndarray], Pair] | str:
+    """The pair's canonical tensors, or why they do not fit."""
+    if not _kind_fits(node, g):
+        return f"'{g.name}' is a {g.kind}, the spec's layer is {node.op}"
+    try:
+        conv = (_torch_to_canonical if g.framework == "torch" else _keras_to_canonical)(node, g)
+    except KeyError as exc:
+        return f"'{g.name}' has no tensor {exc}"
+    want = {p.name: p.shape for p in node.params}
+    out, pair = {}, Pair(node.layer, node.op, g.name)
+    for name, shape in want.items():
+        if name not in conv:
+            return f"'{g.name}' has no tensor for '{name}' {list(shape)}"
+        arr, how = conv[name]
+        if tuple(arr.shape) != tuple(shape):
+            return f"'{g.name}': '{name}' has shape {list(arr.shape)} after conversion, the spec expects {list(shape)}"
+        out[f"{node.layer}.{name}"] = np.ascontiguousarray(arr, dtype=np.float32)
+        pair.tensors.append((f"{node.layer}.{name}", tuple(shape), how))
+    extra = sorted(set(conv) - set(want))
+    if extra:
+        return f"'{g.name}' has tensors the spec's {node.op} does not ({', '.join(extra)})"
+    return out, pair
+
+
+def match(network: ir.Network, groups: list[Group], mapping: dict[str, str] | None = None,
+          ordered_by_graph: bool = True) -> Result:
+    """Pair checkpoint groups with the spec's weighted layers (see the module docstring)."""
+    layers = _spec_layers(network)
+    by_name = {g.name: g for g in groups}
+    mapping = dict(mapping or {})
+    known = {n.layer for n, _, _ in layers}
+    for s, c in mapping.items():
+        if s not in known:
+            raise WeightsImportError(f"mapping: the spec has no weighted layer '{s}'")
+        if c not in by_name:
+            raise WeightsImportError(f"mapping: the checkpoint has no weighted layer '{c}'")
+    key = (lambda d, o: (d, o)) if ordered_by_graph else (lambda d, o: (0, o))
+    layers.sort(key=lambda x: key(x[1], x[2]))
+    pending = sorted((g for g in groups if g.name not in mapping.values()), key=lambda g: key(g.depth, g.order))
+    weights: dict[str, np.ndarray] = {}
+    pairs: list[Pair] = []
+    window = 8
+    for node, _, _ in layers:
+        if node.layer in mapping:
+            got = _convert(node, by_name[mapping[node.layer]])
+            if isinstance(got, str):
+                raise WeightsImportError(f"spec layer '{node.layer}' ({node.op}) <- {got}")
+        else:
+            if not pending:
+                raise WeightsImportError(f"spec layer '{node.layer}' ({node.op}) has no counterpart: the checkpoint's "
+                                         "weighted layers are used up")
+            got, reasons = None, []
+            for k, g in enumerate(pending[:window]):
+                attempt = _convert(node, g)
+                if isinstance(attempt, str):
+                    reasons.append(attempt)
+                    continue
+                got = attempt
+                del pending[k]
+                break
+            if got is None:
+                raise WeightsImportError(f"spec layer '{node.layer}' ({node.op}, "
+                                         f"{', '.join(f'{p.name} {list(p.shape)}' for p in node.params)}) has no "
+                                         f"counterpart in the checkpoint: {reasons[0]}")
+        arrays, pair = got
+        weights.update(arrays)
+        pairs.append(pair)
+    if pending:
+        names = ", ".join(g.name for g in pending[:5])
+        raise WeightsImportError(f"the checkpoint has {len(pending)} weighted layer(s) the spec does not: {names}")
+    bad = [k for k, v in weights.items() if not np.all(np.isfinite(v))]
+    if bad:
+        raise WeightsImportError(f"tensor '{bad[0]}' holds NaN or infinite values")
+    return Result(weights, pairs, "by structure")
+
+
+# PyTorch ----------------------------------------------------------------------------------------------
+
+def _torch_groups_from_state(state: dict[str, Any]) -> list[Group]:
+    groups: dict[str, Group] = {}
+    for key, value in state.items():
+        prefix, _, leaf = key.rpartition(".")
+        if leaf == "num_batches_tracked":
+            continue
+        arr = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+        if prefix not in groups:
+            groups[prefix] = Group(prefix, "state", {}, order=len(groups))
+        groups[prefix].tensors[leaf] = arr
+    return list(groups.values())
+
+
+def _torch_groups_from_module(module) -> tuple[list[Group], bool]:
+    """Weighted modules in data-flow order (torch.fx when the module traces; else registration order)."""
+    import torch
+
+    weighted = {name: m for name, m in module.named_modules()
+                if any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False))}
+    groups = {}
+    for k, (name, m) in enumerate(weighted.items()):
+        tensors = {n: t.detach().cpu().numpy() for n, t in [*m.named_parameters(recurse=False),
+                                                            *m.named_buffers(recurse=False)]
+                   if n != "num_batches_tracked"}
+        groups[name] = Group(name, type(m).__name__, tensors, order=k)
+    try:
+        graph = torch.fx.symbolic_trace(module).graph
+    except Exception:  # untraceable modules keep registration order
+        return list(groups.values()), False
+    depth: dict[Any, int] = {}
+    seen = set()
+    for k, n in enumerate(graph.nodes):
+        ins = [a for a in n.all_input_nodes]
+        d = max((depth.get(a, 0) for a in ins), default=0)
+        if n.op == "call_module" and n.target in groups and n.target not in seen:
+            d += 1
+            seen.add(n.target)
+            groups[n.target].depth, groups[n.target].order = d, k
+        depth[n] = d
+    return list(groups.values()), True
+
+
+def weights_from_torch(source, spec, network: str | None = None, mapping: dict[str, str] | None = None) -> Result:
+    """Canonical weights from an ``nn.Module``, a state_dict, or a ``.pt``/``.pth``/``.safetensors`` file."""
+    net = _network(spec, network)
+    graph = False
+    if isinstance(source, (str, Path)):
+        source = _read_torch_file(Path(source))
+    if hasattr(source, "state_dict") and hasattr(source, "named_modules"):
+        state = source.state_dict()
+        by_name = _by_name_torch(spec, network, state)
+        if by_name is not None:
+            return by_name
+        groups, graph = _torch_groups_from_module(source)
+    else:
+        if not isinstance(source, dict):
+            raise WeightsImportError(f"expected an nn.Module, a state_dict or a checkpoint path; received "
+                                     f"{type(source).__name__}")
+        canonical = _as_canonical(net, source)
+        if canonical is not None:
+            return canonical
+        by_name = _by_name_torch(spec, network, source)
+        if by_name is not None:
+            return by_name
+        groups = _torch_groups_from_state(source)
+    return match(net, groups, mapping, ordered_by_graph=graph)
+
+
+def _read_torch_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise WeightsImportError(f"no such checkpoint '{path}'")
+    if path.suffix == ".safetensors":
+        from safetensors.numpy import load_file
+
+        try:
+            return dict(load_file(str(path)))
+        except Exception as exc:
+            raise WeightsImportError(f"cannot read '{path}' as safetensors: {exc}") from None
+    import pickle
+
+    import torch
+
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "refused"
+        raise WeightsImportError(f"'{path}' is not a plain tensor checkpoint; torch.load(weights_only=True) "
+                                 f"refused it ({first}). netspec never unpickles arbitrary objects: save a "
+                                 "state_dict (or safetensors) instead") from None
+    except Exception as exc:
+        raise WeightsImportError(f"cannot read '{path}' as a PyTorch checkpoint: {exc}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(hasattr(v, "shape") for v in state.values()):
+        raise WeightsImportError(f"'{path}' does not hold a state_dict (a mapping of names to tensors)")
+    return state
+
+
+def _as_canonical(net: ir.Network, state: dict[str, Any]) -> Result | None:
+    """A mapping already in canonical names and shapes (netspec's own files)."""
+    want = {f"{layer}.{p.name}": p.shape for layer, params in net.layers().items() for p in params}
+    if set(state) != set(want):
+        return None
+    arrays = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v) for k, v in state.items()}
+    if any(tuple(arrays[k].shape) != tuple(s) for k, s in want.items()):
+        return None
+    return Result({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}, [], "by canonical name")
+
+
+def _by_name_torch(spec, network, state) -> Result | None:
+    """A state_dict of netspec's generated PyTorch model: load it strictly and read it back."""
+    try:
+        from ..backends import torch as backend
+
+        net = _network(spec, network)
+        model = backend.build(net)
+        model_keys = set(model.state_dict())
+        if set(state) != model_keys:
+            return None
+        import torch
+
+        model.load_state_dict({k: torch.as_tensor(np.asarray(v) if not hasattr(v, "detach") else v)
+                               for k, v in state.items()}, strict=True)
+        return Result(backend.export_canonical(model, net), [], "by name (netspec's generated PyTorch model)")
+    except Exception:  # not ours, or shapes differ: fall back to structure
+        return None
+
+
+# Keras ------------------------------------------------------------------------------------------------
+
+def _keras_groups(model) -> list[Group]:
+    """Weighted layers of a functional/sequential Keras model in data-flow order."""
+    layers = list(model.layers)
+    depth: dict[int, int] = {}
+    groups = []
+    for k, layer in enumerate(layers):
+        parents = []
+        for node in getattr(layer, "_inbound_nodes", [])[:1]:
+            for t in getattr(node, "input_tensors", []) or []:
+                hist = getattr(t, "_keras_history", None)
+                if hist is not None:
+                    parents.append(id(hist[0]))
+        d = max((depth.get(p, 0) for p in parents), default=0)
+        if layer.weights:
+            d += 1
+            tensors = {}
+            for v in layer.weights:
+                path = getattr(v, "path", v.name)
+                name = path.rsplit("/", 1)[-1]
+                if type(layer).__name__ == "Bidirectional":
+                    name = ("forward/" if "forward" in path else "backward/") + name
+                tensors[name] = np.asarray(v.numpy() if hasattr(v, "numpy") else v)
+            if type(layer).__name__ in ("Functional", "Sequential", "Model"):
+                raise WeightsImportError(f"layer '{layer.name}' is a nested model; import its layers from a "
+                                         "flat model")
+            groups.append(Group(layer.name, type(layer).__name__, tensors, depth=d, order=k, framework="keras"))
+        depth[id(layer)] = d
+    return groups
+
+
+def weights_from_keras(source, spec, network: str | None = None, mapping: dict[str, str] | None = None) -> Result:
+    """Canonical weights from a ``keras.Model`` or a ``.keras`` file (loaded in Keras's safe mode)."""
+    net = _network(spec, network)
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise WeightsImportError(f"no such checkpoint '{path}'")
+        if path.name.endswith(".weights.h5"):
+            return _from_weights_h5(path, spec, network, mapping)
+        import keras
+
+        try:
+            source = keras.saving.load_model(str(path), safe_mode=True, compile=False)
+        except Exception as exc:
+            raise WeightsImportError(f"cannot load '{path}' as a Keras model (safe mode): "
+                                     f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if not hasattr(source, "layers"):
+        raise WeightsImportError("expected a keras.Model or a .keras/.weights.h5 path; "
+                                 f"received {type(source).__name__}")
+    ours = _by_name_keras(net, source)
+    if ours is not None:
+        return ours
+    return match(net, _keras_groups(source), mapping, ordered_by_graph=True)
+
+
+def _by_name_keras(net: ir.Network, model) -> Result | None:
+    """A model whose layer names are the spec's (netspec's generated Keras model)."""
+    from ..backends import keras as backend
+
+    names = {layer.name for layer in model.layers if layer.weights}
+    want = {backend.keras_name(layer) for layer in net.layers()}
+    if not want or names != want:
+        return None
+    try:
+        return Result(backend.export_canonical(model, net), [], "by name (netspec's generated Keras model)")
+    except Exception:
+        return None
+
+
+def _from_weights_h5(path: Path, spec, network, mapping) -> Result:
+    """A ``.weights.h5`` file: loaded into netspec's generated Keras model by name, or paired by order."""
+    import h5py
+
+    net = _network(spec, network)
+    try:
+        from ..backends import keras as backend
+
+        model = backend.build(net)
+        model.load_weights(str(path))
+        return Result(backend.export_canonical(model, net), [], "by name (netspec's generated Keras model)")
+    except Exception:
+        pass
+    groups = []
+    try:
+        with h5py.File(str(path), "r") as f:
+            root = f.get("layers")
+            if root is None:
+                raise WeightsImportError(f"'{path}' is not a Keras 3 weights file (no 'layers' group)")
+            for k, name in enumerate(root.keys()):
+                tensors = {}
+                _h5_vars(root[name], "", tensors)
+                if tensors:
+                    groups.append(Group(name, "?", tensors, order=k, framework="keras"))
+    except OSError as exc:
+        raise WeightsImportError(f"cannot read '{path}' as HDF5: {exc}") from None
+    raise WeightsImportError(f"'{path}' holds weights without the model's graph ({len(groups)} layers); load the "
+                             "model in Keras and pass it (or its .keras file) so layers can be paired by structure")
+
+
+def _h5_vars(group, prefix: str, out: dict) -> None:
+    for key in group.keys():
+        item = group[key]
+        if hasattr(item, "keys"):
+            _h5_vars(item, f"{prefix}{key}/", out)
+        else:
+            out[f"{prefix}{key}"] = item[()]
+
+
+def _network(spec, name: str | None) -> ir.Network:
+    from ..weights import _network as pick
+
+    return pick(spec, name)
+
+
+def read_mapping(path: str | Path) -> dict[str, str]:
+    """A mapping file: one ``spec_layer = checkpoint_layer`` a line; ``#`` starts a comment."""
+    out = {}
+    for k, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if "=" not in line:
+            raise WeightsImportError(f"{path}:{k}: expected 'spec_layer = checkpoint_layer', received '{line}'")
+        left, right = (x.strip() for x in line.split("=", 1))
+        out[left] = right
+    return out

@@ -1,0 +1,376 @@
+"""netspec weights import: PyTorch and Keras checkpoints into canonical weights, proven by outputs."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+import netspec
+from netspec.cli import main
+from netspec.importers.weights import WeightsImportError, weights_from_keras, weights_from_torch
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+RNG = np.random.default_rng(0)
+
+
+def _close(got, want, rel=1e-4):
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape
+    assert np.max(np.abs(got - want)) <= rel * max(1.0, float(np.max(np.abs(want))))
+
+
+def _randomise_bn(module):
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            with torch.no_grad():
+                m.running_mean.normal_(0, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.normal_(1, 0.2)
+                m.bias.normal_(0, 0.2)
+
+
+# PyTorch ------------------------------------------------------------------------------------------------
+
+SMALL = """
+network Small {
+    input image: [3, 16, 16]
+    h = image -> conv2d(8, 3, padding=1, use_bias=false) -> batchnorm(eps=1e-5, momentum=0.9) -> relu
+        -> maxpool2d(2)
+    logits = h -> flatten -> dense(10)
+    output logits
+}
+"""
+
+
+class SmallNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8 * 8 * 8, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(torch.max_pool2d(torch.relu(self.bn(self.conv(x))), 2), 1))
+
+
+def _small():
+    torch.manual_seed(0)
+    model = SmallNet().eval()
+    _randomise_bn(model)
+    return model, netspec.parse_text(SMALL, "small.net")
+
+
+def test_torch_module_state_dict_and_files_agree(tmp_path):
+    model, spec = _small()
+    x = RNG.standard_normal((2, 3, 16, 16)).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    pth, st = tmp_path / "small.pth", tmp_path / "small.safetensors"
+    torch.save(model.state_dict(), pth)
+    from safetensors.torch import save_file
+
+    save_file(model.state_dict(), str(st))
+    results = [weights_from_torch(src, spec) for src in (model, model.state_dict(), pth, str(st))]
+    for r in results:
+        assert r.how == "by structure" and set(r.weights) == set(results[0].weights)
+        for k in r.weights:
+            np.testing.assert_array_equal(r.weights[k], results[0].weights[k])
+    got = spec.to_torch(weights=results[0].weights).eval()(torch.from_numpy(x)).detach().numpy()
+    _close(got, want, 1e-5)
+    report = results[0].report()
+    assert "h.batchnorm (batchnorm) <- bn" in report and "h.batchnorm.gamma [8]  = weight" in report
+
+
+def test_generated_model_round_trips_by_name():
+    spec = netspec.load(ROOT / "specs" / "lenet5.net")
+    weights = netspec.init_weights(spec, seed=4)
+    model = spec.to_torch(weights=weights)
+    for source in (model, model.state_dict()):
+        r = weights_from_torch(source, spec)
+        assert r.how.startswith("by name")
+        for k, v in weights.items():
+            np.testing.assert_array_equal(r.weights[k], v)
+
+
+def test_torch_recurrent_and_embedding():
+    text = """
+    network Tagger {
+        input tokens: int64[T]
+        h = tokens -> embedding(30, 8) -> bidirectional(lstm(6, return_sequences=true))
+            -> gru(5, return_sequences=true) -> dense(3)
+        output h
+    }
+    """
+
+    class Tagger(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(30, 8)
+            self.lstm = nn.LSTM(8, 6, batch_first=True, bidirectional=True)
+            self.gru = nn.GRU(12, 5, batch_first=True)
+            self.out = nn.Linear(5, 3)
+
+        def forward(self, x):
+            return self.out(self.gru(self.lstm(self.emb(x))[0])[0])
+
+    torch.manual_seed(1)
+    model = Tagger().eval()
+    spec = netspec.parse_text(text, "tagger.net")
+    r = weights_from_torch(model.state_dict(), spec)
+    ids = RNG.integers(0, 30, (2, 7))
+    with torch.no_grad():
+        want = model(torch.from_numpy(ids)).numpy()
+    _close(spec.to_torch(weights=r.weights).eval()(torch.from_numpy(ids)).detach().numpy(), want, 1e-5)
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        return self.relu(out + identity)
+
+
+class ResNet(nn.Module):
+    """torchvision's resnet.py form (Bottleneck, layers 3-4-6-3), written out: torchvision is not installed."""
+
+    def __init__(self, layers=(3, 4, 6, 3), num_classes=1000):
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1 = self._make_layer(64, layers[0])
+        self.layer2 = self._make_layer(128, layers[1], 2)
+        self.layer3 = self._make_layer(256, layers[2], 2)
+        self.layer4 = self._make_layer(512, layers[3], 2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(2048, num_classes)
+
+    def _make_layer(self, planes, blocks, stride=1):
+        downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes * 4, 1, stride, bias=False),
+                                   nn.BatchNorm2d(planes * 4))
+        out = [Bottleneck(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * 4
+        out += [Bottleneck(self.inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*out)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+@pytest.mark.slow
+def test_torchvision_form_resnet50_state_dict(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = ResNet().eval()
+    _randomise_bn(model)
+    path = tmp_path / "resnet50.pth"
+    torch.save(model.state_dict(), path)
+    out = tmp_path / "canonical.safetensors"
+    spec_path = ROOT / "specs" / "resnet50.net"
+    assert main(["weights", "import", str(spec_path), str(path), "-o", str(out), "--report"]) == 0
+    assert "features.0.skip.conv2d (conv2d) <- layer1.0.downsample.0" in capsys.readouterr().out
+    spec = netspec.load(spec_path)
+    weights = netspec.weights.load_weights(out)
+    x = RNG.standard_normal((1, 3, 224, 224)).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    _close(spec.to_torch(weights=weights).eval()(torch.from_numpy(x)).detach().numpy(), want)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(spec.to_onnx(weights).SerializeToString(), providers=["CPUExecutionProvider"])
+    _close(session.run(None, {session.get_inputs()[0].name: x})[0], want)
+
+
+# refusals -------------------------------------------------------------------------------------------------
+
+def test_mismatch_names_both_sides():
+    model, _ = _small()
+    wider = netspec.parse_text(SMALL.replace("conv2d(8, 3", "conv2d(16, 3").replace("[8]", "[16]"), "w.net")
+    with pytest.raises(WeightsImportError, match=r"spec layer 'h.conv2d' \(conv2d, kernel \[16, 3, 3, 3\]\) has no "
+                                                 r"counterpart.*'conv'.*\[8, 3, 3, 3\]"):
+        weights_from_torch(model.state_dict(), wider)
+
+
+def test_missing_and_extra_layers():
+    model, spec = _small()
+    state = model.state_dict()
+    fewer = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    with pytest.raises(WeightsImportError, match="'logits.dense' .* has no counterpart"):
+        weights_from_torch(fewer, spec)
+    more = dict(state, **{"extra.weight": torch.zeros(3, 3)})
+    with pytest.raises(WeightsImportError, match="1 weighted layer.* the spec does not: extra"):
+        weights_from_torch(more, spec)
+
+
+def test_nan_is_refused():
+    model, spec = _small()
+    state = model.state_dict()
+    state["fc.bias"][0] = float("nan")
+    with pytest.raises(WeightsImportError, match="NaN"):
+        weights_from_torch(state, spec)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, (f"touch {os.environ.get('NETSPEC_PWNED', '/nonexistent/pwned')}",))
+
+
+def test_pickle_payload_is_never_executed(tmp_path, monkeypatch, capsys):
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("NETSPEC_PWNED", str(marker))
+    evil = tmp_path / "evil.pth"
+    torch.save({"conv.weight": _Payload()}, evil)
+    _, spec = _small()
+    with pytest.raises(WeightsImportError, match="weights_only=True"):
+        weights_from_torch(evil, spec)
+    assert not marker.exists()
+    spec_file = tmp_path / "small.net"
+    spec_file.write_text(SMALL)
+    out = tmp_path / "w.safetensors"
+    assert main(["weights", "import", str(spec_file), str(evil), "-o", str(out)]) == 1
+    assert "never unpickles" in capsys.readouterr().err
+    assert not out.exists() and not marker.exists()
+
+
+def test_mapping_file_fixes_pairs(tmp_path):
+    text = """
+    network Two {
+        input x: [4]
+        a = x -> dense(4)
+        b = x -> dense(4)
+        y = add(a, b)
+        output y
+    }
+    """
+
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.second = nn.Linear(4, 4)
+            self.first = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.first(x) + self.second(x)
+
+    spec = netspec.parse_text(text, "two.net")
+    model = Two()
+    mapping = tmp_path / "map.txt"
+    mapping.write_text("# spec = checkpoint\na.dense = first\nb.dense = second\n")
+    from netspec.importers.weights import read_mapping
+
+    r = weights_from_torch(model.state_dict(), spec, mapping=read_mapping(mapping))
+    np.testing.assert_array_equal(r.weights["a.dense.kernel"], model.first.weight.detach().numpy())
+    unmapped = weights_from_torch(model.state_dict(), spec)  # by order: a <- second
+    np.testing.assert_array_equal(unmapped.weights["a.dense.kernel"], model.second.weight.detach().numpy())
+    mapping.write_text("a.dense = nowhere\n")
+    with pytest.raises(WeightsImportError, match="no weighted layer 'nowhere'"):
+        weights_from_torch(model.state_dict(), spec, mapping=read_mapping(mapping))
+
+
+# Keras ------------------------------------------------------------------------------------------------------
+
+keras = pytest.importorskip("keras")
+
+
+def _randomise_keras_bn(model):
+    for layer in model.layers:
+        if type(layer).__name__ == "BatchNormalization":
+            g, b, m, v = layer.get_weights()
+            layer.set_weights([RNG.normal(1, 0.2, g.shape).astype("f"), RNG.normal(0, 0.2, b.shape).astype("f"),
+                               RNG.normal(0, 0.2, m.shape).astype("f"), RNG.uniform(0.5, 2, v.shape).astype("f")])
+
+
+def test_keras_recurrent_model():
+    text = """
+    network Seq {
+        input tokens: int64[7]
+        h = tokens -> embedding(30, 8) -> bidirectional(gru(6, return_sequences=true), merge_mode=sum)
+            -> lstm(5) -> dense(3, activation=softmax)
+        output h
+    }
+    """
+    inp = keras.Input((7,), dtype="int64")
+    x = keras.layers.Embedding(30, 8)(inp)
+    x = keras.layers.Bidirectional(keras.layers.GRU(6, return_sequences=True), merge_mode="sum")(x)
+    x = keras.layers.LSTM(5)(x)
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(x))
+    spec = netspec.parse_text(text, "seq.net")
+    r = weights_from_keras(model, spec)
+    ids = RNG.integers(0, 30, (2, 7))
+    want = np.asarray(model(ids))
+    got = spec.to_torch(weights=r.weights).eval()(torch.from_numpy(ids)).detach().numpy()
+    _close(got, want, 1e-5)
+
+
+def test_keras_conv_model_file_and_generated_model(tmp_path):
+    text = """
+    network Conv {
+        input image: [3, 12, 12]
+        h = image -> conv2d(4, 3) -> batchnorm -> relu -> depthwise_conv2d(3, depth_multiplier=2)
+            -> separable_conv2d(5, 3) -> conv_transpose2d(3, 2, stride=2) -> global_avgpool2d -> dense(2)
+        output h
+    }
+    """
+    inp = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(4, 3)(inp)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2)(x)
+    x = keras.layers.SeparableConv2D(5, 3)(x)
+    x = keras.layers.Conv2DTranspose(3, 2, strides=2)(x)
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
+    _randomise_keras_bn(model)
+    path = tmp_path / "conv.keras"
+    model.save(path)
+    spec = netspec.parse_text(text, "conv.net")
+    r = weights_from_keras(path, spec)
+    x = RNG.standard_normal((2, 12, 12, 3)).astype(np.float32)
+    want = np.asarray(model(x))
+    got = spec.to_torch(weights=r.weights).eval()(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+    _close(got.detach().numpy(), want, 1e-5)
+    generated = spec.to_keras(weights=r.weights)
+    again = weights_from_keras(generated, spec)
+    assert again.how.startswith("by name")
+    for k in r.weights:
+        np.testing.assert_allclose(again.weights[k], r.weights[k], rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_keras_applications_resnet50():
+    model = keras.applications.ResNet50(weights=None)
+    _randomise_keras_bn(model)
+    spec = netspec.load(ROOT / "benchmarks" / "specs" / "resnet50_keras.net")
+    r = weights_from_keras(model, spec)
+    assert len(r.pairs) == 107
+    x = RNG.standard_normal((1, 224, 224, 3)).astype(np.float32)
+    want = np.asarray(model(x, training=False))
+    _close(spec.to_keras(weights=r.weights)(x, training=False), want)
+    nchw = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    _close(spec.to_torch(weights=r.weights).eval()(nchw).detach().numpy(), want)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(spec.to_onnx(r.weights).SerializeToString(), providers=["CPUExecutionProvider"])
+    _close(session.run(None, {session.get_inputs()[0].name: nchw.numpy()})[0], want)
