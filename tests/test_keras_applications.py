@@ -1,12 +1,12 @@
 """keras.applications models taken into specs of the same architecture (issue 15, "Done when").
 
-Each model is built with ``weights=None`` (nothing may be downloaded) and every
-BatchNormalization's gamma, beta and moving statistics are randomised, so that BatchNorm is
-really tested. Its weights are imported by structure with ``weights_from_keras`` into the spec;
+Each model is built with ``weights=None`` (nothing may be downloaded); every BatchNormalization's
+gamma, beta and moving statistics and every bias are randomised, so that none is tested at a
+trivial value. Its weights are imported by structure with ``weights_from_keras`` into the spec;
 the spec's Keras, PyTorch and ONNX (Runtime) builds must then give the Keras model's own output
 within 1e-4 of its largest value, and the spec must count the parameters Keras counts. The
-classifier's softmax is compared on its logits too (the dense layer's input and weights), since
-probabilities near zero hide errors. ResNet50 is in tests/test_import_weights.py.
+softmax's probabilities are small numbers, so the logits behind them (their logarithms, centred)
+are compared too. ResNet50 is in tests/test_import_weights.py.
 
 One sample, one forward pass per backend; the models are freed as soon as they have answered.
 """
