@@ -385,6 +385,21 @@ def test_keras_dense_after_flatten_reads_the_spec_order(hwc, kernel, before_flat
     _close(got.detach().numpy(), want, 1e-5)
 
 
+def test_keras_dense_after_flatten_of_another_shape_is_refused():
+    """Flattened features of equal count but unrelated shapes cannot be put in order: an error, not a guess."""
+    spec = netspec.parse_text("""
+    network Flat {
+        input image: [3, 4, 3]
+        y = image -> conv2d(4, 1) -> flatten -> dense(2)
+        output y
+    }
+    """, "flat.net")
+    inp = keras.Input((2, 6, 3))
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(keras.layers.Conv2D(4, 1)(inp))))
+    with pytest.raises(WeightsImportError, match=r"reads a Flatten of shape \[2, 6, 4\].*a flatten of \[4, 4, 3\]"):
+        weights_from_keras(model, spec)
+
+
 @pytest.mark.slow
 def test_keras_applications_resnet50():
     model = keras.applications.ResNet50(weights=None)
