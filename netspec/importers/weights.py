@@ -9,7 +9,8 @@ Two ways to match a checkpoint's layers to the spec's:
   then their own order) and paired one by one, each pair checked op against layer
   kind and tensor by tensor against the canonical shapes, with the layout converted
   (Keras kernels HWIO -> OIHW, dense kernels transposed, depthwise kernels, RNN gate
-  orders). A projection shortcut that a framework builds before the main path sits at
+  orders; a Keras dense layer after a Flatten of an image has its rows reordered from
+  Keras's (H, W, C) to the spec's (C, H, W)). A projection shortcut that a framework builds before the main path sits at
   a smaller depth than the main path's last convolution in both graphs, so it pairs
   with the spec's shortcut whatever the order of declaration. A checkpoint without
   a graph (a state_dict file) is paired in its own order, with a small look-ahead for
