@@ -7,9 +7,10 @@ from conftest import ROOT, SPECS
 import netspec
 from netspec import verify
 
-# The two largest specs are verified in their backend tests at a reduced cost; here they would
-# double the suite's time for no new coverage of ops.
-LARGE = {"vgg16.net", "resnet152.net"}
+# The largest specs are verified in their backend tests at a reduced cost; here they would
+# double the suite's time for no new coverage of ops. DenseNet-121's agreement is also proven
+# against Keras's own model in tests/test_keras_applications.py.
+LARGE = {"vgg16.net", "vgg19.net", "resnet152.net", "densenet121_keras.net"}
 
 
 def assert_agrees(network):

@@ -358,6 +358,48 @@ def test_keras_conv_model_file_and_generated_model(tmp_path):
         np.testing.assert_allclose(again.weights[k], r.weights[k], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize(("hwc", "kernel", "before_flatten"), [
+    ((6, 5, 3), 3, ""),                    # Keras flattens (4, 3, 4) as H, W, C; the spec [4, 4, 3] as C, H, W
+    ((4, 4, 3), 1, ""),                    # [4, 4, 4] either way: the Conv2D's channels_last decides
+    ((6, 5, 3), 3, "-> permute(1, 2, 0)"),  # the spec flattens in Keras's order itself: rows as they are
+])
+def test_keras_dense_after_flatten_reads_the_spec_order(hwc, kernel, before_flatten):
+    """A Keras Dense after Flatten holds its rows in (H, W, C) order; the canonical kernel in the spec's."""
+    h, w, c = hwc
+    text = f"""
+    network Flat {{
+        input image: [{c}, {h}, {w}]
+        y = image -> conv2d(4, {kernel}) {before_flatten} -> flatten -> dropout(0.5) -> dense(3)
+        output y
+    }}
+    """
+    inp = keras.Input((h, w, c))
+    x = keras.layers.Dropout(0.5)(keras.layers.Flatten()(keras.layers.Conv2D(4, kernel)(inp)))
+    model = keras.Model(inp, keras.layers.Dense(3)(x))
+    spec = netspec.parse_text(text, "flat.net")
+    r = weights_from_keras(model, spec)
+    assert ("rows (*S, C) -> (C, *S)" in r.report()) == (not before_flatten)
+    x = RNG.standard_normal((2, h, w, c)).astype(np.float32)
+    want = np.asarray(model(x, training=False))
+    got = spec.to_torch(weights=r.weights).eval()(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+    _close(got.detach().numpy(), want, 1e-5)
+
+
+def test_keras_dense_after_flatten_of_another_shape_is_refused():
+    """Flattened features of equal count but unrelated shapes cannot be put in order: an error, not a guess."""
+    spec = netspec.parse_text("""
+    network Flat {
+        input image: [3, 4, 3]
+        y = image -> conv2d(4, 1) -> flatten -> dense(2)
+        output y
+    }
+    """, "flat.net")
+    inp = keras.Input((2, 6, 3))
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(keras.layers.Conv2D(4, 1)(inp))))
+    with pytest.raises(WeightsImportError, match=r"reads a Flatten of shape \[2, 6, 4\].*a flatten of \[4, 4, 3\]"):
+        weights_from_keras(model, spec)
+
+
 @pytest.mark.slow
 def test_keras_applications_resnet50():
     model = keras.applications.ResNet50(weights=None)

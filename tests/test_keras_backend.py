@@ -31,7 +31,7 @@ ATOL = 1e-5
 LAYOUTS = ("channels_last", "channels_first")
 # 138M and 60M parameters: built, counted and shape-checked always; compared with PyTorch
 # (one sample) only with NETSPEC_SLOW=1, to keep this file near two minutes on two cores.
-HEAVY = {"VGG16", "ResNet152"}
+HEAVY = {"VGG16", "VGG19", "ResNet152"}
 SLOW = os.environ.get("NETSPEC_SLOW") == "1"
 
 

@@ -9,7 +9,8 @@ Two ways to match a checkpoint's layers to the spec's:
   then their own order) and paired one by one, each pair checked op against layer
   kind and tensor by tensor against the canonical shapes, with the layout converted
   (Keras kernels HWIO -> OIHW, dense kernels transposed, depthwise kernels, RNN gate
-  orders). A projection shortcut that a framework builds before the main path sits at
+  orders; a Keras dense layer after a Flatten of an image has its rows reordered from
+  Keras's (H, W, C) to the spec's (C, H, W)). A projection shortcut that a framework builds before the main path sits at
   a smaller depth than the main path's last convolution in both graphs, so it pairs
   with the spec's shortcut whatever the order of declaration. A checkpoint without
   a graph (a state_dict file) is paired in its own order, with a small look-ahead for
@@ -46,6 +47,10 @@ class Group:
     depth: int = 0
     order: int = 0
     framework: str = "torch"
+    # Keras Dense after a Flatten: the shape whose row-major order the flattened
+    # features follow, and whether that is spatial data with the channels last.
+    flattened: tuple[int, ...] | None = None
+    channels_last: bool | None = None
 
 
 @dataclass
@@ -87,6 +92,50 @@ def _spec_layers(network: ir.Network) -> list[tuple[ir.Node, int, int]]:
     return list(owners.values())
 
 
+# Ops that leave a vector as it is (no weights, one input, the same shape): a dense layer
+# reads a flatten's order through them.
+_PASS_THROUGH = {"dropout", "linear", "relu", "relu6", "sigmoid", "tanh", "softmax", "leaky_relu", "elu",
+                 "gelu", "swish", "softplus", "hard_sigmoid"}
+
+
+def _flatten_inputs(network: ir.Network) -> dict[str, tuple]:
+    """{dense layer: the shape its flatten read} for dense layers fed by a flatten of rank >= 2."""
+    nodes = {n.name: n for n in network.nodes}
+    out = {}
+    for n in network.nodes:
+        if n.op != "dense" or n.layer in out or len(n.inputs) != 1:
+            continue
+        src = nodes.get(n.inputs[0])
+        while src is not None and src.op in _PASS_THROUGH and not src.params and len(src.inputs) == 1:
+            src = nodes.get(src.inputs[0])
+        if src is not None and src.op == "flatten":
+            shape = tuple(network.type_of(src.inputs[0]).shape)
+            if len(shape) >= 2:
+                out[n.layer] = shape
+    return out
+
+
+def _flattened_rows(kernel: np.ndarray, g: Group, spec_shape: tuple | None) -> tuple[np.ndarray, str]:
+    """A Keras dense kernel's rows in the spec's flatten order.
+
+    Keras flattens an image in (H, W, C) order (a channels-first Flatten transposes to
+    it first), the spec in (C, H, W) order: the rows are permuted when the shapes say so.
+    """
+    keras_shape = g.flattened
+    if keras_shape is None or spec_shape is None or len(keras_shape) != len(spec_shape):
+        return kernel, ""
+    rolled = (*spec_shape[1:], spec_shape[0])
+    same, moved = keras_shape == spec_shape, keras_shape == rolled
+    if moved and (not same or g.channels_last):
+        rank = len(spec_shape)
+        rows = kernel.reshape(*rolled, kernel.shape[-1]).transpose(rank - 1, *range(rank - 1), rank)
+        return rows.reshape(kernel.shape), "rows (*S, C) -> (C, *S)"
+    if same:
+        return kernel, ""
+    raise WeightsImportError(f"'{g.name}' reads a Flatten of shape {list(keras_shape)}, the spec's dense layer "
+                             f"a flatten of {list(spec_shape)}: the orders of their features cannot be matched")
+
+
 # conversions (framework layout -> canonical) ------------------------------------------------------
 
 def _gates(w: np.ndarray, order: tuple[int, ...]) -> np.ndarray:
@@ -118,7 +167,7 @@ def _torch_to_canonical(node: ir.Node, g: Group) -> dict[str, tuple[np.ndarray, 
     return {canon: (t[src], "" if canon == src else f"= {src}") for canon, src in names.items() if src in t}
 
 
-def _keras_to_canonical(node: ir.Node, g: Group) -> dict[str, tuple[np.ndarray, str]]:
+def _keras_to_canonical(node: ir.Node, g: Group, flat: tuple | None = None) -> dict[str, tuple[np.ndarray, str]]:
     t, op = g.tensors, node.op
     if op in ("simple_rnn", "lstm", "gru", "bidirectional"):
         kind = node.attrs["layer"]["op"] if op == "bidirectional" else op
@@ -144,7 +193,8 @@ def _keras_to_canonical(node: ir.Node, g: Group) -> dict[str, tuple[np.ndarray, 
     for name, arr in t.items():
         how = ""
         if op == "dense" and name == "kernel":
-            arr, how = arr.T, "transposed"
+            arr, rows = _flattened_rows(arr, g, flat)
+            arr, how = arr.T, "transposed" + (f", {rows}" if rows else "")
         elif (name == "depthwise_kernel") or (op == "depthwise_conv2d" and name == "kernel"):
             kh, kw, c, m = arr.shape
             arr, how = arr.transpose(2, 3, 0, 1).reshape(c * m, 1, kh, kw), "HWCM -> (C*M)1HW"
@@ -185,14 +235,16 @@ def _kind_fits(node: ir.Node, g: Group) -> bool:
     return g.kind in _KERAS_KINDS.get(op, set())
 
 
-def _convert(node: ir.Node, g: Group) -> tuple[dict[str, np.ndarray], Pair] | str:
-    """The pair's canonical tensors, or why they do not fit."""
+def _convert(node: ir.Node, g: Group, flat: tuple | None = None) -> tuple[dict[str, np.ndarray], Pair] | str:
+    """The pair's canonical tensors, or why they do not fit (``flat``: what the spec's flatten read)."""
     if not _kind_fits(node, g):
         return f"'{g.name}' is a {g.kind}, the spec's layer is {node.op}"
     try:
-        conv = (_torch_to_canonical if g.framework == "torch" else _keras_to_canonical)(node, g)
+        conv = _torch_to_canonical(node, g) if g.framework == "torch" else _keras_to_canonical(node, g, flat)
     except KeyError as exc:
         return f"'{g.name}' has no tensor {exc}"
+    except WeightsImportError as exc:
+        return str(exc)
     want = {p.name: p.shape for p in node.params}
     out, pair = {}, Pair(node.layer, node.op, g.name)
     for name, shape in want.items():
@@ -213,6 +265,7 @@ def match(network: ir.Network, groups: list[Group], mapping: dict[str, str] | No
           ordered_by_graph: bool = True) -> Result:
     """Pair checkpoint groups with the spec's weighted layers (see the module docstring)."""
     layers = _spec_layers(network)
+    flat = _flatten_inputs(network)
     by_name = {g.name: g for g in groups}
     mapping = dict(mapping or {})
     known = {n.layer for n, _, _ in layers}
@@ -229,7 +282,7 @@ def match(network: ir.Network, groups: list[Group], mapping: dict[str, str] | No
     window = 8
     for node, _, _ in layers:
         if node.layer in mapping:
-            got = _convert(node, by_name[mapping[node.layer]])
+            got = _convert(node, by_name[mapping[node.layer]], flat.get(node.layer))
             if isinstance(got, str):
                 raise WeightsImportError(f"spec layer '{node.layer}' ({node.op}) <- {got}")
         else:
@@ -238,7 +291,7 @@ def match(network: ir.Network, groups: list[Group], mapping: dict[str, str] | No
                                          "weighted layers are used up")
             got, reasons = None, []
             for k, g in enumerate(pending[:window]):
-                attempt = _convert(node, g)
+                attempt = _convert(node, g, flat.get(node.layer))
                 if isinstance(attempt, str):
                     reasons.append(attempt)
                     continue
@@ -418,9 +471,49 @@ def _keras_groups(model) -> list[Group]:
             if type(layer).__name__ in ("Functional", "Sequential", "Model"):
                 raise WeightsImportError(f"layer '{layer.name}' is a nested model; import its layers from a "
                                          "flat model")
-            groups.append(Group(layer.name, type(layer).__name__, tensors, depth=d, order=k, framework="keras"))
+            group = Group(layer.name, type(layer).__name__, tensors, depth=d, order=k, framework="keras")
+            if group.kind == "Dense":
+                group.flattened, group.channels_last = _keras_flatten_order(layer)
+            groups.append(group)
         depth[id(layer)] = d
     return groups
+
+
+def _keras_parent(layer):
+    """The layer that feeds ``layer``'s first input, or None."""
+    for node in getattr(layer, "_inbound_nodes", [])[:1]:
+        for t in getattr(node, "input_tensors", []) or []:
+            hist = getattr(t, "_keras_history", None)
+            if hist is not None:
+                return hist[0]
+    return None
+
+
+def _keras_flatten_order(dense) -> tuple[tuple[int, ...] | None, bool | None]:
+    """For a Dense fed by a Flatten (through weightless layers that keep the shape): the shape
+    whose row-major order the flattened features follow, and whether it is channels-last
+    spatial data (the nearest layer above with a ``data_format`` says so)."""
+    layer = _keras_parent(dense)
+    while layer is not None and type(layer).__name__ != "Flatten":
+        if layer.weights or not hasattr(layer.input, "shape") or \
+                tuple(layer.input.shape) != tuple(layer.output.shape):
+            return None, None
+        layer = _keras_parent(layer)
+    if layer is None:
+        return None, None
+    shape = tuple(layer.input.shape[1:])
+    if len(shape) < 2 or not all(isinstance(d, int) for d in shape):
+        return None, None
+    if getattr(layer, "data_format", "channels_last") == "channels_first":
+        return (*shape[1:], shape[0]), True
+    above = _keras_parent(layer)
+    for _ in range(64):
+        if above is None or type(above).__name__ in ("Permute", "Reshape", "InputLayer"):
+            return shape, False
+        if hasattr(above, "data_format"):
+            return shape, above.data_format == "channels_last"
+        above = _keras_parent(above)
+    return shape, None
 
 
 def weights_from_keras(source, spec, network: str | None = None, mapping: dict[str, str] | None = None) -> Result:

@@ -274,6 +274,20 @@ def unet__UNet():
     return keras.Model(image, prob, name="UNet")
 
 
+# ------------------- vgg19.net, mobilenet_v2_keras.net, densenet121_keras.net
+# Keras's own implementations are the reference for the specs written in their form.
+def vgg19__VGG19():
+    return keras.applications.VGG19(weights=None)
+
+
+def mobilenet_v2_keras__MobileNetV2Keras():
+    return keras.applications.MobileNetV2(weights=None)
+
+
+def densenet121_keras__DenseNet121Keras():
+    return keras.applications.DenseNet121(weights=None)
+
+
 # (spec file, network name) -> builder, in the order expected.json lists them.
 REFERENCES = {
     ("mlp.net", "MLP"): mlp__MLP,
@@ -293,4 +307,7 @@ REFERENCES = {
     ("recommender.net", "RecommenderDot"): recommender__RecommenderDot,
     ("siamese.net", "Siamese"): siamese__Siamese,
     ("unet.net", "UNet"): unet__UNet,
+    ("vgg19.net", "VGG19"): vgg19__VGG19,
+    ("mobilenet_v2_keras.net", "MobileNetV2Keras"): mobilenet_v2_keras__MobileNetV2Keras,
+    ("densenet121_keras.net", "DenseNet121Keras"): densenet121_keras__DenseNet121Keras,
 }

@@ -45,6 +45,8 @@ KNOWN = {
     },
     # torchvision.models.resnet152: sum of parameters() = 60,192,808.
     ("resnet152.net", "ResNet152"): {"params_trainable": 60_192_808},
+    # torchvision.models.vgg19 / keras.applications.VGG19
+    ("vgg19.net", "VGG19"): {"params_total": 143_667_240},
     # Lecture notes: 3*4 + 4*2 + (4 + 2) = 26.
     ("tiny_mlp.net", "TinyMLP"): {"params_total": 26},
     # Lecture notes (CS231n): (5*5*3 + 1) * 10 = 760, output 32x32x10.
