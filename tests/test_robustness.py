@@ -459,10 +459,8 @@ def odd_name_specs(draw) -> str:
             f"  {value} = x -> {layer} -> {block}\n  output {value}\n}}\n")
 
 
-# Issue 11 section 2 (integers bounded in the evaluator, dimensions and parameter counts in the
-# checker) is another change: until it is merged this finds tracebacks such as `dense(9...9 * 9...9)`
-# reaching report.py. Remove the marker with it.
-@pytest.mark.xfail(reason="issue 11.2: big integers are bounded by the evaluator change", strict=False)
+# Big integers (issue 11 section 2): the evaluator bounds every integer to int64, the checker every
+# dimension and element count; before that this found tracebacks such as `dense(9...9 * 9...9)`.
 @FUZZ
 @given(text=big_int_specs())
 def test_big_integers(text):
