@@ -256,19 +256,15 @@ def cmd_import(args) -> int:
 
 def cmd_weights_import(args) -> int:
     """A PyTorch or Keras checkpoint -> canonical safetensors for a spec (written whole, or not at all)."""
-    from .importers.weights import WeightsImportError, read_mapping, weights_from_keras, weights_from_torch
+    from .importers.weights import WeightsImportError, import_checkpoint, read_mapping
     from .weights import save_weights
 
     spec = _load(args.spec)
     network = _network_name(spec, args.network)
     source = args.checkpoint
-    kind = args.source
-    if kind is None:
-        kind = "keras" if source.endswith((".keras", ".weights.h5", ".h5")) else "torch"
     try:
         mapping = read_mapping(args.mapping) if args.mapping else None
-        importer = weights_from_keras if kind == "keras" else weights_from_torch
-        result = importer(source, spec, network, mapping)
+        result = import_checkpoint(source, spec, network, mapping, framework=args.source)
     except (WeightsImportError, OSError) as exc:
         print(f"netspec: error: {source}: {exc}", file=sys.stderr)
         return EXIT_SPEC
@@ -429,9 +425,9 @@ def cmd_train(args) -> int:
     if args.nproc is not None:
         if args.nproc < 1:
             raise _UsageError(f"--nproc must be at least 1; received {args.nproc}")
-        if args.backend != "torch":
-            raise _UsageError("--nproc launches torchrun and applies to --backend torch; "
-                              "for keras use --replicas N")
+        if args.backend != train.TORCHRUN_BACKEND:
+            raise _UsageError(f"--nproc launches torchrun and applies to --backend {train.TORCHRUN_BACKEND}; "
+                              f"for {args.backend} use --replicas N")
         import os
         import subprocess
 
@@ -478,6 +474,7 @@ def cmd_evaluate(args) -> int:
 
 
 def add_train_parsers(sub) -> None:
+    from .backends import TRAINERS
     """The `train` and `evaluate` subcommands (netspec/train)."""
     t = sub.add_parser("train", help="train a spec's network on data; canonical checkpoints, metrics, resume",
                        description="Train the spec's network with its loss and optimizer.", epilog=_TRAIN_EPILOG,
@@ -486,7 +483,7 @@ def add_train_parsers(sub) -> None:
     t.add_argument("--data", action="append", required=True, metavar="TRAIN",
                    help="training data: .npz, NAME.npy, NAME=PATH.npy, a folder of .npy, or .csv (repeatable)")
     t.add_argument("--val", action="append", metavar="VAL", help="validation data, same forms (repeatable)")
-    t.add_argument("--backend", choices=("torch", "keras"), default="torch")
+    t.add_argument("--backend", choices=TRAINERS, default=TRAINERS[0])
     t.add_argument("--epochs", type=int, default=1, help="total epochs (with --resume: up to this many)")
     t.add_argument("--batch-size", type=int, default=32,
                    help="GLOBAL batch size, split across processes (default 32)")
@@ -518,7 +515,7 @@ def add_train_parsers(sub) -> None:
     e.add_argument("file", metavar="SPEC")
     e.add_argument("--weights", metavar="W", required=True, help="canonical weights (.safetensors)")
     e.add_argument("--data", action="append", required=True, metavar="DATA", help="same forms as train --data")
-    e.add_argument("--backend", choices=("torch", "keras"), default="torch")
+    e.add_argument("--backend", choices=TRAINERS, default=TRAINERS[0])
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--network", metavar="NAME")
     e.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -595,7 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
     wi.add_argument("checkpoint", metavar="CHECKPOINT",
                     help=".pt/.pth (read with weights_only=True), .safetensors, .keras or .weights.h5")
     wi.add_argument("-o", "--output", metavar="OUT.safetensors", required=True)
-    wi.add_argument("--from", dest="source", choices=("torch", "keras"),
+    from .importers import CHECKPOINT_FORMATS
+
+    wi.add_argument("--from", dest="source", choices=CHECKPOINT_FORMATS,
                     help="the checkpoint's framework (default: from the file name)")
     wi.add_argument("--mapping", metavar="FILE", help="pairs fixed by hand: 'spec_layer = checkpoint_layer' lines")
     wi.add_argument("--network", metavar="NAME")

@@ -111,6 +111,15 @@ def _evaluate(expr: str, args: dict):
         return None
 
 
+def _plain_parameter(name: str, taken: set[str]) -> bool:
+    """A spec name usable as-is as a Python parameter of a generated function."""
+    import builtins
+
+    return (name.isidentifier() and not keyword.iskeyword(name) and not keyword.issoftkeyword(name)
+            and name not in {"x", "name"} and not hasattr(builtins, name) and name not in taken
+            and not name.startswith("__"))
+
+
 class _Mirror:
     def __init__(self, network: ir.Network, flat: Flat, kname: Callable[[str], str],
                  taken: set[str], indent: str = "    "):
@@ -173,6 +182,8 @@ class _Mirror:
     def function(self, block: ir.BlockDef, segs: list[_Seg], fn: str) -> list[str] | None:
         """The block's function, or None when its instances do not write one program."""
         params = [p.name for p in block.params]
+        if not all(_plain_parameter(p, self.taken) for p in params):
+            return None  # a parameter Python cannot take by that name (`False`, `lambda`, `name`): stays inline
         forms = []
         for seg in segs:
             rel = self.relative(seg, set(params))

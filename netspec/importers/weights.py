@@ -600,6 +600,21 @@ def _network(spec, name: str | None) -> ir.Network:
     return pick(spec, name)
 
 
+def import_checkpoint(source, spec, network: str | None = None, mapping: dict[str, str] | None = None,
+                      framework: str | None = None) -> Result:
+    """Canonical weights from a checkpoint file or live model of either framework.
+
+    ``framework`` ("torch" or "keras"; see ``CHECKPOINT_FORMATS``) defaults to the file's kind:
+    ``.keras``/``.h5`` files and ``keras.Model`` objects are Keras's, everything else PyTorch's.
+    """
+    if framework is None:
+        is_keras = (str(source).endswith((".keras", ".h5")) if isinstance(source, (str, Path))
+                    else hasattr(source, "layers") and not hasattr(source, "state_dict"))
+        framework = "keras" if is_keras else "torch"
+    importer = weights_from_keras if framework == "keras" else weights_from_torch
+    return importer(source, spec, network, mapping)
+
+
 def read_mapping(path: str | Path) -> dict[str, str]:
     """A mapping file: one ``spec_layer = checkpoint_layer`` a line; ``#`` starts a comment."""
     out = {}

@@ -16,8 +16,11 @@ from .data import DataError, Dataset, check_data, load_data
 from .loop import TrainingError, TrainResult, evaluate, fit
 from .torch_engine import UsageError
 
-__all__ = ["DataError", "Dataset", "TrainResult", "TrainingError", "UsageError", "check_data", "evaluate", "fit",
-           "load_data"]
+#: The backend whose data-parallel runs torchrun launches (``--nproc``); Keras spreads over ``--replicas``.
+TORCHRUN_BACKEND = "torch"
+
+__all__ = ["TORCHRUN_BACKEND", "DataError", "Dataset", "TrainResult", "TrainingError", "UsageError", "check_data",
+           "evaluate", "fit", "load_data"]
 
 
 class _CallableModule(types.ModuleType):
