@@ -7,7 +7,6 @@ Exit status: 0 clean, 1 spec errors (diagnostics printed), 2 usage errors
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -88,6 +87,8 @@ def cmd_check(args) -> int:
             print(report.render())
             print()
     if args.format == "json":
+        import json
+
         print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
     return status
 
@@ -185,6 +186,8 @@ def cmd_verify(args) -> int:
         out = {"file": args.file, "networks": [r.to_json() for r in results]}
         if args.train:
             out = {"file": args.file, "mode": "train", "networks": out["networks"]}
+        import json
+
         print(json.dumps(out, indent=2))
     else:
         print("\n\n".join(r.render() for r in results))
@@ -248,7 +251,25 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0)")
     v.add_argument("--format", choices=("text", "json"), default="text")
     v.set_defaults(func=cmd_verify)
+    _add_lsp(sub)
     return p
+
+
+def _add_lsp(sub) -> None:
+    """``netspec lsp``: the language server (netspec/lsp), over stdio."""
+    s = sub.add_parser("lsp", help="run the language server (LSP over stdio) for editors")
+    s.add_argument("--stdio", action="store_true", help="talk over standard input and output (the default)")
+
+    def cmd_lsp(args) -> int:
+        try:
+            from .lsp.server import serve
+        except ImportError as exc:  # pygls or lsprotocol missing
+            raise _UsageError(f"netspec lsp needs '{exc.name or exc}'; install it with "
+                              "pip install 'netspec[lsp]'") from None
+        serve()
+        return EXIT_OK
+
+    s.set_defaults(func=cmd_lsp)
 
 
 def main(argv: list[str] | None = None) -> int:
