@@ -24,7 +24,7 @@ from ..frontend.net import parse_net
 from ..source import Source, Span
 
 _DECL = re.compile(r"[ \t\f]*(network|block)\b[ \t\f]*([A-Za-z_][A-Za-z0-9_]*)?")
-_STRIP = re.compile(r'"(?:[^"\\\n]|\\.)*"|#.*')  # strings and comments: their brackets do not count
+_DECL_LINE = re.compile(r"[ \t\f]*(?:network|block)[ \t\f]+[A-Za-z_]")
 
 
 @dataclass
@@ -68,19 +68,15 @@ class Chunk:
 
 
 def split(text: str) -> list[tuple[int, str]]:
-    """Cut .net text into top-level declarations: (first line, text) each, at lines that start a
-    ``network`` or ``block`` outside any bracket. Joined again they give the text back."""
+    """Cut .net text into top-level declarations: (first line, text) each; joined they give the text back.
+
+    A cut goes before every line that starts with ``network NAME`` or ``block NAME``. Those
+    keywords cannot appear anywhere else in a statement, so in a valid spec each such line
+    starts a declaration, and in a broken one (a bracket left open) the next declaration
+    still parses on its own.
+    """
     lines = text.split("\n")
-    starts = [0]
-    depth = 0
-    for i, line in enumerate(lines):
-        if depth == 0 and i > 0 and _DECL.match(line):
-            starts.append(i)
-        for ch in _STRIP.sub("", line):
-            if ch in "([{":
-                depth += 1
-            elif ch in ")]}":
-                depth = max(depth - 1, 0)
+    starts = [0] + [i for i, line in enumerate(lines) if i > 0 and _DECL_LINE.match(line)]
     out = []
     for k, start in enumerate(starts):
         end = starts[k + 1] if k + 1 < len(starts) else len(lines)
@@ -172,9 +168,7 @@ class Analysis:
             found = list(exc.diagnostics)
             if failed:  # drop what only follows from a declaration that did not parse
                 names = {c.name for c in failed if c.name}
-                found = [d for d in found
-                         if not any(f"'{n}'" in d.message for n in names)
-                         and not (d.code == "E209" and any(c.kind == "network" for c in failed))]
+                found = [d for d in found if d.code != "E209" and not any(f"'{n}'" in d.message for n in names)]
             self.diagnostics += found
             self._check_networks_alone()
         else:
