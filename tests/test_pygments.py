@@ -146,3 +146,21 @@ def test_textmate_grammar_scopes_a_spec():
     assert scoped["bottleneck"].startswith("entity.name")
     assert scoped["network"].startswith("storage.type") or scoped["network"].startswith("keyword")
     assert scoped["1e-5"].startswith("constant.numeric")
+
+
+def test_vscode_extension_wires_the_grammar_and_the_server():
+    folder = ROOT / "editors" / "vscode"
+    package = json.loads((folder / "package.json").read_text())
+    (language,) = package["contributes"]["languages"]
+    assert language["id"] == "netspec" and language["extensions"] == [".net"]
+    assert (folder / language["configuration"]).is_file()
+    json.loads((folder / language["configuration"]).read_text())
+    (grammar,) = package["contributes"]["grammars"]
+    assert grammar["scopeName"] == json.loads(GRAMMAR.read_text())["scopeName"]
+    # the packaged grammar is copied from editors/textmate before packaging
+    assert "../textmate/netspec.tmLanguage.json" in package["scripts"]["grammar"]
+    assert grammar["path"].lstrip("./") in package["scripts"]["grammar"]
+    assert "npm run grammar" in package["scripts"]["vscode:prepublish"]
+    main = (folder / package["main"]).read_text()
+    assert "vscode-languageclient" in main and "vscode-languageclient" in package["dependencies"]
+    assert package["contributes"]["configuration"]["properties"]["netspec.server.args"]["default"] == ["lsp"]
