@@ -1,0 +1,357 @@
+"""Checker speed and the editor loop: today's figures, the issue's targets, and a regression gate.
+
+Usage: python benchmarks/check_speed.py [--quick | --smoke] [--rounds N] [--json OUT]
+                                        [--baseline PATH] [--update-baseline] [--no-compare]
+                                        [--write-doc] [--big]
+
+Measures, on this machine:
+
+1. ``netspec check specs/resnet50.net`` as a whole fresh process: wall time and peak RSS,
+   with the floors beside it (``python -c pass``; ``import netspec.api``, what check loads);
+2. parse + check in process (``netspec.api.parse_text``) of synthetic chains of 1,000 and
+   10,000 layers (``--big``: also 100,000, and that spec as a whole process): microseconds per
+   layer, and whether the cost grows linearly;
+3. the language server's analysis of ResNet-50 (``netspec.lsp.analysis.Analysis``: parse,
+   check, diagnostics), cold and warm: a re-check after a one-character edit, reusing the
+   previous parse where the text did not change.
+
+Regression gate: the figures are compared with a baseline (benchmarks/check_speed_baseline.json,
+written by ``--update-baseline``); if any is more than 30 % worse, the script says which, loudly,
+and exits with status 1. Times are compared as multiples of a calibration loop timed in the same
+run (pure-Python work, so a faster or slower machine moves both alike), using each figure's
+fastest round (the least disturbed by other work on a shared machine); peak memory is compared
+in MiB. ``--no-compare`` only measures. ``--write-doc`` puts the tables in docs/benchmarks.md,
+between the markers of the section "Checker speed and the editor loop".
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import _common as c
+
+BASELINE = c.BENCH / "check_speed_baseline.json"
+DOC = c.ROOT / "docs" / "benchmarks.md"
+MARK_BEGIN = "<!-- BEGIN check_speed.py -->"
+MARK_END = "<!-- END check_speed.py -->"
+#: A figure more than this factor worse than the baseline fails the gate.
+TOLERANCE = 1.30
+
+#: The issue's targets (issue 18, sections 1 and 2).
+TARGET_PROCESS_S, TARGET_PROCESS_MIB = 0.10, 30.0
+TARGET_US_PER_LAYER = 20.0
+TARGET_BIG_S = 3.0
+TARGET_WARM_MS = 20.0
+
+SIZES = (1_000, 10_000)
+BIG = 100_000
+
+
+def synthetic_spec(layers: int) -> str:
+    """A chain of ``dense(64) -> relu`` pairs, one binding per pair (as benchmarks/check_time.py)."""
+    lines = [f"network Synthetic{layers} {{", "    input x: [64]"]
+    prev = "x"
+    for i in range(layers // 2):
+        lines.append(f"    h{i} = {prev} -> dense(64) -> relu")
+        prev = f"h{i}"
+    lines += [f"    output {prev}", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def calibrate() -> float:
+    """Seconds of a fixed pure-Python workload (dicts, strings, calls): the machine's speed today."""
+    def work():
+        d: dict[str, int] = {}
+        for i in range(60_000):
+            key = f"k{i % 997}"
+            d[key] = d.get(key, 0) + len(key)
+        return sorted(d.items())
+    return c.timed(work)
+
+
+def process_case(cmd: list[str], store: dict, key: str):
+    def run() -> float:
+        r = c.run_process(cmd)
+        if r.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed (exit {r.returncode}): {r.stderr[-2000:]}")
+        store.setdefault(key, []).append(r.peak_mib)
+        return r.seconds
+    return run
+
+
+def in_process_case(text: str, name: str):
+    from netspec.api import parse_text
+
+    def run() -> float:
+        gc.collect()
+        return c.timed(lambda: parse_text(text, name))
+    return run
+
+
+def lsp_cases() -> dict:
+    from netspec.lsp.analysis import Analysis
+
+    path = c.ROOT / "specs" / "resnet50.net"
+    text = path.read_text()
+    state = {"previous": Analysis(str(path), text), "n": 0}
+    anchor = text.index("dense(1000)") + len("dense(")
+
+    def cold() -> float:
+        gc.collect()
+        return c.timed(lambda: Analysis(str(path), text))
+
+    def warm() -> float:
+        state["n"] += 1
+        edited = text[:anchor] + str(state["n"] % 10) + text[anchor:]  # one character typed
+        gc.collect()
+        start = time.perf_counter()
+        a = Analysis(str(path), edited, state["previous"])
+        elapsed = time.perf_counter() - start
+        assert a.checked and not a.diagnostics, a.diagnostics
+        state["previous"] = a
+        return elapsed
+    return {"lsp cold": cold, "lsp warm": warm}
+
+
+def measure(args) -> dict:
+    n_rounds = c.rounds(args, full=15, quick=7)
+    sizes = SIZES[:1] if args.smoke else SIZES
+    fig: dict[str, list[float]] = {}
+    peaks: dict[str, list[float]] = {}
+    cases = {
+        "calibration": calibrate,
+        "python -c pass": process_case([c.PYTHON, "-c", "pass"], peaks, "python -c pass"),
+        "import netspec.api": process_case([c.PYTHON, "-c", "import netspec.api"], peaks, "import netspec.api"),
+        "check resnet50": process_case([c.PYTHON, "-m", "netspec", "check", "specs/resnet50.net"], peaks,
+                                       "check resnet50"),
+    }
+    for n in sizes:
+        cases[f"in process {n}"] = in_process_case(synthetic_spec(n), f"synthetic{n}.net")
+    cases.update(lsp_cases())
+    c.progress(f"check_speed: {len(cases)} cases, {n_rounds} rounds ...")
+    fig.update(c.interleaved(cases, n_rounds, 0 if args.smoke else 1))
+    big = {}
+    if args.big and not args.smoke:
+        with tempfile.TemporaryDirectory() as tmp:
+            spec = Path(tmp) / f"synthetic_{BIG}.net"
+            spec.write_text(synthetic_spec(BIG))
+            c.progress(f"check_speed: {BIG:,} layers, in process and as a process ...")
+            fig[f"in process {BIG}"] = [in_process_case(spec.read_text(), spec.name)() for _ in range(2)]
+            r = c.run_process([c.PYTHON, "-m", "netspec", "check", str(spec)])
+            if r.returncode != 0:
+                raise SystemExit(f"netspec check of {BIG:,} layers failed: {r.stderr[-2000:]}")
+            big = {"seconds": r.seconds, "peak_mib": r.peak_mib}
+    return {"times": fig, "peaks": peaks, "big": big, "sizes": list(sizes), "rounds": n_rounds}
+
+
+def figures(raw: dict) -> dict[str, dict]:
+    """The compared figures: {name: {"value", "unit", "best", "kind"}} (kind: time or memory)."""
+    t = raw["times"]
+    calib = min(t["calibration"])
+    out: dict[str, dict] = {}
+
+    def time_fig(name, values, scale, unit):
+        st = c.Stats.of(values)
+        out[name] = {"kind": "time", "unit": unit, "median": st.median * scale, "best": st.min * scale,
+                     "max": st.max * scale, "per_calibration": st.min / calib}
+
+    time_fig("check resnet50, whole process", t["check resnet50"], 1.0, "s")
+    out["check resnet50, peak memory"] = {"kind": "memory", "unit": "MiB",
+                                          "median": max(raw["peaks"]["check resnet50"]),
+                                          "best": max(raw["peaks"]["check resnet50"])}
+    time_fig("python -c pass", t["python -c pass"], 1.0, "s")
+    time_fig("import netspec.api, whole process", t["import netspec.api"], 1.0, "s")
+    for n in raw["sizes"]:
+        time_fig(f"parse + check {n:,} layers, per layer", t[f"in process {n}"], 1e6 / n, "us")
+    time_fig("lsp: ResNet-50 analysis, cold", t["lsp cold"], 1e3, "ms")
+    time_fig("lsp: ResNet-50 re-check after one edit (warm)", t["lsp warm"], 1e3, "ms")
+    if f"in process {BIG}" in t:
+        time_fig(f"parse + check {BIG:,} layers, per layer", t[f"in process {BIG}"], 1e6 / BIG, "us")
+    out["_calibration_s"] = {"kind": "info", "unit": "s", "median": calib, "best": calib}
+    return out
+
+
+def compare(current: dict, baseline: dict) -> list[str]:
+    """The figures more than TOLERANCE worse than the baseline, in words (empty: none)."""
+    worse = []
+    for name, fig in current.items():
+        base = baseline.get("figures", {}).get(name)
+        if base is None or fig["kind"] == "info":
+            continue
+        if fig["kind"] == "time":
+            now, then = fig["per_calibration"], base["per_calibration"]
+        else:
+            now, then = fig["best"], base["best"]
+        if now > TOLERANCE * then:
+            worse.append(f"{name}: {fig['best']:.3g} {fig['unit']} now vs {base['best']:.3g} {base['unit']} in the "
+                         f"baseline ({now / then:.2f}x after calibration; the gate is {TOLERANCE:.2f}x)")
+    return worse
+
+
+def fmt(fig: dict) -> str:
+    unit = fig["unit"]
+    digits = {"s": 3, "ms": 1, "us": 1, "MiB": 1}[unit]
+    return f"{fig['median']:.{digits}f} {unit}"
+
+
+def fmt_range(fig: dict) -> str:
+    unit = fig["unit"]
+    digits = {"s": 3, "ms": 1, "us": 1, "MiB": 1}[unit]
+    return f"{fig['best']:.{digits}f} - {fig.get('max', fig['best']):.{digits}f}"
+
+
+def result_object(raw: dict, figs: dict, worse: list[str] | None, baseline: dict | None) -> dict:
+    rows = []
+    for name, fig in figs.items():
+        if fig["kind"] == "info":
+            continue
+        base = (baseline or {}).get("figures", {}).get(name)
+        if base is None:
+            vs = ""
+        elif fig["kind"] == "time":
+            vs = c.fmt_ratio(fig["per_calibration"] / base["per_calibration"])
+        else:
+            vs = c.fmt_ratio(fig["best"] / base["best"])
+        rows.append([name, fmt(fig), fmt_range(fig) if fig["kind"] == "time" else "", vs])
+    sizes = raw["sizes"]
+    growth = []
+    if len(sizes) > 1:
+        a = figs[f"parse + check {sizes[0]:,} layers, per layer"]["median"]
+        b = figs[f"parse + check {sizes[-1]:,} layers, per layer"]["median"]
+        growth.append(f"per-layer cost at {sizes[-1]:,} layers is {b / a:.2f}x the cost at {sizes[0]:,} "
+                      "(1.00x: linear)")
+    targets = []
+    proc, mib = figs["check resnet50, whole process"], figs["check resnet50, peak memory"]
+    targets.append(c.target(f"`netspec check` ResNet-50 <= {TARGET_PROCESS_S} s median (whole process)",
+                            fmt(proc), proc["median"] <= TARGET_PROCESS_S))
+    targets.append(c.target(f"`netspec check` ResNet-50 <= {TARGET_PROCESS_MIB:.0f} MiB peak", fmt(mib),
+                            mib["median"] <= TARGET_PROCESS_MIB))
+    per = figs[f"parse + check {sizes[-1]:,} layers, per layer"]
+    targets.append(c.target(f"parse + check <= {TARGET_US_PER_LAYER:.0f} us per layer ({sizes[-1]:,} layers)",
+                            fmt(per), per["median"] <= TARGET_US_PER_LAYER))
+    if raw["big"]:
+        targets.append(c.target(f"{BIG:,}-layer spec <= {TARGET_BIG_S} s, whole process",
+                                f"{raw['big']['seconds']:.2f} s", raw["big"]["seconds"] <= TARGET_BIG_S))
+    else:
+        est = per["median"] * 1e-6 * BIG + proc["median"]
+        targets.append(c.target(f"{BIG:,}-layer spec <= {TARGET_BIG_S} s, whole process",
+                                f"~{est:.1f} s extrapolated (run with --big to measure)", None))
+    warm = figs["lsp: ResNet-50 re-check after one edit (warm)"]
+    targets.append(c.target(f"lsp: warm re-check of ResNet-50 after one edit <= {TARGET_WARM_MS:.0f} ms",
+                            fmt(warm), warm["median"] <= TARGET_WARM_MS))
+    notes = [f"medians over {raw['rounds']} interleaved rounds, fastest - slowest beside them; calibration loop "
+             f"{figs['_calibration_s']['best'] * 1e3:.1f} ms (fastest round)", *growth]
+    if raw["big"]:
+        notes.append(f"{BIG:,} layers as a whole process: {raw['big']['seconds']:.2f} s, "
+                     f"{raw['big']['peak_mib']:.0f} MiB peak")
+    if baseline:
+        notes.append(f"'vs baseline': the fastest round after calibration over the baseline's "
+                     f"({baseline.get('date', '?')}, git {baseline.get('git', '?')}); the gate fails above "
+                     f"{TOLERANCE:.2f}x")
+    if worse:
+        notes.append("REGRESSION: " + "; ".join(worse))
+    return {
+        "benchmark": "check_speed",
+        "title": "Checker speed and the editor loop",
+        "intro": "netspec check as a process, parse + check per layer in process, and the language server's "
+                 "re-check after an edit (benchmarks/check_speed.py).",
+        "settings": {"rounds": raw["rounds"], "mode": c.mode_name(_ARGS) if _ARGS else "full"},
+        "sections": [c.section("Figures", ["figure", "median", "fastest - slowest", "vs baseline"], rows, notes)],
+        "targets": targets,
+        "data": {"figures": figs, "raw": raw["times"], "big": raw["big"]},
+    }
+
+
+def write_doc(result: dict) -> None:
+    """Put the tables between the section's markers in docs/benchmarks.md (appended if missing)."""
+    sec = result["sections"][0]
+    trows = [[t["target"], t["result"], {True: "met", False: "**missed**", None: "not measured"}[t["met"]]]
+             for t in result["targets"]]
+    body = [MARK_BEGIN, "",
+            "## Checker speed and the editor loop",
+            "",
+            "<!-- Written by benchmarks/check_speed.py --write-doc; not by run.py. -->",
+            "",
+            f"{result['intro']} Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, git "
+            f"{c.git_revision()}, load average {_load()} at the end.",
+            "",
+            c.markdown_table(["target (issue 18)", "result", "verdict"], trows),
+            "",
+            c.markdown_table(sec["columns"], sec["rows"]),
+            ""]
+    body += [f"- {n}" for n in sec["notes"]]
+    body += ["", MARK_END]
+    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
+    block = "\n".join(body)
+    if MARK_BEGIN in text and MARK_END in text:
+        head, rest = text.split(MARK_BEGIN, 1)
+        _, tail = rest.split(MARK_END, 1)
+        text = head + block + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    DOC.write_text(text, encoding="utf-8")
+    c.progress(f"wrote the section to {DOC}")
+
+
+def _load() -> str:
+    try:
+        import os
+
+        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:  # pragma: no cover
+        return "?"
+
+
+_ARGS = None
+
+
+def main(argv=None) -> int:
+    global _ARGS
+    p = c.parser(__doc__.splitlines()[0])
+    p.add_argument("--baseline", default=None,
+                   help=f"the baseline JSON (default: {BASELINE.relative_to(c.ROOT)}; --smoke compares only "
+                        "with a baseline given here)")
+    p.add_argument("--update-baseline", action="store_true", help="write this run's figures as the baseline")
+    p.add_argument("--no-compare", action="store_true", help="measure only; no regression gate")
+    p.add_argument("--write-doc", action="store_true", help="write the section of docs/benchmarks.md")
+    p.add_argument("--big", action="store_true", help=f"also the {BIG:,}-layer spec (about a minute)")
+    args = p.parse_args(argv)
+    _ARGS = args
+    raw = measure(args)
+    figs = figures(raw)
+    baseline_path = Path(args.baseline or BASELINE)
+    baseline = json.loads(baseline_path.read_text()) if baseline_path.exists() else None
+    compared = (baseline is not None and not args.no_compare and not args.update_baseline
+                and (not args.smoke or args.baseline is not None))
+    worse = compare(figs, baseline) if compared else None
+    result = result_object(raw, figs, worse, baseline if compared else None)
+    c.finish(result, args)
+    if args.write_doc:
+        write_doc(result)
+    if args.update_baseline:
+        data = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "git": c.git_revision(),
+                "machine": c.cpu_model(), "python": sys.version.split()[0], "rounds": raw["rounds"],
+                "figures": {k: v for k, v in figs.items() if v["kind"] != "info"}}
+        baseline_path.write_text(json.dumps(data, indent=2) + "\n")
+        c.progress(f"wrote the baseline {baseline_path}")
+    if worse:
+        bar = "!" * 78
+        print(f"\n{bar}\nREGRESSION: {len(worse)} figure(s) more than {TOLERANCE - 1:.0%} worse than "
+              f"{baseline_path.name}:", file=sys.stderr)
+        for w in worse:
+            print(f"  - {w}", file=sys.stderr)
+        print(f"(if the change is intended: python benchmarks/check_speed.py --update-baseline)\n{bar}",
+              file=sys.stderr)
+        return 1
+    if compared:
+        print(f"\nno figure is more than {TOLERANCE - 1:.0%} worse than {baseline_path.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
