@@ -368,6 +368,29 @@ def test_hover_on_a_shared_layer_counts_its_weights_once(server):
     assert "used 2 times" in value and f"{128 * 1600 + 128:,} params" in value
 
 
+def test_hover_on_a_network_sums_it_up(server, resnet):
+    uri, text, net = resnet
+    value = server.request("textDocument/hover", doc(uri, pos(text, "ResNet50 {", 1)))["contents"]["value"]
+    trainable, non = net.param_counts()
+    assert f"{trainable + non:,} params ({trainable:,} trainable)" in value
+    assert "25,610,152 params" in value
+    assert "logits `[1000]`" in value
+
+
+def test_while_the_text_has_errors_values_keep_their_last_checked_shapes(server, tmp_path):
+    path = tmp_path / "editing.net"
+    text = (ROOT / "specs" / "resnet50.net").read_text()
+    path.write_text(text)
+    uri = server.open(path)
+    assert server.diagnostics(uri, version=1) == []
+    at = pos(text, "-> dense(1000)")
+    server.notify("textDocument/didChange", {"textDocument": {"uri": uri, "version": 2}, "contentChanges": [
+        {"range": {"start": at, "end": at}, "text": "-> conv2d("}]})  # half typed: a syntax error
+    assert [d["code"] for d in server.diagnostics(uri, version=2)] == ["E101"]
+    value = server.request("textDocument/hover", doc(uri, pos(text, "features = stem", 2)))["contents"]["value"]
+    assert "`[2048, 7, 7]`" in value and "as of the last version that checked" in value
+
+
 def test_hover_on_nothing_is_null(server, resnet):
     uri, text, _ = resnet
     assert server.request("textDocument/hover", doc(uri, {"line": 0, "character": 3})) is None  # a comment

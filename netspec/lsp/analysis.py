@@ -13,6 +13,7 @@ so they still get checked, hovered and outlined.
 
 from __future__ import annotations
 
+import gc
 import re
 from dataclasses import dataclass, field
 
@@ -65,6 +66,10 @@ class Chunk:
     error: SpecError | None = None
     name: str | None = None  # the declared name, read from the text (for a chunk that fails to parse)
     kind: str | None = None
+    #: For a chunk that does not parse: the syntax tree of its last version that did, when it
+    #: declares the same thing on the same lines (an edit inside a line): it keeps the outline,
+    #: hovers and jumps working while a line is being typed. Never checked.
+    fallback: tuple = ()
 
 
 def split(text: str) -> list[tuple[int, str]]:
@@ -115,6 +120,7 @@ class Analysis:
         self.form = _form(name)
         self.diagnostics: list[Diagnostic] = []
         self.module: ast.Module | None = None
+        self.index_module: ast.Module | None = None  # what hovers and jumps see, when not ``module``
         self.program: ir.Program | None = None
         self.networks: dict[str, ir.Network] = {}  # checked networks (all of them when the spec checks)
         self.checked = False  # the whole spec checks clean
@@ -122,8 +128,21 @@ class Analysis:
         self._symbols: list[Symbol] | None = None
         self._occurrences: list[Occurrence] = []
         self._by_span: dict[Span, list[tuple[ir.Network, ir.Node]]] | None = None
-        self._parse(previous)
-        self._check()
+        self._groups: dict[tuple[str, bool], dict[str, list[ir.Node]]] = {}
+        # The cyclic GC would scan the growing trees again and again while they are built
+        # (a third of a warm re-check); they hold no cycles, so it waits until the build is done.
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            self._parse(previous)
+            self._check()
+        finally:
+            if paused:
+                gc.enable()
+        #: The networks of the last version that checked clean (this one, or an earlier one):
+        #: value hovers fall back on them while the text has errors.
+        self.last_good: dict[str, ir.Network] = (
+            dict(self.networks) if self.checked else dict(previous.last_good) if previous is not None else {})
 
     @property
     def symbols(self) -> list[Symbol]:
@@ -131,7 +150,7 @@ class Analysis:
         if self._symbols is None:
             self._symbols = []
             if self.module is not None:
-                _Indexer(self).run()
+                _Indexer(self, self.index_module or self.module).run()
         return self._symbols
 
     @property
@@ -147,12 +166,22 @@ class Analysis:
             except SpecError as exc:
                 self.diagnostics = list(exc.diagnostics)
             return
-        cache = {(c.line, c.text): c for c in previous.chunks} if previous and previous.name == self.name else {}
+        same = previous is not None and previous.name == self.name
+        cache = {(c.line, c.text): c for c in previous.chunks} if same else {}
+        before = {(c.kind, c.name, c.line, c.text.count("\n")): c for c in previous.chunks} if same else {}
         for line, text in split(self.text):
             chunk = cache.get((line, text)) or _parse_chunk(self.name, line, text)
+            if chunk.error is not None:
+                old = before.get((chunk.kind, chunk.name, chunk.line, chunk.text.count("\n")))
+                if old is not None and chunk.name:
+                    chunk = Chunk(chunk.line, chunk.text, (), chunk.error, chunk.name, chunk.kind,
+                                  old.decls or old.fallback)
             self.chunks.append(chunk)
         decls = tuple(d for c in self.chunks for d in c.decls)
         self.module = ast.Module(decls, file=self.name)
+        if any(c.fallback for c in self.chunks):
+            self.index_module = ast.Module(tuple(d for c in self.chunks for d in (c.decls or c.fallback)),
+                                           file=self.name)
         for c in self.chunks:
             if c.error is not None:
                 self.diagnostics += c.error.diagnostics
@@ -212,6 +241,19 @@ class Analysis:
                         self._by_span.setdefault(node.span, []).append((net, node))
         return self._by_span.get(span, [])
 
+    def value_nodes(self, network: str, stale: bool = False) -> dict[str, list[ir.Node]]:
+        """A checked network's nodes grouped by the network-level binding that made them
+        (``features.0.main.conv2d`` -> ``features``), in order; {} when it did not check.
+        ``stale``: from the last version that checked."""
+        key = (network, stale)
+        if key not in self._groups:
+            groups: dict[str, list[ir.Node]] = {}
+            net = (self.last_good if stale else self.networks).get(network)
+            for node in net.nodes if net is not None else ():
+                groups.setdefault(node.name.split(".", 1)[0], []).append(node)
+            self._groups[key] = groups
+        return self._groups[key]
+
     def symbol(self, name: str, container: str | None) -> Symbol | None:
         for s in self.symbols:
             if s.name == name and s.container == container:
@@ -219,7 +261,8 @@ class Analysis:
         return None
 
     def blocks(self) -> list[ast.BlockDef]:
-        return self.module.blocks if self.module else []
+        module = self.index_module or self.module
+        return module.blocks if module else []
 
 
 def _form(name: str) -> str:
@@ -240,21 +283,24 @@ def _size(s: Span) -> tuple[int, int]:
 class _Indexer:
     """Walks the syntax tree: every definition, every use of a name, every op and argument name."""
 
-    def __init__(self, analysis: Analysis):
+    def __init__(self, analysis: Analysis, module: ast.Module):
         self.a = analysis
+        self.module = module
         self.top: dict[str, Symbol] = {}
 
     def name_span(self, span: Span | None, name: str) -> Span | None:
         """Where ``name`` is first written, as a whole word, inside ``span``."""
         if span is None:
             return None
-        pattern = re.compile(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])")
-        for ln in range(span.line, min(span.end_line, len(self.a.lines)) + 1):
-            text = self.a.lines[ln - 1]
-            start = span.col - 1 if ln == span.line else 0
-            m = pattern.search(text, start)
-            if m:
-                return Span(span.file, ln, m.start() + 1, ln, m.end() + 1)
+        lines = self.a.lines
+        for ln in range(span.line, min(span.end_line, len(lines)) + 1):
+            text = lines[ln - 1]
+            i = span.col - 1 if ln == span.line else 0
+            while (i := text.find(name, i)) >= 0:
+                end = i + len(name)
+                if not (i > 0 and _word(text[i - 1])) and not (end < len(text) and _word(text[end])):
+                    return Span(span.file, ln, i + 1, ln, end + 1)
+                i = end
         return None
 
     def define(self, name: str, kind: str, span: Span | None, decl_span, container, node) -> Symbol | None:
@@ -273,7 +319,7 @@ class _Indexer:
         self.a._occurrences.append(Occurrence(span, "ref", sym, target=target, step=step, container=container))
 
     def run(self) -> None:
-        module = self.a.module
+        module = self.module
         for decl in module.decls:
             kind = "network" if isinstance(decl, ast.NetworkDef) else "block"
             sym = self.define(decl.name, kind, decl.span, decl.span, None, decl)
@@ -372,6 +418,10 @@ class _Indexer:
             self.expr(e.right, scope, where, prefer)
         elif isinstance(e, ast.Neg):
             self.expr(e.operand, scope, where, prefer)
+
+
+def _word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
 
 
 def _after_keyword(span: Span | None, keyword: str) -> Span | None:

@@ -179,14 +179,14 @@ def _value_hover(a: Analysis, sym: Symbol) -> str:
     head = f"```netspec\n{sym.name}\n```"
     container = a.symbol(sym.container, None)
     if container is not None and container.kind == "network":
-        net = a.networks.get(sym.container)
-        if net is None:
+        stale = sym.container not in a.networks
+        if stale and sym.container not in a.last_good:
             return f"{head}\n\n{_not_checked(a)}"
-        prefix = f"{sym.name}."
-        nodes = [n for n in net.nodes if n.name.startswith(prefix)]
-        if not nodes:  # `y = x`: an alias
-            return head
-        return f"{head}\n\n" + _summary(f"`{sym.name}`", nodes[-1].type, nodes)
+        nodes = a.value_nodes(sym.container, stale).get(sym.name, [])
+        if not nodes:  # `y = x`: an alias, or a value the last good version did not have
+            return head + ("\n\n" + _not_checked(a) if stale else "")
+        text = f"{head}\n\n" + _summary(f"`{sym.name}`", nodes[-1].type, nodes)
+        return text + ("\n\n*(as of the last version that checked)*" if stale else "")
     # in a block: one line per use of the block
     lines = []
     for net in a.networks.values():
@@ -290,9 +290,8 @@ def outline(a: Analysis) -> list[OutlineItem]:
         if parent is None:
             continue
         detail = sym.kind
-        net = a.networks.get(sym.container)
-        if net is not None and sym.kind == "value":
-            nodes = [n for n in net.nodes if n.name.startswith(f"{sym.name}.")]
+        if sym.kind == "value" and sym.container in a.networks:
+            nodes = a.value_nodes(sym.container).get(sym.name)
             if nodes:
                 detail = str(nodes[-1].type)
         elif sym.kind in ("input", "target"):

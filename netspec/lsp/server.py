@@ -254,5 +254,10 @@ def create_server() -> NetspecServer:
 
 def serve() -> None:
     """Run the language server on standard input and output until the client exits."""
+    import gc
+
     logging.basicConfig(level=logging.WARNING)
-    create_server().start_io()
+    server = create_server()
+    gc.collect()
+    gc.freeze()  # modules, the op registry, the grammar: never garbage; keep them out of every GC pass
+    server.start_io()
