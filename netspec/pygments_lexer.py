@@ -54,6 +54,8 @@ class NetspecLexer(RegexLexer):
 
     tokens = {
         "root": [
+            # a binding at the start of a line: `features = stem -> ...`
+            (rf"^([ \t\f]*)({_NAME})([ \t\f]*)(=)(?!=)", bygroups(Whitespace, Name.Variable, Whitespace, Operator)),
             (r"[ \t\f]+", Whitespace),
             (r"\r?\n", Whitespace),
             (r"\\[ \t\f]*\r?\n", Text),  # line continuation
@@ -69,7 +71,7 @@ class NetspecLexer(RegexLexer):
             (r"[0-9]+\.[0-9]*(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+", Number.Float),
             (r"[0-9]+", Number.Integer),
             (r"->", Operator),
-            (rf"({_NAME})([ \t\f]*)(=)(?!=)", bygroups(Name.Attribute, Whitespace, Operator)),  # kwarg or binding
+            (rf"({_NAME})([ \t\f]*)(=)(?!=)", bygroups(Name.Attribute, Whitespace, Operator)),  # keyword argument
             (words(OPS, suffix=r"\b"), Name.Builtin),
             (words(FUNCTIONS, suffix=r"\b"), Name.Function.Magic),
             (rf"{_NAME}(?=[ \t\f]*\()", Name.Function),

@@ -54,7 +54,7 @@ def test_tokens_of_a_chain():
     assert (Keyword.Declaration, "network") in tokens and (Name.Class, "N") in tokens
     assert (Operator, "->") in tokens and (Name.Builtin, "conv2d") in tokens
     assert (Name.Attribute, "stride") in tokens and (Number.Integer, "8") in tokens
-    assert (Keyword.Pseudo, "in") in tokens
+    assert (Keyword.Pseudo, "in") in tokens and (Name.Variable, "x") in tokens
     assert any(t in pygments.token.Comment for t, v in tokens if v == "# c")
     assert (String.Double, '"x"') in [(t, v) for t, v in _tokens('y = f(name="x")\n')]
 
