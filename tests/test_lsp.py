@@ -340,7 +340,7 @@ def test_hover_on_a_step_shows_its_layer_and_the_op_documentation(server, resnet
 
     language = (ROOT / "docs" / "language.md").read_text()
     assert OPS["conv2d"].doc in value and OPS["conv2d"].doc in language
-    assert OPS["conv2d"].shape_rule in value
+    assert OPS["conv2d"].shape_rule.split(";")[0] in value
 
 
 def test_hover_on_a_block_use_shows_each_repeat(server, resnet):
@@ -544,3 +544,23 @@ def test_yaml_specs_get_the_same_diagnostics(server, tmp_path):
                     "    outputs: [y]\n")
     uri = server.open(path)
     assert [as_check(d) for d in server.diagnostics(uri)] == without_file(check_json(path))
+
+
+def test_op_documentation_is_the_text_of_language_md():
+    """Every op's hover carries the registry's doc, argument docs and shape rule, which
+    scripts/gen_docs.py also writes into docs/language.md."""
+    from netspec.lsp import docs
+    from netspec.ops.registry import LOSS_FNS, OPS, OPTIMIZER_DEFS
+
+    language = (ROOT / "docs" / "language.md").read_text()
+    for table, prefer in ((OPS, None), (LOSS_FNS, "loss"), (OPTIMIZER_DEFS, "optimizer")):
+        for name, op in table.items():
+            text = docs.op_markdown(name, prefer)
+            assert text is not None, name
+            rule = docs.shape_text(op) if op.shape_rule else ""
+            for piece in (op.doc, rule, *(a.doc for a in op.attrs.values())):
+                if piece:
+                    assert piece in text, (name, piece)
+                    assert piece.replace("|", "\\|") in language, (name, piece)
+            for key in op.attrs:
+                assert f"`{key}`" in docs.attr_markdown(name, key, prefer)

@@ -66,6 +66,19 @@ def kind_text(kind, op: OpDef) -> str:
     return kind.text
 
 
+def code_rule(text: str) -> str:
+    """A shape rule as docs/language.md writes it: the leading ``[...] -> [...]`` part in code."""
+    head, sep, tail = text.partition("; ")
+    if "->" in head or head.startswith("["):
+        return f"`{head}`" + (f"; {tail}" if sep else "")
+    return text
+
+
+def shape_text(op: OpDef) -> str:
+    """An op's shape rule as docs/language.md shows it (layers: with the shapes in code)."""
+    return op.shape_rule if op.category in ("merge", "activation") else code_rule(op.shape_rule)
+
+
 def signature(op: OpDef) -> str:
     """``conv2d(filters, kernel)``: the call with its positional arguments."""
     return f"{op.name}({', '.join(op.positional)})" if op.positional else op.name
@@ -104,7 +117,7 @@ def op_markdown(name: str, prefer: str | None = None) -> str | None:
         out.append("\n".join(f"- {attr_line(op, k)}" for k in op.attrs))
     rules = []
     if op.shape_rule:
-        rules.append(f"Shape: {op.shape_rule}")
+        rules.append(f"Shape: {shape_text(op)}")
     if op.params_rule:
         rules.append(f"Weights: {op.params_rule}")
     if op.macs_rule:
