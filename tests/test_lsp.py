@@ -360,6 +360,14 @@ def test_hover_on_an_argument_shows_its_documentation(server, resnet):
     assert attr.doc in (ROOT / "docs" / "language.md").read_text()
 
 
+def test_hover_on_a_positional_argument_documents_it(server, resnet):
+    uri, text, _ = resnet
+    value = server.request("textDocument/hover", doc(uri, pos(text, "conv2d(64, 7", len("conv2d(64, "))))
+    assert "`kernel`, positional" in value["contents"]["value"]
+    value = server.request("textDocument/hover", doc(uri, pos(text, "bottleneck(128) * 3", len("bottleneck(1"))))
+    assert "parameter of block `bottleneck`" in value["contents"]["value"]
+
+
 def test_hover_on_a_shared_layer_counts_its_weights_once(server):
     path = ROOT / "specs" / "siamese.net"
     text = path.read_text()

@@ -396,7 +396,11 @@ class _Indexer:
         elif span is not None:
             self.a._occurrences.append(Occurrence(span, "op", op=call.name, prefer=prefer, target=call, step=step,
                                                  container=where))
-        for arg in call.args:
+        names = self._positional(call.name, prefer)
+        for i, arg in enumerate(call.args):
+            if i < len(names) and arg.span is not None:  # hovering `64` in conv2d(64, 3) documents `filters`
+                self.a._occurrences.append(Occurrence(arg.span, "kwarg", op=call.name, prefer=prefer, key=names[i],
+                                                      container=where))
             self.expr(arg, scope, where)
         for kw in call.kwargs:
             if kw.span is not None:
@@ -404,6 +408,15 @@ class _Indexer:
                                                      "kwarg", op=call.name, prefer=prefer, key=kw.name,
                                                      container=where))
             self.expr(kw.value, scope, where)
+
+    def _positional(self, name: str, prefer: str | None) -> tuple[str, ...]:
+        """The names of a call's positional arguments: an op's, or a block's parameters."""
+        if name in self.top and self.top[name].kind == "block":
+            return tuple(p.name for p in self.top[name].node.params)
+        from .docs import find
+
+        op = find(name, prefer)
+        return op.positional if op is not None else ()
 
     def expr(self, e, scope, where, prefer=None) -> None:
         if isinstance(e, ast.Name):
