@@ -573,3 +573,10 @@ def test_op_documentation_is_the_text_of_language_md():
                     assert piece.replace("|", "\\|") in language, (name, piece)
             for key in op.attrs:
                 assert f"`{key}`" in docs.attr_markdown(name, key, prefer)
+
+
+def test_without_pygls_the_command_says_what_to_install():
+    probe = "import sys; sys.modules['pygls'] = None; from netspec.cli import main; sys.exit(main(['lsp']))"
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 2
+    assert "pip install 'netspec[lsp]'" in proc.stderr and "Traceback" not in proc.stderr
