@@ -129,8 +129,8 @@ class Analysis:
         self._occurrences: list[Occurrence] = []
         self._by_span: dict[Span, list[tuple[ir.Network, ir.Node]]] | None = None
         self._groups: dict[tuple[str, bool], dict[str, list[ir.Node]]] = {}
-        # The cyclic GC would scan the growing trees again and again while they are built
-        # (a third of a warm re-check); they hold no cycles, so it waits until the build is done.
+        # The cyclic GC would scan the growing trees again and again while they are built (a
+        # third of a warm re-check); it waits until the build is done, and collects then.
         paused = gc.isenabled()
         gc.disable()
         try:
