@@ -238,9 +238,9 @@ def create_server() -> NetspecServer:
     def formatting(ls: NetspecServer, params: t.DocumentFormattingParams):
         doc, a = ls.analysis(params.text_document.uri)
         text = features.format_text(a.name, a.text)
-        if text is None:
-            ls.window_show_message(t.ShowMessageParams(
-                type=t.MessageType.Warning, message="netspec: fix the errors first; the spec is not formatted"))
+        if text is None:  # a log line, not a pop-up: format-on-save would raise one on every save
+            ls.window_log_message(t.LogMessageParams(
+                type=t.MessageType.Info, message="netspec: the spec has errors; not formatted"))
             return None
         if text == a.text:
             return []
