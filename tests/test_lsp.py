@@ -580,3 +580,28 @@ def test_without_pygls_the_command_says_what_to_install():
     proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode == 2
     assert "pip install 'netspec[lsp]'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_every_feature_answers_everywhere_while_a_spec_is_typed(spec):
+    """In process (the core the server calls): every position of every spec, and the spec cut
+    off at many places as if being typed; no exception anywhere."""
+    from netspec.lsp import features
+    from netspec.lsp.analysis import Analysis
+
+    text = spec.read_text()
+    previous = None
+    cuts = sorted({len(text) * k // 23 for k in range(1, 23)})
+    for version in [text, *(text[:i] + "(" + text[i:] for i in cuts[::4]), *(text[:i] for i in cuts)]:
+        a = Analysis(str(spec), version, previous)
+        previous = a
+        lines = version.split("\n")
+        step = 1 if version is text else 4
+        for ln, line in enumerate(lines, 1):
+            for col in range(1, len(line) + 2, step):
+                features.hover(a, ln, col)
+                features.definition(a, ln, col)
+                features.references(a, ln, col)
+        for ln in range(1, len(lines) + 1, 3):
+            features.completions(a, ln, len(lines[ln - 1]) + 1)
+        features.outline(a)
