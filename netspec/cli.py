@@ -259,6 +259,7 @@ def _add_lsp(sub) -> None:
     """``netspec lsp``: the language server (netspec/lsp), over stdio."""
     s = sub.add_parser("lsp", help="run the language server (LSP over stdio) for editors")
     s.add_argument("--stdio", action="store_true", help="talk over standard input and output (the default)")
+    s.add_argument("--clientProcessId", help=argparse.SUPPRESS)  # passed by some clients; unused
 
     def cmd_lsp(args) -> int:
         try:
