@@ -605,3 +605,25 @@ def test_every_feature_answers_everywhere_while_a_spec_is_typed(spec):
         for ln in range(1, len(lines) + 1, 3):
             features.completions(a, ln, len(lines[ln - 1]) + 1)
         features.outline(a)
+
+
+GOLDEN = sorted((ROOT / "tests" / "golden").glob("*.net"))
+
+
+@pytest.mark.parametrize("spec", GOLDEN, ids=lambda p: p.stem)
+def test_diagnostics_equal_checks_on_every_golden_error(spec):
+    """The analysis behind the server reports exactly the diagnostics `netspec check` does
+    (the same Diagnostic objects: code, message, span, notes, arithmetic), on every error case."""
+    import netspec
+    from netspec.lsp.analysis import Analysis
+
+    try:
+        text = spec.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        pytest.skip("not UTF-8: an editor sends text, never such bytes")
+    try:
+        netspec.load(spec)
+        expected = []
+    except netspec.SpecError as exc:
+        expected = exc.diagnostics
+    assert Analysis(str(spec), text).diagnostics == expected
