@@ -13,7 +13,8 @@ Measures, on this machine:
    layer, and whether the cost grows linearly;
 3. the language server's analysis of ResNet-50 (``netspec.lsp.analysis.Analysis``: parse,
    check, diagnostics), cold and warm: a re-check after a one-character edit, reusing the
-   previous parse where the text did not change.
+   previous parse where the text did not change; and the same edit sent to a ``netspec lsp``
+   process until its diagnostics come back (less the debounce delay).
 
 Regression gate: the figures are compared with a baseline (benchmarks/check_speed_baseline.json,
 written by ``--update-baseline``); if any is more than 30 % worse, the script says which, loudly,
@@ -173,6 +174,69 @@ def lsp_cases() -> dict:
     return {"lsp cold": cold, "lsp warm": warm}
 
 
+def protocol_latency(rounds: int) -> list[float]:
+    """Seconds from sending a one-character didChange to receiving its diagnostics, over the pipes of
+    a real ``netspec lsp`` process, less the server's debounce delay (the quiet time it waits for)."""
+    import subprocess
+
+    from netspec.lsp.server import DEBOUNCE_S
+
+    proc = subprocess.Popen([c.PYTHON, "-m", "netspec", "lsp"], cwd=c.ROOT, env=c.CHILD_ENV,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+    def send(msg: dict) -> None:
+        body = json.dumps({"jsonrpc": "2.0", **msg}).encode()
+        proc.stdin.write(f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        proc.stdin.flush()
+
+    def receive() -> dict:
+        length = 0
+        while (line := proc.stdout.readline().strip()):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        if not length:
+            raise SystemExit("netspec lsp stopped answering")
+        return json.loads(proc.stdout.read(length))
+
+    def wait(pred) -> dict:
+        while True:
+            msg = receive()
+            if pred(msg):
+                return msg
+
+    path = c.ROOT / "specs" / "resnet50.net"
+    text = path.read_text()
+    uri = path.resolve().as_uri()
+    line = text[: text.index("dense(1000)")].count("\n")
+    col = text.split("\n")[line].index("dense(1000)") + len("dense(")
+    try:
+        send({"id": 1, "method": "initialize", "params": {"processId": None, "capabilities": {}}})
+        wait(lambda m: m.get("id") == 1)
+        send({"method": "initialized", "params": {}})
+        send({"method": "textDocument/didOpen", "params": {"textDocument": {
+            "uri": uri, "languageId": "netspec", "version": 1, "text": text}}})
+        wait(lambda m: m.get("method") == "textDocument/publishDiagnostics")
+        out = []
+        for version in range(2, rounds + 2):
+            at = {"line": line, "character": col}
+            start = time.perf_counter()
+            send({"method": "textDocument/didChange", "params": {
+                "textDocument": {"uri": uri, "version": version},
+                "contentChanges": [{"range": {"start": at, "end": at}, "text": "1"}]}})
+            wait(lambda m, v=version: m.get("method") == "textDocument/publishDiagnostics"
+                 and m["params"].get("version") == v)
+            out.append(time.perf_counter() - start - DEBOUNCE_S)
+        send({"id": 2, "method": "shutdown"})
+        wait(lambda m: m.get("id") == 2)
+        send({"method": "exit"})
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return out
+
+
 def measure(args) -> dict:
     n_rounds = c.rounds(args, full=15, quick=7)
     sizes = SIZES[:1] if args.smoke else SIZES
@@ -193,6 +257,8 @@ def measure(args) -> dict:
     cases.update(lsp_cases())
     c.progress(f"check_speed: {len(cases)} cases, {n_rounds} rounds ...")
     fig.update(c.interleaved(cases, n_rounds, 0 if args.smoke else 1))
+    c.progress("check_speed: edits over the protocol, to a netspec lsp process ...")
+    fig["lsp protocol"] = protocol_latency(3 if args.smoke else 3 * n_rounds)
     big = {}
     if args.big and not args.smoke:
         with tempfile.TemporaryDirectory() as tmp:
@@ -218,11 +284,17 @@ def figures(raw: dict) -> dict[str, dict]:
     calib = min(cpu["calibration"])
     out: dict[str, dict] = {}
 
+    calib_wall = min(t["calibration"])
+
     def time_fig(name, key, scale, unit):
         st = c.Stats.of(t[key])
-        cst = c.Stats.of(cpu[key])
+        if key in cpu:
+            cst = c.Stats.of(cpu[key])
+            extra = {"cpu": cst.median * scale, "per_calibration": cst.min / calib}
+        else:  # another process's work (the language server): wall time only
+            extra = {"cpu": None, "per_calibration": st.min / calib_wall}
         out[name] = {"kind": "time", "unit": unit, "median": st.median * scale, "best": st.min * scale,
-                     "max": st.max * scale, "cpu": cst.median * scale, "per_calibration": cst.min / calib}
+                     "max": st.max * scale, **extra}
 
     time_fig("check resnet50, whole process", "check resnet50", 1.0, "s")
     out["check resnet50, peak memory"] = {"kind": "memory", "unit": "MiB",
@@ -238,6 +310,7 @@ def figures(raw: dict) -> dict[str, dict]:
     time_fig(f"  of which check ({n:,} layers), per layer", "check only", 1e6 / n, "us")
     time_fig("lsp: ResNet-50 analysis, cold", "lsp cold", 1e3, "ms")
     time_fig("lsp: ResNet-50 re-check after one edit (warm)", "lsp warm", 1e3, "ms")
+    time_fig("lsp: edit -> diagnostics over the protocol, less the debounce", "lsp protocol", 1e3, "ms")
     if f"in process {BIG}" in t:
         time_fig(f"parse + check {BIG:,} layers, per layer", f"in process {BIG}", 1e6 / BIG, "us")
     out["_calibration_s"] = {"kind": "info", "unit": "s", "median": calib, "best": calib}
@@ -290,7 +363,7 @@ def result_object(raw: dict, figs: dict, worse: list[str] | None, baseline: dict
             vs = c.fmt_ratio(fig["per_calibration"] / base["per_calibration"])
         else:
             vs = c.fmt_ratio(fig["best"] / base["best"])
-        cpu = fmt({**fig, "median": fig["cpu"]}) if fig["kind"] == "time" else ""
+        cpu = fmt({**fig, "median": fig["cpu"]}) if fig.get("cpu") is not None else ""
         rows.append([name, fmt(fig), fmt_range(fig) if fig["kind"] == "time" else "", cpu, vs])
     sizes = raw["sizes"]
     growth = []
