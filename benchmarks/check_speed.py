@@ -245,6 +245,7 @@ def measure(args) -> dict:
     cases = {
         "calibration": calibrate,
         "python -c pass": process_case([c.PYTHON, "-c", "pass"], peaks, "python -c pass"),
+        "import netspec": process_case([c.PYTHON, "-c", "import netspec"], peaks, "import netspec"),
         "import netspec.api": process_case([c.PYTHON, "-c", "import netspec.api"], peaks, "import netspec.api"),
         "check resnet50": process_case([c.PYTHON, "-m", "netspec", "check", "specs/resnet50.net"], peaks,
                                        "check resnet50"),
@@ -301,6 +302,7 @@ def figures(raw: dict) -> dict[str, dict]:
                                           "median": max(raw["peaks"]["check resnet50"]),
                                           "best": max(raw["peaks"]["check resnet50"])}
     time_fig("python -c pass", "python -c pass", 1.0, "s")
+    time_fig("import netspec (lazy: nothing until used), whole process", "import netspec", 1.0, "s")
     time_fig("import netspec.api, whole process", "import netspec.api", 1.0, "s")
     for n in raw["sizes"]:
         time_fig(f"parse + check {n:,} layers, per layer", f"in process {n}", 1e6 / n, "us")
