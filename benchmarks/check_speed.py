@@ -349,8 +349,12 @@ def fmt_range(fig: dict) -> str:
     return f"{fig['best']:.{digits}f} - {fig.get('max', fig['best']):.{digits}f}"
 
 
-def _with_cpu(fig: dict) -> str:
-    return f"{fmt(fig)} (CPU {fmt({**fig, 'median': fig['cpu']})})"
+def _with_cpu(fig: dict, target: float | None = None) -> str:
+    """The wall median, with the CPU median beside it (and whether the CPU time alone is within the target)."""
+    text = f"{fmt(fig)} wall (CPU {fmt({**fig, 'median': fig['cpu']})}; fastest round {fig['best']:.3g} {fig['unit']})"
+    if target is not None and fig["median"] > target >= fig["cpu"]:
+        text += "; the CPU time is within the target, the wall time (a shared machine) is not"
+    return text
 
 
 def result_object(raw: dict, figs: dict, worse: list[str] | None, baseline: dict | None) -> dict:
@@ -378,12 +382,12 @@ def result_object(raw: dict, figs: dict, worse: list[str] | None, baseline: dict
     targets = []
     proc, mib = figs["check resnet50, whole process"], figs["check resnet50, peak memory"]
     targets.append(c.target(f"`netspec check` ResNet-50 <= {TARGET_PROCESS_S} s median (whole process)",
-                            _with_cpu(proc), proc["median"] <= TARGET_PROCESS_S))
+                            _with_cpu(proc, TARGET_PROCESS_S), proc["median"] <= TARGET_PROCESS_S))
     targets.append(c.target(f"`netspec check` ResNet-50 <= {TARGET_PROCESS_MIB:.0f} MiB peak", fmt(mib),
                             mib["median"] <= TARGET_PROCESS_MIB))
     per = figs[f"parse + check {sizes[-1]:,} layers, per layer"]
     targets.append(c.target(f"parse + check <= {TARGET_US_PER_LAYER:.0f} us per layer ({sizes[-1]:,} layers)",
-                            _with_cpu(per), per["median"] <= TARGET_US_PER_LAYER))
+                            _with_cpu(per, TARGET_US_PER_LAYER), per["median"] <= TARGET_US_PER_LAYER))
     if raw["big"]:
         targets.append(c.target(f"{BIG:,}-layer spec <= {TARGET_BIG_S} s, whole process",
                                 f"{raw['big']['seconds']:.2f} s", raw["big"]["seconds"] <= TARGET_BIG_S))
@@ -393,7 +397,7 @@ def result_object(raw: dict, figs: dict, worse: list[str] | None, baseline: dict
                                 f"~{est:.1f} s extrapolated (run with --big to measure)", None))
     warm = figs["lsp: ResNet-50 re-check after one edit (warm)"]
     targets.append(c.target(f"lsp: warm re-check of ResNet-50 after one edit <= {TARGET_WARM_MS:.0f} ms",
-                            _with_cpu(warm), warm["median"] <= TARGET_WARM_MS))
+                            _with_cpu(warm, TARGET_WARM_MS), warm["median"] <= TARGET_WARM_MS))
     interp = figs["python -c pass"]["median"]
     imports = figs["import netspec.api, whole process"]["median"] - interp
     work = proc["median"] - interp - imports
