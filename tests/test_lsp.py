@@ -632,3 +632,22 @@ def test_diagnostics_equal_checks_on_every_golden_error(spec):
     except netspec.SpecError as exc:
         expected = exc.diagnostics
     assert Analysis(str(spec), text).diagnostics == expected
+
+
+def test_an_edit_that_changes_no_syntax_tree_is_not_checked_again():
+    """Typing in a comment leaves every tree as it was, spans included: the previous check's results
+    are reused. Any other edit (even spaces, which move spans) is checked again."""
+    from netspec.lsp.analysis import Analysis
+
+    path = ROOT / "specs" / "resnet50.net"
+    text = path.read_text()
+    first = Analysis(str(path), text)
+    at = text.index("# [64, 112, 112]") + 3
+    commented = Analysis(str(path), text[:at] + "note: " + text[at:], first)
+    assert commented.program is first.program and commented.checked and commented.diagnostics == []
+    spaced = Analysis(str(path), text.replace("-> dense(1000)", "->  dense(1000)"), commented)
+    assert spaced.program is not first.program and spaced.checked
+    broken = Analysis(str(path), text.replace("dense(1000)", "dense(0)"), spaced)
+    assert [d.code for d in broken.diagnostics] == ["E301"] and broken.program is None
+    fixed = Analysis(str(path), text, broken)
+    assert fixed.checked and fixed.diagnostics == []

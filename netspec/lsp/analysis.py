@@ -135,7 +135,8 @@ class Analysis:
         gc.disable()
         try:
             self._parse(previous)
-            self._check()
+            if not self._unchanged(previous):
+                self._check()
         finally:
             if paused:
                 gc.enable()
@@ -187,6 +188,20 @@ class Analysis:
                 self.diagnostics += c.error.diagnostics
 
     # checking ---------------------------------------------------------------------------
+    def _unchanged(self, previous: Analysis | None) -> bool:
+        """When the edit left every syntax tree as it was, spans included (a comment was typed),
+        take the previous check's results instead of checking again."""
+        if (previous is None or previous.name != self.name or self.form != "net" or previous.form != "net"
+                or len(previous.chunks) != len(self.chunks)
+                or any(c.error is not None for c in (*self.chunks, *previous.chunks))):
+            return False
+        if not all(new is old or _same(new.decls, old.decls) for new, old in zip(self.chunks, previous.chunks)):
+            return False
+        self.diagnostics = list(previous.diagnostics)
+        self.program, self.networks, self.checked = previous.program, previous.networks, previous.checked
+        self.module = previous.module
+        return True
+
     def _check(self) -> None:
         if self.module is None:
             return
@@ -263,6 +278,17 @@ class Analysis:
     def blocks(self) -> list[ast.BlockDef]:
         module = self.index_module or self.module
         return module.blocks if module else []
+
+
+def _same(x, y) -> bool:
+    """Equal syntax trees, spans included (``==`` on nodes ignores where they are written)."""
+    if type(x) is not type(y):
+        return False
+    if isinstance(x, ast.Node):
+        return x.span == y.span and all(_same(getattr(x, f), getattr(y, f)) for f in x._fields)
+    if isinstance(x, tuple):
+        return len(x) == len(y) and all(_same(a, b) for a, b in zip(x, y))
+    return x == y
 
 
 def _form(name: str) -> str:
