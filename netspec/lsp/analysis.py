@@ -8,7 +8,8 @@ Parsing reuses work between edits: a .net text is cut into its top-level
 declarations (``network`` and ``block``), each parsed on its own, and a
 declaration whose text and first line did not change keeps its syntax tree.
 That also isolates syntax errors: a typo in one block leaves the others parsed,
-so they still get checked, hovered and outlined.
+so they still get checked, hovered and outlined. An edit that leaves every tree
+as it was, spans included (typing in a comment), is not checked again.
 """
 
 from __future__ import annotations
