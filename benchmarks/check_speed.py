@@ -19,9 +19,12 @@ Measures, on this machine:
 Regression gate: the figures are compared with a baseline (benchmarks/check_speed_baseline.json,
 written by ``--update-baseline``); if any is more than 30 % worse, the script says which, loudly,
 and exits with status 1. Times are compared as CPU time (user + system: on a shared machine it
-moves far less than wall time), each figure's fastest round, as a multiple of a calibration loop
-timed in the same run (pure-Python work, so a faster or slower machine moves both alike); peak
-memory is compared in MiB. The tables show wall times (what a user waits), with CPU beside them.
+moves far less than wall time), as the median over the rounds of the figure divided by a
+calibration loop timed in the same round (pure-Python work, so a faster machine, or a slower
+phase of a shared one, moves both alike); peak memory is compared in MiB. Gated: the issue's
+figures (check as a process, its peak memory, parse + check per layer, the language server's
+analysis); the floors are shown, not gated. A figure past the gate is measured again, and only
+one that is past it twice fails the run. The tables show wall times (what a user waits), with CPU beside them.
 ``--no-compare`` only measures. ``--write-doc`` puts the tables in docs/benchmarks.md,
 between the markers of the section "Checker speed and the editor loop".
 """
@@ -257,7 +260,11 @@ def measure(args) -> dict:
     cases.update(split_cases(synthetic_spec(sizes[-1]), "synthetic.net"))
     cases.update(lsp_cases())
     c.progress(f"check_speed: {len(cases)} cases, {n_rounds} rounds ...")
-    fig.update(c.interleaved(cases, n_rounds, 0 if args.smoke else 1))
+    CPU.clear()
+    n_warm = 0 if args.smoke else 1
+    fig.update(c.interleaved(cases, n_rounds, n_warm))
+    for key in cases:  # interleaved() drops the warm-up round's wall times; drop its CPU times too
+        CPU[key] = CPU[key][n_warm:]
     c.progress("check_speed: edits over the protocol, to a netspec lsp process ...")
     fig["lsp protocol"] = protocol_latency(3 if args.smoke else 3 * n_rounds)
     big = {}
@@ -279,7 +286,8 @@ def figures(raw: dict) -> dict[str, dict]:
     """The compared figures: {name: {"kind", "unit", "median", "best", "max", "cpu", "per_calibration"}}.
 
     ``median``/``best``/``max``: wall time over the rounds; ``cpu``: the median CPU time;
-    ``per_calibration``: the fastest round's CPU time over the calibration loop's (what the gate compares).
+    ``per_calibration``: the median over rounds of CPU time / the round's calibration time (what the gate
+    compares); ``gated``: whether the regression gate looks at it.
     """
     t, cpu = raw["times"], raw["cpu"]
     calib = min(cpu["calibration"])
@@ -287,23 +295,29 @@ def figures(raw: dict) -> dict[str, dict]:
 
     calib_wall = min(t["calibration"])
 
-    def time_fig(name, key, scale, unit):
+    def time_fig(name, key, scale, unit, gated=True):
         st = c.Stats.of(t[key])
-        if key in cpu:
+        if key in cpu and len(cpu[key]) == len(cpu["calibration"]):
             cst = c.Stats.of(cpu[key])
-            extra = {"cpu": cst.median * scale, "per_calibration": cst.min / calib}
+            # each round's figure over the same round's calibration: a slow phase of the machine
+            # slows both, and the median of the ratios keeps the typical round
+            ratio = c.Stats.of([x / y for x, y in zip(cpu[key], cpu["calibration"])]).median
+            extra = {"cpu": cst.median * scale, "per_calibration": ratio}
+        elif key in cpu:
+            cst = c.Stats.of(cpu[key])
+            extra = {"cpu": cst.median * scale, "per_calibration": cst.median / calib}
         else:  # another process's work (the language server): wall time only
-            extra = {"cpu": None, "per_calibration": st.min / calib_wall}
+            extra = {"cpu": None, "per_calibration": st.median / calib_wall}
         out[name] = {"kind": "time", "unit": unit, "median": st.median * scale, "best": st.min * scale,
-                     "max": st.max * scale, **extra}
+                     "max": st.max * scale, "gated": gated, **extra}
 
     time_fig("check resnet50, whole process", "check resnet50", 1.0, "s")
-    out["check resnet50, peak memory"] = {"kind": "memory", "unit": "MiB",
+    out["check resnet50, peak memory"] = {"kind": "memory", "unit": "MiB", "gated": True,
                                           "median": max(raw["peaks"]["check resnet50"]),
                                           "best": max(raw["peaks"]["check resnet50"])}
-    time_fig("python -c pass", "python -c pass", 1.0, "s")
-    time_fig("import netspec (lazy: nothing until used), whole process", "import netspec", 1.0, "s")
-    time_fig("import netspec.api, whole process", "import netspec.api", 1.0, "s")
+    time_fig("python -c pass", "python -c pass", 1.0, "s", gated=False)
+    time_fig("import netspec (lazy: nothing until used), whole process", "import netspec", 1.0, "s", gated=False)
+    time_fig("import netspec.api, whole process", "import netspec.api", 1.0, "s", gated=False)
     for n in raw["sizes"]:
         time_fig(f"parse + check {n:,} layers, per layer", f"in process {n}", 1e6 / n, "us")
     n = raw["sizes"][-1]
@@ -312,7 +326,7 @@ def figures(raw: dict) -> dict[str, dict]:
     time_fig(f"  of which check ({n:,} layers), per layer", "check only", 1e6 / n, "us")
     time_fig("lsp: ResNet-50 analysis, cold", "lsp cold", 1e3, "ms")
     time_fig("lsp: ResNet-50 re-check after one edit (warm)", "lsp warm", 1e3, "ms")
-    time_fig("lsp: edit -> diagnostics over the protocol, less the debounce", "lsp protocol", 1e3, "ms")
+    time_fig("lsp: edit -> diagnostics over the protocol, less the debounce", "lsp protocol", 1e3, "ms", gated=False)
     if f"in process {BIG}" in t:
         time_fig(f"parse + check {BIG:,} layers, per layer", f"in process {BIG}", 1e6 / BIG, "us")
     out["_calibration_s"] = {"kind": "info", "unit": "s", "median": calib, "best": calib}
@@ -325,14 +339,17 @@ def compare(current: dict, baseline: dict) -> list[str]:
     worse = []
     for name, fig in current.items():
         base = baseline.get("figures", {}).get(name)
-        if base is None or fig["kind"] == "info":
+        if base is None or fig["kind"] == "info" or not fig.get("gated", True):
             continue
         if fig["kind"] == "time":
             now, then = fig["per_calibration"], base["per_calibration"]
         else:
             now, then = fig["best"], base["best"]
         if now > TOLERANCE * then:
-            worse.append(f"{name}: {fig['best']:.3g} {fig['unit']} now vs {base['best']:.3g} {base['unit']} in the "
+            what = "CPU " if fig.get("cpu") is not None else ""
+            show_now = fig.get("cpu") or fig.get("median") or fig["best"]
+            show_then = base.get("cpu") or base.get("median") or base["best"]
+            worse.append(f"{name}: {what}{show_now:.3g} {fig['unit']} now vs {show_then:.3g} {base['unit']} in the "
                          f"baseline ({now / then:.2f}x after calibration; the gate is {TOLERANCE:.2f}x)")
     return worse
 
@@ -415,7 +432,8 @@ def result_object(raw: dict, figs: dict, worse: list[str] | None, baseline: dict
         notes.append(f"{BIG:,} layers as a whole process: {raw['big']['seconds']:.2f} s, "
                      f"{raw['big']['peak_mib']:.0f} MiB peak")
     if baseline:
-        notes.append(f"'vs baseline': the fastest round after calibration over the baseline's "
+        notes.append(f"'vs baseline': CPU time over the same round's calibration loop, median over rounds, "
+                     f"over the baseline's "
                      f"({baseline.get('date', '?')}, git {baseline.get('git', '?')}); the gate fails above "
                      f"{TOLERANCE:.2f}x")
     if worse:
@@ -511,6 +529,12 @@ def main(argv=None) -> int:
     compared = (baseline is not None and not args.no_compare and not args.update_baseline
                 and (not args.smoke or args.baseline is not None))
     worse = compare(figs, baseline) if compared else None
+    if worse:  # a regression must show twice: one disturbed run on a shared machine is not one
+        c.progress(f"check_speed: {len(worse)} figure(s) beyond the gate; measuring again to confirm ...")
+        again = figures(measure(args))
+        tripped = {w.split(":")[0] for w in compare(again, baseline)}
+        worse = [w for w in worse if w.split(":")[0] in tripped]
+        figs = {k: (again[k] if k in tripped else v) for k, v in figs.items()}
     result = result_object(raw, figs, worse, baseline if compared else None)
     c.finish(result, args)
     if args.write_doc:

@@ -48,17 +48,19 @@ def test_the_gate_fails_loudly_when_a_figure_gets_30_percent_worse(smoke):
     assert "REGRESSION" in proc.stderr and "check resnet50, peak memory" in proc.stderr
 
 
-def test_compare_uses_the_calibrated_fastest_round():
+def test_compare_uses_calibrated_cpu_time_and_skips_the_floors():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import check_speed
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
-    base = {"figures": {"t": {"kind": "time", "unit": "s", "best": 1.0, "per_calibration": 10.0},
-                        "m": {"kind": "memory", "unit": "MiB", "best": 20.0}}}
-    same = {"t": {"kind": "time", "unit": "s", "best": 2.0, "per_calibration": 12.9},  # slower machine, +29 %
-            "m": {"kind": "memory", "unit": "MiB", "best": 25.9}}
-    assert check_speed.compare(same, base) == []
-    worse = {"t": {"kind": "time", "unit": "s", "best": 1.0, "per_calibration": 13.1},
+    base = {"figures": {"t": {"kind": "time", "unit": "s", "best": 1.0, "cpu": 0.5, "per_calibration": 10.0},
+                        "m": {"kind": "memory", "unit": "MiB", "best": 20.0},
+                        "floor": {"kind": "time", "unit": "s", "best": 1.0, "cpu": 0.5, "per_calibration": 1.0}}}
+    same = {"t": {"kind": "time", "unit": "s", "best": 2.0, "cpu": 1.0, "per_calibration": 12.9},  # +29 %
+            "m": {"kind": "memory", "unit": "MiB", "best": 25.9},
+            "floor": {"kind": "time", "unit": "s", "best": 1.0, "cpu": 0.5, "per_calibration": 9.0, "gated": False}}
+    assert check_speed.compare(same, base) == []  # a floor is shown, not gated
+    worse = {"t": {"kind": "time", "unit": "s", "best": 1.0, "cpu": 0.7, "per_calibration": 13.1},
              "m": {"kind": "memory", "unit": "MiB", "best": 26.1}}
     assert [w.split(":")[0] for w in check_speed.compare(worse, base)] == ["t", "m"]
