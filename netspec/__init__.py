@@ -1,8 +1,39 @@
-"""netspec: one declarative spec, checked shapes, equivalent PyTorch, Keras and ONNX models."""
+"""netspec: one declarative spec, checked shapes, equivalent PyTorch, Keras and ONNX models.
 
-from .api import Spec, load, parse_text
-from .diagnostics import Diagnostic, SpecError
-from .weights import init_weights
+The public names are imported on first use (PEP 562), so that ``import netspec.cli``
+or ``netspec lsp`` loads only what its command needs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 __all__ = ["Diagnostic", "Spec", "SpecError", "__version__", "init_weights", "load", "parse_text"]
+
+#: public name -> the module that defines it
+_LAZY = {
+    "Spec": "api", "load": "api", "parse_text": "api",
+    "Diagnostic": "diagnostics", "SpecError": "diagnostics",
+    "init_weights": "weights",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .api import Spec, load, parse_text
+    from .diagnostics import Diagnostic, SpecError
+    from .weights import init_weights
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'netspec' has no attribute '{name}'")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -9,7 +9,6 @@ commands check their ``-o`` target with :func:`check_output` before working.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -100,6 +99,8 @@ def cmd_check(args) -> int:
             print(report.render())
             print()
     if args.format == "json":
+        import json
+
         print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
     return status
 
@@ -312,6 +313,8 @@ def cmd_verify(args) -> int:
         out = {"file": args.file, "networks": [r.to_json() for r in results]}
         if args.train:
             out = {"file": args.file, "mode": "train", "networks": out["networks"]}
+        import json
+
         print(json.dumps(out, indent=2))
     else:
         print("\n\n".join(r.render() for r in results))
@@ -450,6 +453,8 @@ def cmd_train(args) -> int:
 
     if int(os.environ.get("RANK", 0)) == 0:
         if args.format == "json":
+            import json
+
             print(json.dumps(result.to_json(), indent=2))
         else:
             print(result.render())
@@ -467,6 +472,8 @@ def cmd_evaluate(args) -> int:
     result = train.evaluate(spec, weights, args.data, backend=args.backend, batch_size=args.batch_size,
                             network=network, device=args.device)
     if args.format == "json":
+        import json
+
         print(json.dumps({"file": args.file, "network": spec.network(network).name, **result}, indent=2))
     else:
         print("  ".join(f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
@@ -584,6 +591,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_verify)
     _add_graph_parser(sub)
     add_train_parsers(sub)
+    _add_import_parsers(sub)
+    _add_lsp(sub)
+    return p
+
+
+def _add_import_parsers(sub) -> None:
+    """``netspec weights import`` and ``netspec import`` (netspec/importers)."""
+    from .importers import CHECKPOINT_FORMATS
 
     w = sub.add_parser("weights", help="bring pretrained weights in: PyTorch or Keras checkpoints -> canonical")
     wsub = w.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
@@ -592,8 +607,6 @@ def build_parser() -> argparse.ArgumentParser:
     wi.add_argument("checkpoint", metavar="CHECKPOINT",
                     help=".pt/.pth (read with weights_only=True), .safetensors, .keras or .weights.h5")
     wi.add_argument("-o", "--output", metavar="OUT.safetensors", required=True)
-    from .importers import CHECKPOINT_FORMATS
-
     wi.add_argument("--from", dest="source", choices=CHECKPOINT_FORMATS,
                     help="the checkpoint's framework (default: from the file name)")
     wi.add_argument("--mapping", metavar="FILE", help="pairs fixed by hand: 'spec_layer = checkpoint_layer' lines")
@@ -610,7 +623,24 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--mapping", action="store_true",
                     help="print which initialiser each canonical weight came from")
     im.set_defaults(func=cmd_import)
-    return p
+
+
+def _add_lsp(sub) -> None:
+    """``netspec lsp``: the language server (netspec/lsp), over stdio."""
+    s = sub.add_parser("lsp", help="run the language server (LSP over stdio) for editors")
+    s.add_argument("--stdio", action="store_true", help="talk over standard input and output (the default)")
+    s.add_argument("--clientProcessId", help=argparse.SUPPRESS)  # passed by some clients; unused
+
+    def cmd_lsp(args) -> int:
+        try:
+            from .lsp.server import serve
+        except ImportError as exc:  # pygls or lsprotocol missing
+            raise _UsageError(f"netspec lsp needs '{exc.name or exc}'; install it with "
+                              "pip install 'netspec[lsp]'") from None
+        serve()
+        return EXIT_OK
+
+    s.set_defaults(func=cmd_lsp)
 
 
 def main(argv: list[str] | None = None) -> int:

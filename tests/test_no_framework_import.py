@@ -48,3 +48,32 @@ def test_graph_imports_no_framework(tmp_path):
         result = _run("graph", "specs/resnet50.net", "-o", str(tmp_path / f"g.{suffix}"))
         assert result["code"] == 0
         assert result["loaded"] == []
+
+
+LSP_PROBE = """
+import json, sys
+from pathlib import Path
+from netspec.lsp.analysis import Analysis
+from netspec.lsp import features
+for path in sorted(Path("specs").glob("*.net")):
+    a = Analysis(str(path), path.read_text())
+    assert not a.diagnostics, path
+    features.outline(a)
+    features.hover(a, 1, 1)
+    features.completions(a, 2, 1)
+features.format_text("x.net", "network N {{\\n  input x: [3]\\n  y = x -> dense(4)\\n  output y\\n}}\\n")
+core = sorted(m for m in sys.modules if m.split('.')[0] in {frameworks!r})
+print(json.dumps(core))
+import netspec.lsp.server
+print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {frameworks!r})))
+"""
+
+
+def test_lsp_core_imports_no_framework_and_no_lsp_library():
+    """netspec/lsp's analysis is core: no framework, and not even pygls (only the server wiring uses it)."""
+    probe = LSP_PROBE.format(frameworks={*FRAMEWORKS, "pygls", "lsprotocol"})
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    core, server = (json.loads(line) for line in proc.stdout.splitlines()[-2:])
+    assert core == []
+    assert [m for m in server if m.split(".")[0] in FRAMEWORKS] == []
