@@ -680,6 +680,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:  # console script
     code = main()
+    if sys.stdout.closed:  # the language server's transport closes standard output on exit
+        sys.exit(code)
     try:
         sys.stdout.flush()
         sys.exit(code)
