@@ -379,3 +379,16 @@ def test_cli_writes_spec_and_weights_or_nothing(tmp_path, capsys):
     assert "LogSoftmax" in capsys.readouterr().err
     assert not (tmp_path / "u.net").exists() and not (tmp_path / "u.safetensors").exists()
     assert main(["import", str(src), "-o", str(tmp_path / "x.txt")]) == 2
+
+
+def test_public_names_resolve_in_a_fresh_interpreter():
+    """`netspec.train(...)`, `netspec.import_onnx`, `netspec.weights_from_torch/keras` without importing submodules."""
+    import subprocess
+    import sys
+
+    probe = ("import netspec; assert callable(netspec.train); "
+             "print(netspec.import_onnx.__name__, netspec.weights_from_torch.__name__, "
+             "netspec.weights_from_keras.__name__)")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["import_onnx", "weights_from_torch", "weights_from_keras"]
