@@ -29,7 +29,8 @@ from .. import ir, lower
 from ..diagnostics import Diagnostic, SpecError
 from ..liveness import INPLACE_ACTIVATIONS, inplace_nodes
 from ..ops.registry import OPS
-from .base import Emitter, identifier, literal
+from .base import Emitter
+from .printer import Bin, Call, Tup, docstring, flat, fmt, identifier, lit, literal  # noqa: F401
 
 LINE = 88  # ruff's default line length: the generated file passes `ruff format --check` as is
 
@@ -103,113 +104,7 @@ def _ident(name: str, taken: set[str]) -> str:
     return identifier(out, taken)
 
 
-def _lit(value: Any) -> str:
-    """literal() in ruff's style: double-quoted strings."""
-    if isinstance(value, str):
-        text = literal(value)
-        if text.startswith("'") and '"' not in value:
-            text = '"' + text[1:-1].replace("\\'", "'") + '"'
-        return text
-    if isinstance(value, (tuple, list)):
-        inner = ", ".join(_lit(v) for v in value)
-        if isinstance(value, list):
-            return f"[{inner}]"
-        return f"({inner},)" if len(value) == 1 else f"({inner})"
-    return literal(value)
-
-
-# A tiny expression tree, formatted the way `ruff format` formats it ------------------------------
-
-
-@dataclass(frozen=True)
-class Call:
-    func: str
-    args: tuple = ()
-    kwargs: tuple = ()  # (name, expr) pairs
-
-
-@dataclass(frozen=True)
-class Tup:
-    items: tuple
-    explode: bool = False  # always one item per line (a magic trailing comma)
-    bare: bool = False  # no parentheses when on one line (``return a, b``)
-
-
-@dataclass(frozen=True)
-class Bin:
-    """``a + b - c`` (operands are atoms or calls); ``tail`` (``/ 2``) parenthesises the sum."""
-
-    operands: tuple
-    ops: tuple
-    tail: str = ""
-
-
-def flat(e) -> str:
-    if isinstance(e, str):
-        return e
-    if isinstance(e, Call):
-        parts = [flat(a) for a in e.args] + [f"{k}={flat(v)}" for k, v in e.kwargs]
-        return f"{e.func}({', '.join(parts)})"
-    if isinstance(e, Tup):
-        inner = ", ".join(flat(a) for a in e.items)
-        if e.bare and len(e.items) > 1:
-            return inner
-        return f"({inner},)" if len(e.items) == 1 else f"({inner})"
-    if isinstance(e, Bin):
-        text = flat(e.operands[0]) + "".join(f" {op} {flat(x)}" for op, x in zip(e.ops, e.operands[1:]))
-        return f"({text}) {e.tail}" if e.tail else text
-    raise TypeError(type(e))
-
-
-def fmt(prefix: str, e, suffix: str = "", indent: int = 0) -> list[str]:
-    """Lines for ``prefix + e + suffix`` at ``indent``: one line if it fits, else split like ruff.
-
-    Calls and tuples split one item per line with a magic trailing comma (which
-    ruff keeps); sums split inside parentheses, one operator per line.
-    """
-    pad = " " * indent
-    line = pad + prefix + flat(e) + suffix
-    if (len(line) <= LINE and not (isinstance(e, Tup) and e.explode)) or isinstance(e, str):
-        return [line]
-    if isinstance(e, (Call, Tup)):
-        items = [("", a) for a in e.args] if isinstance(e, Call) else [("", a) for a in e.items]
-        if isinstance(e, Call):
-            items += [(f"{k}=", v) for k, v in e.kwargs]
-        if not items:
-            return [line]
-        head = pad + prefix + (e.func if isinstance(e, Call) else "") + "("
-        if len(head) > LINE and prefix.endswith(" = "):  # ruff parenthesises the right-hand side
-            return [pad + prefix + "(", *fmt("", e, "", indent + 4), pad + ")" + suffix]
-        body = " " * (indent + 4) + ", ".join(key + flat(item) for key, item in items)
-        if len(body) <= LINE and not (isinstance(e, Tup) and (e.explode or e.bare or len(items) == 1)):
-            return [head, body, pad + ")" + suffix]
-        out = [head]
-        for key, item in items:
-            out += fmt(key, item, ",", indent + 4)
-        out.append(pad + ")" + suffix)
-        return out
-    if isinstance(e, Bin):
-        inner = " " * (indent + 4)
-        body = flat(Bin(e.operands, e.ops))
-        out = [pad + prefix + "("]
-        if len(inner + body) <= LINE:
-            out.append(inner + body)
-        else:
-            out += fmt("", e.operands[0], "", indent + 4)
-            for op, x in zip(e.ops, e.operands[1:]):
-                out += fmt(f"{op} ", x, "", indent + 4)
-        out.append(pad + ")" + (f" {e.tail}" if e.tail else "") + suffix)
-        return out
-    raise TypeError(type(e))
-
-
-def docstring(text: str, indent: int) -> list[str]:
-    pad = " " * indent
-    one = f'{pad}"""{text}"""'
-    if len(one) <= LINE:
-        return [one]
-    lines = textwrap.wrap(text, LINE - indent - 3)
-    return [f'{pad}"""{lines[0]}', *(pad + x for x in lines[1:]), f'{pad}"""']
+_lit = lit  # the shared printer's ruff-style literal (netspec/backends/printer.py)
 
 
 # The plan: which torch tensor holds which canonical weight ------------------------------------
