@@ -11,7 +11,8 @@ module holds what both generators need for that:
 - :func:`call_lines`: ``target = func(args)(operand)`` from already printed arguments (the Keras
   generator's form: the call always one argument per line once it does not fit, nested lists and
   calls split the same way as :func:`fmt` splits them);
-- :func:`docstring`: one line, or wrapped inside ``width``.
+- :func:`docstring`: one line, or wrapped inside ``width``; :func:`def_lines` (a ``def`` line) and
+  :func:`unpack_lines` (``a, b = value``).
 
 PyTorch files use ruff's default width, 88 (``torch.LINE``); Keras files 120.
 """
@@ -190,6 +191,27 @@ def docstring(text: str, indent: int, width: int = 88) -> list[str]:
     return [f'{pad}"""{lines[0]}', *(pad + x for x in lines[1:]), f'{pad}"""']
 
 
+def def_lines(indent: int, name: str, params: list[str], width: int = 88) -> list[str]:
+    """``def name(params):`` at ``indent``; beyond ``width`` the parameters on one line below, else one per line."""
+    pad = " " * indent
+    line = f"{pad}def {name}({', '.join(params)}):"
+    if len(line) <= width:
+        return [line]
+    body = f"{pad}    {', '.join(params)}"
+    if len(body) <= width:
+        return [f"{pad}def {name}(", body, f"{pad}):"]
+    return [f"{pad}def {name}(", *(f"{pad}    {p}," for p in params), f"{pad}):"]
+
+
+def unpack_lines(targets: list[str], value: str, indent: int, width: int = 88) -> list[str]:
+    """``a, b = value``; ruff parenthesises a target list that does not fit."""
+    pad = " " * indent
+    line = f"{pad}{', '.join(targets)} = {value}"
+    if len(line) <= width:
+        return [line]
+    return [f"{pad}(", *(f"{pad}    {t}," for t in targets), f"{pad}) = {value}"]
+
+
 # Printed arguments back into the tree -------------------------------------------------------------
 
 
@@ -276,5 +298,5 @@ def call_lines(target: str, func: str, args: list[str], operand: str, indent: st
     return fmt(prefix, Call(call.func, call.args, call.kwargs, explode=True), tail, len(indent), width)
 
 
-__all__ = ["Bin", "Call", "Tup", "call_lines", "docstring", "flat", "fmt", "identifier", "lit", "literal",
-           "split_top", "tree"]
+__all__ = ["Bin", "Call", "Tup", "call_lines", "def_lines", "docstring", "flat", "fmt", "identifier", "lit", "literal",
+           "split_top", "tree", "unpack_lines"]

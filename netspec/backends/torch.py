@@ -30,7 +30,7 @@ from ..diagnostics import Diagnostic, SpecError
 from ..liveness import INPLACE_ACTIVATIONS, inplace_nodes
 from ..ops.registry import OPS
 from .base import Emitter
-from .printer import Bin, Call, Tup, docstring, flat, fmt, identifier, lit, literal  # noqa: F401
+from .printer import Bin, Call, Tup, def_lines, docstring, flat, fmt, identifier, lit, literal, unpack_lines  # noqa: F401
 
 LINE = 88  # ruff's default line length: the generated file passes `ruff format --check` as is
 
@@ -1480,24 +1480,8 @@ def _torch_path(path: str) -> str:
     return "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in path.split("."))
 
 
-def _unpack(targets: list[str], value: str, indent: int) -> list[str]:
-    """``a, b = value``; ruff parenthesises a target list that does not fit."""
-    pad = " " * indent
-    line = f"{pad}{', '.join(targets)} = {value}"
-    if len(line) <= LINE:
-        return [line]
-    return [f"{pad}(", *(f"{pad}    {t}," for t in targets), f"{pad}) = {value}"]
-
-
-def _def(indent: int, name: str, params: list[str]) -> list[str]:
-    pad = " " * indent
-    line = f"{pad}def {name}({', '.join(params)}):"
-    if len(line) <= LINE:
-        return [line]
-    body = f"{pad}    {', '.join(params)}"
-    if len(body) <= LINE:
-        return [f"{pad}def {name}(", body, f"{pad}):"]
-    return [f"{pad}def {name}(", *(f"{pad}    {p}," for p in params), f"{pad}):"]
+_unpack = unpack_lines  # the shared printer's, at ruff's default width
+_def = def_lines
 
 
 def _generate(network: ir.Network) -> tuple[str, Generator]:
