@@ -77,6 +77,11 @@ class TorchBackend(Backend):
     def _module():
         return import_module("netspec.backends.torch")
 
+    @property
+    def lowering(self):
+        """The passes the PyTorch generator runs (``netspec.backends.torch.LOWERING``)."""
+        return self._module().LOWERING
+
     def generate(self, network: ir.Network, **options) -> str:
         return self._module().generate(network, **options)
 
