@@ -251,7 +251,7 @@ def _conv_common(a):
 
 
 def _emit_conv(self: TorchEmitter, node, x):
-    a, r = node.attrs, len(node.attrs["kernel"])
+    a, r = node.attrs, OPS[node.op].rank
     c = self.network.type_of(node.inputs[0]).shape[0]
     kw = _conv_common(a) + _padding_kw(a["padding"])
     if set(a["dilation"]) != {1}:
@@ -267,7 +267,7 @@ def _emit_conv(self: TorchEmitter, node, x):
 
 
 def _emit_conv_transpose(self: TorchEmitter, node, x):
-    a, r = node.attrs, len(node.attrs["kernel"])
+    a, r = node.attrs, OPS[node.op].rank
     c = self.network.type_of(node.inputs[0]).shape[0]
     kw = _conv_common(a)
     crops = a["padding"]
@@ -393,7 +393,7 @@ def _emit_zeropad(self, node, x):
 
 def _emit_upsample(self, node, x):
     a = node.attrs
-    r = len(a["scale"])
+    r = OPS[node.op].rank
     kw = [("scale_factor", _lit(_one(a["scale"])))]
     if a["mode"] == "nearest":
         kw.append(("mode", '"nearest"'))
