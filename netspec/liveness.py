@@ -20,20 +20,28 @@ read later), framework-free:
 from __future__ import annotations
 
 from . import ir
+from .ops.registry import OPS
 
 #: Activations PyTorch can apply in place (their backward needs only their own output or input).
 INPLACE_ACTIVATIONS = frozenset({"relu", "relu6", "leaky_relu", "elu", "swish", "hard_sigmoid"})
 
-#: Ops whose backward pass does not read their output: it may be overwritten after them.
-_PRODUCERS = ("conv", "dense", "batchnorm", "layernorm", "add", "subtract", "concat", "zeropad", "maxpool",
-              "avgpool", "global_avgpool", "upsample", "depthwise_conv2d", "separable_conv2d", "embedding")
+#: Op families (the registry's ``family``) and merges whose backward pass does not read their output: it may
+#: be overwritten after them. Of the global pools, only the average (a max keeps its winner).
+_PRODUCER_FAMILIES = frozenset({"conv", "conv_transpose", "depthwise_conv", "separable_conv", "dense", "batchnorm",
+                                "layernorm", "zeropad", "pool", "upsample", "embedding"})
+_PRODUCER_MERGES = frozenset({"add", "subtract", "concat"})
 
 #: Ops whose output may share its input's memory.
 _VIEWS = frozenset({"flatten", "reshape", "permute", "dropout", "linear"})
 
 
 def _safe_producer(op: str) -> bool:
-    return op.startswith(_PRODUCERS) and not op.startswith("global_maxpool")
+    if op in _PRODUCER_MERGES:
+        return True
+    spec = OPS.get(op)
+    if spec is None:  # an op only lowering creates (``pad``): not assumed safe
+        return False
+    return spec.family in _PRODUCER_FAMILIES or (spec.family == "global_pool" and spec.kind == "avg")
 
 
 def inplace_nodes(network: ir.Network) -> frozenset[str]:

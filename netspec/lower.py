@@ -23,7 +23,8 @@ What the passes add (documented here once; emitters read these, never recompute 
 - ``pad`` nodes (:func:`pad_nodes`): padding a layer cannot express moved into a node of
   its own, ``<node>.pad``, with ``padding`` pairs and the fill ``value``: 0 before a
   convolution or a counting average, ``-inf`` before a max pool (padding never wins; the
-  ceil-mode ``extra`` is folded in). The layer is left with zero pads.
+  ceil-mode ``extra`` is folded in). The layer is left with zero pads. ``pads("not_same")``
+  moves every pad that is not 'same' (Keras); ``pads("asymmetric")`` only asymmetric ones (PyTorch).
 - unfused activations (:func:`unfuse_activations`): an ``activation=`` a backend cannot
   fuse becomes a node of its own, ``<node>.<activation>``, reading the layer's output;
   readers of the layer's value (and the network's outputs and loss terms) read the new
@@ -215,7 +216,8 @@ def _needs_pad_node(node: ir.Node, mode: str) -> tuple[bool, float]:
     if None in extra:  # ceil mode on a run-time axis: the backend decides (or reports E601)
         return False, 0.0
     if OPS[node.op].kind == "max":
-        return movable or any(extra), NEG_INF
+        # a layer with ceil mode (PyTorch's) keeps symmetric pads and its own rounding; else the extra moves
+        return movable or (mode == "not_same" and any(extra)), NEG_INF
     # an average counts padding only with count_include_pad, and never the ceil-mode extra
     return bool(a["count_include_pad"] and not any(extra) and movable), 0.0
 
@@ -230,9 +232,10 @@ def pad_nodes(network: ir.Network, mode: str = "not_same") -> ir.Network:
     """Move padding a layer cannot express into a ``pad`` node before it.
 
     ``mode="not_same"``: the layer takes only 'valid' or 'same' (Keras): every pad that is not
-    ``same`` moves. ``mode="asymmetric"``: the layer takes symmetric pads (PyTorch's modules):
-    only asymmetric pads move. Max pools always move ceil-mode ``extra`` with their pads (filled
-    with -inf); averages move only counting (``count_include_pad``) pads without ``extra``.
+    ``same`` moves. ``mode="asymmetric"``: the layer takes symmetric pads and ceil mode (PyTorch's
+    modules): only asymmetric pads move. A moved max pool takes its ceil-mode ``extra`` with it
+    (filled with -inf; under ``not_same`` every max pool with ``extra`` moves, as the layer has no
+    ceil mode); averages move only counting (``count_include_pad``) pads without ``extra``.
     """
     names = {n.name for n in network.nodes} | {v.name for v in network.inputs}
     nodes: list[ir.Node] = []

@@ -407,14 +407,15 @@ def receptive_fields(net: ir.Network) -> dict[str, ReceptiveField]:
         window = a.get("kernel") or a.get("pool")
         op = OPS.get(n.op)
         category = op.category if op else ""
+        family = op.family if op else ""
         axes = len(ins[0].size)
         if n.type.rank - 1 != axes:
             continue
-        if window is not None and "transpose" not in n.op and "output_padding" not in a:
+        if window is not None and family != "conv_transpose" and "output_padding" not in a:
             stride = a.get("stride") or window
             out[n.name] = rf_window(ins[0], window, stride, _pads(a.get("padding", ((0, 0),) * axes)),
                                     a.get("dilation") or (1,) * axes)
-        elif n.op.startswith("zeropad") or n.op.startswith("zero_pad"):
+        elif family == "zeropad":
             out[n.name] = rf_pad(ins[0], _pads(a.get("padding", ((0, 0),) * axes)))
         elif category == "merge" and len({f.jump for f in ins}) == 1 and all(len(f.size) == axes for f in ins):
             out[n.name] = rf_merge(ins)
@@ -466,7 +467,8 @@ def saved_for_backward(node: ir.Node) -> tuple[set[str], int]:
     from .ops.registry import OPS
 
     op = node.op
-    category = OPS[op].category if op in OPS else ""
+    spec = OPS.get(op)
+    category, family, kind = (spec.category, spec.family, spec.kind) if spec else ("", "", "")
     out_elems = _elements(node.type)
     keep: set[str] = set()
     extra = 0
@@ -480,13 +482,13 @@ def saved_for_backward(node: ir.Node) -> tuple[set[str], int]:
             keep.add("input")
     elif category == "merge":  # multiply, dot: each input is the other's gradient factor
         keep.add("input")
-    elif op.startswith("maxpool"):
+    elif family == "pool" and kind == "max":
         keep.add("input")
         extra += out_elems * 8  # int64 argmax indices
-    elif op.startswith("global_maxpool"):
+    elif family == "global_pool" and kind == "max":
         keep.add("input")
         extra += out_elems * 8
-    elif op.startswith("global_avgpool"):
+    elif family == "global_pool":
         pass  # torch.mean keeps only sizes
     elif op == "dropout":
         extra += out_elems * 1  # bool mask
@@ -501,7 +503,7 @@ def saved_for_backward(node: ir.Node) -> tuple[set[str], int]:
         if op == "bidirectional" or not node.attrs.get("return_sequences", True):
             steps = max(steps, 1)
         extra += gates * units * steps * 4
-    elif op in ("upsample2d", "upsample1d", "upsample3d") or op.startswith("zeropad") or op == "permute":
+    elif family in ("upsample", "zeropad") or op == "permute":
         pass
     else:  # layers with weights, pooling by average, normalisations: their input
         keep.add("input")

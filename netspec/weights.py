@@ -15,6 +15,8 @@ from math import prod, sqrt
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .ops.registry import FAMILIES
+
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
@@ -69,13 +71,12 @@ def draw(init: dict, shape: tuple[int, ...], rng) -> np.ndarray:
         out = rng.normal(init["mean"], init["std"], shape)
     elif name == "uniform":
         out = rng.uniform(init["a"], init["b"], shape)
-    elif name in ("glorot_uniform", "he_uniform", "lecun_uniform"):
-        scale = {"glorot_uniform": 6 / (fan_in + fan_out), "he_uniform": 6 / fan_in,
-                 "lecun_uniform": 3 / fan_in}[name]
-        out = rng.uniform(-sqrt(scale), sqrt(scale), shape)
-    elif name in ("glorot_normal", "he_normal", "lecun_normal"):
-        var = {"glorot_normal": 2 / (fan_in + fan_out), "he_normal": 2 / fan_in, "lecun_normal": 1 / fan_in}[name]
-        out = _truncated_normal(rng, sqrt(var), shape)
+    elif (member := FAMILIES["initializer"].get(name)) is not None and member.variance is not None:
+        var = member.variance(fan_in, fan_out)  # the registry's rule (netspec/ops/functions.py)
+        if member.distribution == "uniform":  # U(-l, l) has variance l ** 2 / 3
+            out = rng.uniform(-sqrt(3 * var), sqrt(3 * var), shape)
+        else:
+            out = _truncated_normal(rng, sqrt(var), shape)
     elif name == "orthogonal":
         rows = shape[0] if shape else 1
         cols = prod(shape[1:]) if len(shape) > 1 else 1

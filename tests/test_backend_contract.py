@@ -35,6 +35,14 @@ def test_keras_and_onnx_backends_fulfil_the_contract_without_importing_their_fra
     assert backends.get("keras").lowering and backends.get("onnx").lowering
 
 
+def test_torch_declares_its_lowering():
+    from netspec import lower
+    from netspec.backends import torch as tb
+
+    assert backends.get("torch").lowering is tb.LOWERING
+    assert lower.ceil_extra in tb.LOWERING and len(tb.LOWERING) == 2
+
+
 def test_verify_and_cli_do_not_branch_on_backend_names():
     """No string literal naming a backend in verify.py or cli.py (the contract carries the differences)."""
     for path in (ROOT / "netspec" / "verify.py", ROOT / "netspec" / "cli.py"):

@@ -1201,3 +1201,52 @@ def test_runtime_helpers_are_real_code_copied_verbatim():
     x = torch.randn(8, 3)
     bn(x)
     assert torch.allclose(bn.running_var, 0.5 + 0.5 * x.var(0, unbiased=False))
+
+
+# The lowering stage (netspec/lower.py): padding PyTorch's layers cannot take -----------------------------------
+
+
+def test_asymmetric_pads_become_a_pad_step_and_compute_the_same():
+    """Asymmetric pads are a ``pad`` node of the lowering (``F.pad``; -inf before a max pool, the ceil-mode
+    extra folded in); symmetric pads and ceil mode stay on the layer."""
+    import torch.nn.functional as F
+
+    net = net_of("""
+network P {
+    input x: [2, 7, 8]
+    a = x -> conv2d(3, 3, padding=((1, 0), (0, 2)), use_bias=false)
+    b = x -> maxpool2d(3, stride=2, padding=((1, 0), (0, 1)), ceil_mode=true)
+    c = x -> maxpool2d(3, stride=2, padding=1, ceil_mode=true)
+    d = x -> avgpool2d(3, stride=2, padding=((1, 0), (0, 1)), ceil_mode=true)
+    output a, b, c, d
+}
+""")
+    text = tb.generate(net)
+    assert "F.pad(x, (0, 2, 1, 0))" in text and "F.pad(x, (0, 1, 1, 1), value=-math.inf)" in text
+    assert "F.max_pool2d(x, 3, 2, padding=1, ceil_mode=True)" in text  # native: PyTorch's rule is the IR's
+    assert "_avg_pool(" in text and "extra=" in text  # an average must not count the extra
+    torch.manual_seed(0)
+    model = tb.build(net).eval()
+    x = torch.randn(2, 2, 7, 8)
+    a, b, c, d = model(x)
+    assert tuple(b.shape[1:]) == net.type_of(net.outputs[1]).shape
+    w = model.a.conv2d.weight
+    assert torch.equal(a, F.conv2d(F.pad(x, (0, 2, 1, 0)), w))
+    ref = F.max_pool2d(F.pad(x, (0, 1, 1, 0), value=-torch.inf), 3, 2, ceil_mode=True)
+    assert torch.equal(b, ref)
+    assert torch.equal(c, F.max_pool2d(x, 3, 2, padding=1, ceil_mode=True))
+
+
+def test_build_carries_the_weight_plan(monkeypatch):
+    """The plan is learnt while generating: the backend adapter never regenerates the source to learn it."""
+    from netspec import backends
+
+    net = spec_network("tiny_mlp.net", None)
+    model = tb.build(net)
+    assert model.netspec_plan == tb.plan(net)
+    monkeypatch.setattr(tb, "plan", lambda network: pytest.fail("plan() regenerated the source"))
+    built = backends.get("torch").build(net, weights=random_weights(net))
+    assert built.state["plan"] is type(built.model).netspec_plan
+    out = backends.get("torch").export_canonical(built)
+    assert set(out) == {f"{p.name}.{q}" for p in built.state["plan"].values() for q in p.params}
+    tb.load_canonical(built.model, net, out)

@@ -65,8 +65,9 @@ def generator(target: str) -> Backend:
 class TorchBackend(Backend):
     """PyTorch behind the contract: an adapter over ``netspec.backends.torch``'s module functions.
 
-    The weight plan (canonical name -> module tensor) is learnt once per build and kept in
-    ``Built.state``; the optimiser is the generated ``make_optimizer``'s, made at the first step.
+    The weight plan (canonical name -> module tensor) is learnt while the build generates the source
+    (``model.netspec_plan``) and kept in ``Built.state``; the optimiser is the generated
+    ``make_optimizer``'s, made at the first step.
     """
 
     name = "torch"
@@ -75,6 +76,11 @@ class TorchBackend(Backend):
     @staticmethod
     def _module():
         return import_module("netspec.backends.torch")
+
+    @property
+    def lowering(self):
+        """The passes the PyTorch generator runs (``netspec.backends.torch.LOWERING``)."""
+        return self._module().LOWERING
 
     def generate(self, network: ir.Network, **options) -> str:
         return self._module().generate(network, **options)
@@ -89,7 +95,7 @@ class TorchBackend(Backend):
             model.double()
         elif dtype != "float32":
             raise ValueError(f"dtype must be float32 or float64; received {dtype}")
-        return Built(model, network, {"plan": tb.plan(network)})
+        return Built(model, network, {"plan": model.netspec_plan})  # learnt while generating: no second pass
 
     def load_canonical(self, built: Built, weights) -> None:
         self._module().load_canonical(built.model, built.network, weights)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import keyword
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,46 +19,7 @@ from typing import Any, ClassVar
 
 from .. import ir
 from ..diagnostics import Diagnostic, SpecError
-
-_IDENT = re.compile(r"[^0-9A-Za-z_]")
-
-
-def identifier(name: str, taken: set[str] | None = None) -> str:
-    """A valid, non-keyword Python identifier for a spec name (``stage2.0.conv2d`` -> ``stage2_0_conv2d``).
-
-    Spec names are already ``[A-Za-z_][A-Za-z0-9_]*`` joined by dots and digits;
-    this maps them injectively within ``taken`` (which it updates).
-    """
-    out = _IDENT.sub("_", name)
-    if not out or out[0].isdigit():
-        out = "_" + out
-    if keyword.iskeyword(out) or keyword.issoftkeyword(out) or out in {"self", "torch", "nn", "F", "keras", "ops"}:
-        out += "_"
-    if taken is not None:
-        base, k = out, 1
-        while out in taken:
-            k += 1
-            out = f"{base}_{k}"
-        taken.add(out)
-    return out
-
-
-def literal(value: Any) -> str:
-    """A Python literal for an attribute value (``repr`` is exact for str, int, float, bool, None)."""
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            return f"float({str(value)!r})"
-        return repr(value)
-    if isinstance(value, (str, int, bool)) or value is None:
-        return repr(value)
-    if isinstance(value, tuple):
-        inner = ", ".join(literal(v) for v in value)
-        return f"({inner},)" if len(value) == 1 else f"({inner})"
-    if isinstance(value, list):
-        return "[" + ", ".join(literal(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{literal(k)}: {literal(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"no literal for {type(value).__name__}")
+from .printer import identifier, literal  # noqa: F401  (their home is the shared printer)
 
 
 def unsupported(backend: str, node: ir.Node, what: str | None = None) -> Diagnostic:

@@ -25,12 +25,20 @@ from math import prod
 from pathlib import Path
 from typing import Any
 
-from .. import ir
+from .. import ir, lower
 from ..diagnostics import Diagnostic, SpecError
 from ..liveness import INPLACE_ACTIVATIONS, inplace_nodes
-from .base import Emitter, identifier, literal
+from ..ops.registry import OPS
+from .base import Emitter
+from .printer import Bin, Call, Tup, def_lines, docstring, flat, fmt, identifier, lit, literal, unpack_lines  # noqa: F401
 
 LINE = 88  # ruff's default line length: the generated file passes `ruff format --check` as is
+
+#: The lowering passes the PyTorch generator runs (netspec/lower.py): ``extra`` on every pool (the
+#: end padding ceil mode adds), and padding PyTorch's layers cannot take (asymmetric) moved into
+#: ``pad`` nodes (-inf before a max pool, its ceil-mode extra folded in). Symmetric pads and ceil
+#: mode stay on the layer (``padding=``, ``ceil_mode=True``).
+LOWERING = (lower.ceil_extra, lower.pads("asymmetric"))
 
 #: Names the generated module defines or imports; spec names never shadow them.
 HELPERS = ("_expect", "_init", "_avg_pool", "_final_state", "_merge_directions", "_dot", "_BatchNorm1d", "_BatchNorm2d",
@@ -55,9 +63,9 @@ MODULE_ATTRS = frozenset({
 
 #: Names a submodule cannot take (``add_module`` refuses them, or the attribute would hide a method):
 #: every attribute of ``nn.Module`` and ``nn.Sequential`` (torch.compile adds one), and ``netspec_module``
-#: (set by :func:`build`).
+#: and ``netspec_plan`` (set by :func:`build`).
 #: A test checks the list against the installed torch.
-RESERVED = MODULE_ATTRS | {"append", "extend", "insert", "pop", "netspec_module"} | frozenset({
+RESERVED = MODULE_ATTRS | {"append", "extend", "insert", "pop", "netspec_module", "netspec_plan"} | frozenset({
     "___needs_generation_tag_patch",
     '__add__', '__annotations__', '__call__', '__class__', '__delattr__', '__delitem__', '__dict__', '__dir__',
     '__doc__', '__eq__', '__format__', '__ge__', '__getattr__', '__getattribute__', '__getitem__',
@@ -96,113 +104,7 @@ def _ident(name: str, taken: set[str]) -> str:
     return identifier(out, taken)
 
 
-def _lit(value: Any) -> str:
-    """literal() in ruff's style: double-quoted strings."""
-    if isinstance(value, str):
-        text = literal(value)
-        if text.startswith("'") and '"' not in value:
-            text = '"' + text[1:-1].replace("\\'", "'") + '"'
-        return text
-    if isinstance(value, (tuple, list)):
-        inner = ", ".join(_lit(v) for v in value)
-        if isinstance(value, list):
-            return f"[{inner}]"
-        return f"({inner},)" if len(value) == 1 else f"({inner})"
-    return literal(value)
-
-
-# A tiny expression tree, formatted the way `ruff format` formats it ------------------------------
-
-
-@dataclass(frozen=True)
-class Call:
-    func: str
-    args: tuple = ()
-    kwargs: tuple = ()  # (name, expr) pairs
-
-
-@dataclass(frozen=True)
-class Tup:
-    items: tuple
-    explode: bool = False  # always one item per line (a magic trailing comma)
-    bare: bool = False  # no parentheses when on one line (``return a, b``)
-
-
-@dataclass(frozen=True)
-class Bin:
-    """``a + b - c`` (operands are atoms or calls); ``tail`` (``/ 2``) parenthesises the sum."""
-
-    operands: tuple
-    ops: tuple
-    tail: str = ""
-
-
-def flat(e) -> str:
-    if isinstance(e, str):
-        return e
-    if isinstance(e, Call):
-        parts = [flat(a) for a in e.args] + [f"{k}={flat(v)}" for k, v in e.kwargs]
-        return f"{e.func}({', '.join(parts)})"
-    if isinstance(e, Tup):
-        inner = ", ".join(flat(a) for a in e.items)
-        if e.bare and len(e.items) > 1:
-            return inner
-        return f"({inner},)" if len(e.items) == 1 else f"({inner})"
-    if isinstance(e, Bin):
-        text = flat(e.operands[0]) + "".join(f" {op} {flat(x)}" for op, x in zip(e.ops, e.operands[1:]))
-        return f"({text}) {e.tail}" if e.tail else text
-    raise TypeError(type(e))
-
-
-def fmt(prefix: str, e, suffix: str = "", indent: int = 0) -> list[str]:
-    """Lines for ``prefix + e + suffix`` at ``indent``: one line if it fits, else split like ruff.
-
-    Calls and tuples split one item per line with a magic trailing comma (which
-    ruff keeps); sums split inside parentheses, one operator per line.
-    """
-    pad = " " * indent
-    line = pad + prefix + flat(e) + suffix
-    if (len(line) <= LINE and not (isinstance(e, Tup) and e.explode)) or isinstance(e, str):
-        return [line]
-    if isinstance(e, (Call, Tup)):
-        items = [("", a) for a in e.args] if isinstance(e, Call) else [("", a) for a in e.items]
-        if isinstance(e, Call):
-            items += [(f"{k}=", v) for k, v in e.kwargs]
-        if not items:
-            return [line]
-        head = pad + prefix + (e.func if isinstance(e, Call) else "") + "("
-        if len(head) > LINE and prefix.endswith(" = "):  # ruff parenthesises the right-hand side
-            return [pad + prefix + "(", *fmt("", e, "", indent + 4), pad + ")" + suffix]
-        body = " " * (indent + 4) + ", ".join(key + flat(item) for key, item in items)
-        if len(body) <= LINE and not (isinstance(e, Tup) and (e.explode or e.bare or len(items) == 1)):
-            return [head, body, pad + ")" + suffix]
-        out = [head]
-        for key, item in items:
-            out += fmt(key, item, ",", indent + 4)
-        out.append(pad + ")" + suffix)
-        return out
-    if isinstance(e, Bin):
-        inner = " " * (indent + 4)
-        body = flat(Bin(e.operands, e.ops))
-        out = [pad + prefix + "("]
-        if len(inner + body) <= LINE:
-            out.append(inner + body)
-        else:
-            out += fmt("", e.operands[0], "", indent + 4)
-            for op, x in zip(e.ops, e.operands[1:]):
-                out += fmt(f"{op} ", x, "", indent + 4)
-        out.append(pad + ")" + (f" {e.tail}" if e.tail else "") + suffix)
-        return out
-    raise TypeError(type(e))
-
-
-def docstring(text: str, indent: int) -> list[str]:
-    pad = " " * indent
-    one = f'{pad}"""{text}"""'
-    if len(one) <= LINE:
-        return [one]
-    lines = textwrap.wrap(text, LINE - indent - 3)
-    return [f'{pad}"""{lines[0]}', *(pad + x for x in lines[1:]), f'{pad}"""']
+_lit = lit  # the shared printer's ruff-style literal (netspec/backends/printer.py)
 
 
 # The plan: which torch tensor holds which canonical weight ------------------------------------
@@ -349,16 +251,9 @@ def _conv_common(a):
 
 
 def _emit_conv(self: TorchEmitter, node, x):
-    a, r = node.attrs, len(node.attrs["kernel"])
+    a, r = node.attrs, OPS[node.op].rank
     c = self.network.type_of(node.inputs[0]).shape[0]
-    kw = _conv_common(a)
-    pads = a["padding"]
-    xin = x[0]
-    if _sym(pads):
-        if any(b for b, _ in pads):
-            kw.append(("padding", _lit(_one(tuple(b for b, _ in pads)))))
-    else:
-        xin = Call("F.pad", (xin, _lit(_pad_arg(pads))))
+    kw = _conv_common(a) + _padding_kw(a["padding"])
     if set(a["dilation"]) != {1}:
         kw.append(("dilation", _lit(_one(a["dilation"]))))
     if a["groups"] != 1:
@@ -368,11 +263,11 @@ def _emit_conv(self: TorchEmitter, node, x):
     ctor = Call(f"nn.Conv{r}d", (_lit(c), _lit(a["filters"]), _lit(_one(a["kernel"]))), tuple(kw))
     params = {"kernel": "weight", **({"bias": "bias"} if a["use_bias"] else {})}
     mod = self.layer(node, ctor, params)
-    return self.activation(node, Call(mod, (xin,)), a["activation"])
+    return self.activation(node, Call(mod, (x[0],)), a["activation"])
 
 
 def _emit_conv_transpose(self: TorchEmitter, node, x):
-    a, r = node.attrs, len(node.attrs["kernel"])
+    a, r = node.attrs, OPS[node.op].rank
     c = self.network.type_of(node.inputs[0]).shape[0]
     kw = _conv_common(a)
     crops = a["padding"]
@@ -406,65 +301,54 @@ def _depthwise_ctor(a, c, cm, bias: bool, pad_kw):
     return Call("nn.Conv2d", (_lit(c), _lit(cm), _lit(_one(a["kernel"]))), tuple(kw))
 
 
-def _spatial_pad(pads, xin):
-    if _sym(pads):
-        kw = [("padding", _lit(_one(tuple(b for b, _ in pads))))] if any(b for b, _ in pads) else []
-        return kw, xin
-    return [], Call("F.pad", (xin, _lit(_pad_arg(pads))))
+def _padding_kw(pads) -> list:
+    """``padding=`` of a layer whose pads the lowering left symmetric (asymmetric ones are ``pad`` nodes)."""
+    return [("padding", _lit(_one(tuple(b for b, _ in pads))))] if any(b for b, _ in pads) else []
 
 
 def _emit_depthwise(self: TorchEmitter, node, x):
     a = node.attrs
     c = self.network.type_of(node.inputs[0]).shape[0]
-    pad_kw, xin = _spatial_pad(a["padding"], x[0])
-    ctor = _depthwise_ctor(a, c, c * a["depth_multiplier"], a["use_bias"], pad_kw)
+    ctor = _depthwise_ctor(a, c, c * a["depth_multiplier"], a["use_bias"], _padding_kw(a["padding"]))
     params = {"kernel": "weight", **({"bias": "bias"} if a["use_bias"] else {})}
-    return self.activation(node, Call(self.layer(node, ctor, params), (xin,)), a["activation"])
+    return self.activation(node, Call(self.layer(node, ctor, params), (x[0],)), a["activation"])
 
 
 def _emit_separable(self: TorchEmitter, node, x):
     a = node.attrs
     c = self.network.type_of(node.inputs[0]).shape[0]
     cm = c * a["depth_multiplier"]
-    pad_kw, xin = _spatial_pad(a["padding"], x[0])
-    depthwise = _depthwise_ctor(a, c, cm, False, pad_kw)
+    depthwise = _depthwise_ctor(a, c, cm, False, _padding_kw(a["padding"]))
     pointwise = Call("nn.Conv2d", (_lit(cm), _lit(a["filters"]), "1"), () if a["use_bias"] else (("bias", "False"),))
     params = {"depthwise_kernel": "0.weight", "pointwise_kernel": "1.weight",
               **({"bias": "1.bias"} if a["use_bias"] else {})}
     mod = self.layer(node, Call("nn.Sequential", (depthwise, pointwise)), params)
-    return self.activation(node, Call(mod, (xin,)), a["activation"])
+    return self.activation(node, Call(mod, (x[0],)), a["activation"])
 
 
 def _emit_pool(self: TorchEmitter, node, x):
     a = node.attrs
-    r = len(a["pool"])
-    kind = "max" if node.op.startswith("max") else "avg"
-    pads, window, stride, ceil = a["padding"], a["pool"], a["stride"], a["ceil_mode"]
-    sizes = self.network.type_of(node.inputs[0]).shape[1:]
+    op = OPS[node.op]
+    kind, r = op.kind, op.rank
+    pads, window, stride = a["padding"], a["pool"], a["stride"]
+    extra = a["extra"]  # lower.ceil_extra: the end padding ceil mode adds
     args = [x[0], _lit(_one(window))]
     kw = []
     if tuple(stride) != tuple(window):
         args.append(_lit(_one(stride)))
-    if _sym(pads):
+    if _sym(pads):  # PyTorch's own padding and ceil-mode rounding are the IR's
         if any(b for b, _ in pads):
             kw.append(("padding", _lit(_one(tuple(b for b, _ in pads)))))
             if kind == "avg" and not a["count_include_pad"]:
                 kw.append(("count_include_pad", "False"))
-        if ceil:
+        if a["ceil_mode"]:
             kw.append(("ceil_mode", "True"))
         return Call(f"F.{kind}_pool{r}d", tuple(args), tuple(kw))
-    # Asymmetric padding: pad explicitly. PyTorch's ceil-mode rule depends on where the padding is,
-    # so ceil mode becomes extra end padding that yields the IR's output size in floor mode.
-    extra = []
-    for size, k, s, (pb, pe), n in zip(sizes, window, stride, pads, node.type.shape[1:]):
-        if ceil and not (isinstance(size, int) and isinstance(n, int)):
-            self.fail(node, "ceil_mode with asymmetric padding on a run-time size")
-            return x[0]
-        extra.append(max((n - 1) * s + k - size - pb - pe, 0) if ceil else 0)
-    if kind == "max":
-        full = tuple((b, e + x_) for (b, e), x_ in zip(pads, extra))
-        padded = Call("F.pad", (x[0], _lit(_pad_arg(full))), (("value", "-math.inf"),))
-        return Call(f"F.max_pool{r}d", (padded, *args[1:]))
+    # asymmetric pads left on the layer (a max pool's are a pad node): an average that must not count
+    # them, or must not count the ceil-mode extra, which the lowering knows only for static sizes
+    if kind == "max" or None in extra:
+        self.fail(node, "ceil_mode with asymmetric padding on a run-time size")
+        return x[0]
     self.helpers.add("_avg_pool")
     kw = [("stride", _lit(tuple(stride))), ("padding", _lit(tuple(pads)))]
     if any(extra):
@@ -474,10 +358,17 @@ def _emit_pool(self: TorchEmitter, node, x):
     return Call("_avg_pool", (x[0], _lit(tuple(window))), tuple(kw))
 
 
+def _emit_pad(self: TorchEmitter, node, x):
+    """A ``pad`` node of the lowering: constant padding, ``-inf`` before a max pool."""
+    value = node.attrs["value"]
+    kw = (("value", "-math.inf" if value == lower.NEG_INF else _lit(float(value))),) if value else ()
+    return Call("F.pad", (x[0], _lit(_pad_arg(node.attrs["padding"]))), kw)
+
+
 def _emit_global_pool(self: TorchEmitter, node, x):
-    r = int(node.op[-2])
-    fn = "torch.mean" if "avg" in node.op else "torch.amax"
-    return Call(fn, (x[0],), (("dim", _lit(tuple(range(2, 2 + r)))),))
+    op = OPS[node.op]
+    fn = "torch.mean" if op.kind == "avg" else "torch.amax"
+    return Call(fn, (x[0],), (("dim", _lit(tuple(range(2, 2 + op.rank)))),))
 
 
 def _emit_flatten(self, node, x):
@@ -502,7 +393,7 @@ def _emit_zeropad(self, node, x):
 
 def _emit_upsample(self, node, x):
     a = node.attrs
-    r = len(a["scale"])
+    r = OPS[node.op].rank
     kw = [("scale_factor", _lit(_one(a["scale"])))]
     if a["mode"] == "nearest":
         kw.append(("mode", '"nearest"'))
@@ -575,7 +466,7 @@ _RNN = {"simple_rnn": "nn.RNN", "lstm": "nn.LSTM", "gru": "nn.GRU"}
 
 def _rnn_plan(op: str, a: dict, directions: tuple[tuple[str, str], ...]):
     use_bias = a["use_bias"]
-    size = a["units"] * {"simple_rnn": 1, "lstm": 4, "gru": 3}[op]
+    size = a["units"] * OPS[op].gates
     params, fixed, plus = {}, {}, {}
     for prefix, suffix in directions:
         params[prefix + "kernel"] = f"weight_ih_l0{suffix}"
@@ -663,6 +554,7 @@ def _family(prefix: str, fn, ranks=(1, 2, 3)) -> dict:
 
 TorchEmitter.TRANSFORMS = {
     "dense": _emit_dense,
+    "pad": _emit_pad,
     **_family("conv", _emit_conv),
     **_family("conv_transpose", _emit_conv_transpose),
     "depthwise_conv2d": _emit_depthwise,
@@ -953,9 +845,10 @@ class Body:
 
 
 class Generator:
-    """Builds the module text and the weight plan of one network."""
+    """Builds the module text and the weight plan of one network (lowered by :data:`LOWERING` first)."""
 
     def __init__(self, network: ir.Network):
+        network = lower.lower(network, LOWERING)
         self.net = network
         self.em = TorchEmitter(network)
         self.cls = _ident(network.name, set())  # E742 and builtins too
@@ -1107,6 +1000,8 @@ class Generator:
                 continue
             if node.name in em.inplace and isinstance(x[0], str) and x[0] in holds:
                 name = x[0]  # overwritten in place: the same variable
+            elif node.op == "pad":
+                name = name_for("padded.pad", i)  # the padded input of the layer after it
             else:
                 name = name_for(node.name[len(scope):], i)
             var[node.name] = name
@@ -1585,57 +1480,39 @@ def _torch_path(path: str) -> str:
     return "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in path.split("."))
 
 
-def _unpack(targets: list[str], value: str, indent: int) -> list[str]:
-    """``a, b = value``; ruff parenthesises a target list that does not fit."""
-    pad = " " * indent
-    line = f"{pad}{', '.join(targets)} = {value}"
-    if len(line) <= LINE:
-        return [line]
-    return [f"{pad}(", *(f"{pad}    {t}," for t in targets), f"{pad}) = {value}"]
+_unpack = unpack_lines  # the shared printer's, at ruff's default width
+_def = def_lines
 
 
-def _def(indent: int, name: str, params: list[str]) -> list[str]:
-    pad = " " * indent
-    line = f"{pad}def {name}({', '.join(params)}):"
-    if len(line) <= LINE:
-        return [line]
-    body = f"{pad}    {', '.join(params)}"
-    if len(body) <= LINE:
-        return [f"{pad}def {name}(", body, f"{pad}):"]
-    return [f"{pad}def {name}(", *(f"{pad}    {p}," for p in params), f"{pad}):"]
-
-
-def _generate(network: ir.Network) -> tuple[str, TorchEmitter]:
+def _generate(network: ir.Network) -> tuple[str, Generator]:
     gen = Generator(network)
     text = gen.generate()
-    return text, gen.em
+    gen.em.raise_errors()
+    return text, gen
 
 
 def generate(network: ir.Network, **options) -> str:
     """The PyTorch source for one network (deterministic; ruff-clean)."""
     if options:
         raise TypeError(f"unknown option(s) for the torch backend: {', '.join(sorted(options))}")
-    text, em = _generate(network)
-    em.raise_errors()
-    return text
+    return _generate(network)[0]
 
 
 def plan(network: ir.Network) -> dict[str, LayerPlan]:
-    """Weight owner -> its attribute and canonical-name -> tensor-path map."""
-    _, em = _generate(network)
-    em.raise_errors()
-    return em.layers
+    """Weight owner -> its attribute and canonical-name -> tensor-path map.
+
+    This generates the source; a built model carries its plan as ``model.netspec_plan``.
+    """
+    return _generate(network)[1].em.layers
 
 
 # Executing the source; canonical weights ----------------------------------------------------------------
 
 
-def load_source(network: ir.Network):
-    """Execute the generated source as a fresh module; returns the module object."""
+def _execute(network: ir.Network, text: str):
     import linecache
     import types
 
-    text = generate(network)
     name = f"netspec_torch_{identifier(network.name)}"
     filename = f"<netspec-torch:{network.name}>"
     linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
@@ -1645,20 +1522,34 @@ def load_source(network: ir.Network):
     return module
 
 
+def load_source(network: ir.Network):
+    """Execute the generated source as a fresh module; returns the module object."""
+    return _execute(network, generate(network))
+
+
 def build(network: ir.Network, weights=None):
     """An ``nn.Module`` built by executing the generated source; canonical ``weights`` loaded if given.
 
     The executed module (``compute_loss``, ``make_optimizer``, ``train_step``)
-    is reachable as ``model.netspec_module`` (a class attribute, so that
-    ``copy.deepcopy(model)`` still works).
+    is reachable as ``model.netspec_module`` and the weight plan (weight owner
+    -> :class:`LayerPlan`, learnt while generating) as ``model.netspec_plan``;
+    both are class attributes, so that ``copy.deepcopy(model)`` still works.
     """
-    module = load_source(network)
-    cls = getattr(module, Generator(network).cls)
+    text, gen = _generate(network)
+    module = _execute(network, text)
+    cls = getattr(module, gen.cls)
     cls.netspec_module = module
+    cls.netspec_plan = gen.em.layers
     model = cls()
     if weights is not None:
         load_canonical(model, network, weights)
     return model
+
+
+def _plan_of(model, network: ir.Network) -> dict[str, LayerPlan]:
+    """The plan a built model carries, or (a module not made by :func:`build`) the network's."""
+    plans = getattr(type(model), "netspec_plan", None)
+    return plans if isinstance(plans, dict) else plan(network)
 
 
 def _tensor(model, attr: str, path: str):
@@ -1681,7 +1572,7 @@ def load_canonical(model, network: ir.Network, weights) -> None:
     from ..weights import prepare_weights
 
     weights = prepare_weights(weights, network)  # the one weights boundary (type, dtype, shape, finiteness)
-    layers = plan(network)
+    layers = _plan_of(model, network)
     with torch.no_grad():
         for plan_ in layers.values():
             for pname, path in plan_.params.items():
@@ -1698,13 +1589,14 @@ def load_canonical(model, network: ir.Network, weights) -> None:
 def export_canonical(model, network: ir.Network, layers: dict[str, LayerPlan] | None = None) -> dict:
     """The module's weights in canonical form, keyed ``<layer>.<param>`` (numpy, the module's dtype: float32).
 
-    ``layers`` is ``plan(network)`` when the caller already has it (planning generates the source).
+    ``layers`` is the weight plan when the caller already has it; by default the one the model
+    carries (``model.netspec_plan``).
     """
     import torch
 
     out = {}
     with torch.no_grad():
-        for plan_ in (layers or plan(network)).values():
+        for plan_ in (layers or _plan_of(model, network)).values():
             for pname, path in plan_.params.items():
                 t = _tensor(model, plan_.attr, path).detach()
                 if pname in plan_.plus:

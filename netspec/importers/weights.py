@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .. import ir
+from ..ops.registry import OPS
 
 
 class WeightsImportError(Exception):
@@ -169,9 +170,10 @@ def _torch_to_canonical(node: ir.Node, g: Group) -> dict[str, tuple[np.ndarray, 
 
 def _keras_to_canonical(node: ir.Node, g: Group, flat: tuple | None = None) -> dict[str, tuple[np.ndarray, str]]:
     t, op = g.tensors, node.op
-    if op in ("simple_rnn", "lstm", "gru", "bidirectional"):
+    if OPS[op].family in ("recurrent", "bidirectional"):
         kind = node.attrs["layer"]["op"] if op == "bidirectional" else op
-        swap = (1, 0, 2) if kind == "gru" else (0, 1, 2, 3)[: {"lstm": 4, "simple_rnn": 1}.get(kind, 4)]
+        order = OPS[kind].gate_orders.get("keras", tuple(range(OPS[kind].gates)))  # Keras block j = canonical order[j]
+        swap = tuple(order.index(i) for i in range(len(order)))  # Keras blocks -> canonical order
         out = {}
         for prefix, sub in ((("forward.", "forward/"), ("backward.", "backward/")) if op == "bidirectional"
                             else (("", ""),)):
@@ -202,7 +204,7 @@ def _keras_to_canonical(node: ir.Node, g: Group, flat: tuple | None = None) -> d
         elif name in ("kernel", "pointwise_kernel") and arr.ndim >= 3:
             n = arr.ndim
             arr = arr.transpose((n - 1, n - 2, *range(n - 2)))
-            how = "HWIO -> OIHW" if not op.startswith("conv_transpose") else "HWOI -> IOHW"
+            how = "HWIO -> OIHW" if OPS[op].family != "conv_transpose" else "HWOI -> IOHW"
         out[name] = (arr, how)
     return out
 
@@ -221,16 +223,16 @@ _KERAS_KINDS = {
 
 
 def _kind_fits(node: ir.Node, g: Group) -> bool:
-    op = node.op
+    op, family = node.op, OPS[node.op].family
     if g.framework == "torch":
-        if op.startswith(("conv", "depthwise")):
+        if family in ("conv", "conv_transpose", "depthwise_conv"):
             return g.kind == "state" or g.kind.startswith("Conv")
         if op == "bidirectional":
             return g.kind in ("state", {"lstm": "LSTM", "gru": "GRU", "simple_rnn": "RNN"}[node.attrs["layer"]["op"]])
         return g.kind in _TORCH_KINDS.get(op, {"state"})
-    if op.startswith("conv_transpose"):
+    if family == "conv_transpose":
         return g.kind.startswith("Conv") and g.kind.endswith("Transpose")
-    if op.startswith("conv"):
+    if family == "conv":
         return g.kind.startswith("Conv") and not g.kind.endswith("Transpose")
     return g.kind in _KERAS_KINDS.get(op, set())
 
