@@ -50,9 +50,7 @@ class Attention(OpDef):
     float_input = False  # the mask may be integer; infer checks the query and key/value
     #: keyword arguments that name a value of the spec, not a constant (the checker adds them as inputs)
     value_args = ("mask",)
-    weight_layouts = {"keras": {"q_kernel": "mha_in", "k_kernel": "mha_in", "v_kernel": "mha_in",
-                                "q_bias": "mha_bias", "k_bias": "mha_bias", "v_bias": "mha_bias",
-                                "o_kernel": "mha_out"}}
+    # Keras: MultiHeadAttention's per-head EinsumDense kernels; the conversion is the attention family's
     attrs = {
         "heads": Attr(Int(1), doc="number of attention heads"),
         "key_dim": Attr(Int(1), None, "size of each head's queries and keys (default: query features / heads)"),
