@@ -9,7 +9,9 @@ from netspec import verify
 
 # The two largest specs are verified in their backend tests at a reduced cost; here they would
 # double the suite's time for no new coverage of ops.
-LARGE = {"vgg16.net", "resnet152.net"}
+LARGE = {"vgg16.net", "resnet152.net",
+         # model-sized Transformers: tests/test_transformers_reference.py judges them against Hugging Face
+         "gpt2_small.net", "bert_base.net", "vit_b16.net"}
 
 
 def assert_agrees(network):
