@@ -901,8 +901,10 @@ def _attention(e: OnnxEmitter, node: ir.Node) -> None:
         keep = e.op("Unsqueeze", [keep, e.const("axes", [1, 2])], f"{out}/keep4")
     if e.opset >= 23:
         inputs = [q, k, v]
-        if keep is not None:
-            inputs.append(keep)
+        if keep is not None:  # runtimes want the mask's query axis: [N, 1, T_q, T_k]
+            tq = e.op("Shape", [q], f"{out}/tq", start=1, end=2)
+            rows = e.op("Concat", [e.const("shape", [1, 1]), tq, e.const("shape", [1])], f"{out}/mask_rows", axis=0)
+            inputs.append(e.op("Expand", [keep, rows], f"{out}/keep_rows"))
         y = e.add("Attention", inputs, [f"{out}/heads_merged"], f"{out}/attention", q_num_heads=h,
                   kv_num_heads=h, is_causal=int(a["causal"]))[0]
         e.finish(node, _proj(e, node, y, "o", out))
