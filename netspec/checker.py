@@ -425,7 +425,8 @@ class _NetworkBuilder:
                 values.append(self.source(kw.value, scope, prefix))
             else:
                 self.error("E301", f"{op.name} argument '{kw.name}' names a value of the spec; received: "
-                               f"{_text(kw.value)}", kw.span, notes=(f"e.g. `{kw.name}=pad` for `input pad: int64[T]`",))
+                               f"{_text(kw.value)}", kw.span,
+                           notes=(f"e.g. `{kw.name}=pad` for `input pad: int64[T]`",))
                 raise _Poisoned
         rest = ast.Call(call.name, call.args, tuple(keep), call.name_span, span=call.span)
         return rest, values

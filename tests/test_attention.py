@@ -107,7 +107,8 @@ def test_class_token_select_and_positions():
     ("input x: [4, 8]\ny = x -> select(4)\noutput y", "E405", "4)", "out of range"),
     ("input x: [4, 7]\ny = x -> sinusoidal_position\noutput y", "E401", "sinusoidal_position", "even feature size"),
     ("input x: [8]\ny = x -> attention(2)\noutput y", "E401", "attention(2)", "sequence [T, D]"),
-    ("input x: [4, 8]\ny = attention(x, x, x, x, heads=2)\noutput y", "E301", "attention(x, x, x", "takes 1 to 2 values"),
+    ("input x: [4, 8]\ny = attention(x, x, x, x, heads=2)\noutput y", "E301", "attention(x, x, x",
+     "takes 1 to 2 values"),
     ("input x: [4, 8]\ny = x -> attention(2, mask=nowhere)\noutput y", "E201", "nowhere", "unknown value 'nowhere'"),
 ])
 def test_located_errors(body, code, where, text):

@@ -298,7 +298,8 @@ class ClassToken(layers.Layer):
     def call(self, inputs):
         ops = keras.ops
         d = inputs.shape[-1]
-        token = ops.broadcast_to(ops.reshape(ops.cast(self.token, inputs.dtype), (1, 1, d)), (ops.shape(inputs)[0], 1, d))
+        token = ops.reshape(ops.cast(self.token, inputs.dtype), (1, 1, d))
+        token = ops.broadcast_to(token, (ops.shape(inputs)[0], 1, d))
         return ops.concatenate([token, inputs], axis=1)
 
     def get_config(self):
