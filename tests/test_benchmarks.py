@@ -18,8 +18,9 @@ from conftest import ROOT
 
 BENCH = ROOT / "benchmarks"
 SCRIPTS = {"check": "check_time.py", "generated_models": "generated_models.py", "export": "export_onnx.py",
-           "compile": "compile_time.py"}
-NEEDS = {"generated_models": ("torch", "keras"), "export": ("torch", "onnx", "onnxruntime"), "compile": ("onnx",)}
+           "compile": "compile_time.py", "transformers": "transformer_models.py"}
+NEEDS = {"generated_models": ("torch", "keras"), "export": ("torch", "onnx", "onnxruntime"), "compile": ("onnx",),
+         "transformers": ("torch", "onnx", "onnxruntime", "transformers")}
 
 
 def _missing(name: str) -> list[str]:

@@ -351,13 +351,23 @@ class _BatchNorm3d(nn.BatchNorm3d):
 
 
 class _Attention(nn.Module):
-    """Multi-head attention: q, k, v, o projections (canonical layout) around fused SDPA.
+    """Multi-head attention: q, k, v, o projections (canonical layout), fused SDPA.
 
     mask: [N, T_k], nonzero = attend; causal: query i attends keys j <= i.
     """
 
-    def __init__(self, q_dim, kv_dim, heads, key_dim, value_dim, units, bias=True, dropout=0.0,
-                 causal=False):
+    def __init__(
+        self,
+        q_dim,
+        kv_dim,
+        heads,
+        key_dim,
+        value_dim,
+        units,
+        bias=True,
+        dropout=0.0,
+        causal=False,
+    ):
         super().__init__()
         self.heads, self.dropout, self.causal = heads, dropout, causal
         self.q = nn.Linear(q_dim, heads * key_dim, bias=bias)
@@ -378,7 +388,9 @@ class _Attention(nn.Module):
                 tril = torch.ones(tq, tk, dtype=torch.bool, device=x.device).tril()
                 mask, causal = mask & tril, False
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal
+        )
         return self.o(y.transpose(1, 2).reshape(n, tq, -1))
 
 
@@ -397,8 +409,12 @@ def _sinusoidal_position(x, base=10000.0):
     """x + the fixed sin/cos encodings of Vaswani et al. for x [N, T, D]."""
     t, d = x.shape[1], x.shape[2]
     pos = torch.arange(t, dtype=torch.float64, device=x.device)[:, None]
-    freq = torch.pow(base, -torch.arange(0, d, 2, dtype=torch.float64, device=x.device) / d)
-    table = torch.stack((torch.sin(pos * freq), torch.cos(pos * freq)), dim=-1).reshape(t, d)
+    freq = torch.pow(
+        base, -torch.arange(0, d, 2, dtype=torch.float64, device=x.device) / d
+    )
+    table = torch.stack((torch.sin(pos * freq), torch.cos(pos * freq)), dim=-1).reshape(
+        t, d
+    )
     return x + table.to(x.dtype)
 
 
