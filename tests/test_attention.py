@@ -326,3 +326,17 @@ def test_onnx_dynamic_lengths_and_batches_from_one_export(opset):
         want = tb.run(built, feeds)
         for g, wv in zip(got, want):
             close(g, wv)
+
+
+def test_pre_norm_block_trains_in_torch():
+    """The residual add of a pre-norm block must not overwrite `h`: its layernorm keeps it for backward."""
+    n = net("input x: [T, 16]\ntarget t: [T, 16]\ny = x -> pre_norm\noutput y\nloss mse(y, t)\n"
+            "optimizer sgd(lr=0.1)", NORM_BLOCKS)
+    src = backends.get("torch").generate(n)
+    assert "h += " not in src
+    b = backends.get("torch")
+    built = b.build(n, random_weights(n))
+    rng = np.random.default_rng(8)
+    loss = b.train_step(built, {"x": rng.normal(size=(2, 5, 16)).astype(np.float32)},
+                        {"t": rng.normal(size=(2, 5, 16)).astype(np.float32)})
+    assert np.isfinite(loss)
