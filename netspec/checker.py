@@ -459,8 +459,11 @@ class _NetworkBuilder:
                 except _Poisoned:
                     poisoned = True
             else:
+                notes = ((f"as a source, {call.name}'s arguments are values; give "
+                          f"{op.positional[0]} by keyword: `{call.name}(x, memory, {op.positional[0]}=...)`",)
+                         if op.category != "merge" and op.positional else ())
                 self.error("E301", f"{call.name} takes values (names, 'in' or merges); received: "
-                               f"{_text(arg)}", arg.span)
+                               f"{_text(arg)}", arg.span, notes=notes)
                 poisoned = True
         if poisoned:
             self.bind_attrs(op, (), self.eval_kwargs(call, scope), call)

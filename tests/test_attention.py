@@ -110,9 +110,12 @@ def test_class_token_select_and_positions():
     ("input x: [4, 8]\ny = attention(x, x, x, x, heads=2)\noutput y", "E301", "attention(x, x, x",
      "takes 1 to 2 values"),
     ("input x: [4, 8]\ny = x -> attention(2, mask=nowhere)\noutput y", "E201", "nowhere", "unknown value 'nowhere'"),
+    ("input x: [4, 8]\ny = attention(x, x, 2)\noutput y", "E301", "2)", "takes values"),
 ])
 def test_located_errors(body, code, where, text):
     (d,) = errors(body)
+    if text == "takes values":
+        assert "give heads by keyword" in d.notes[0]
     assert d.code == code and text in d.message, d.message
     lines = body.split("\n")
     line = next(i for i, text in enumerate(lines) if where in text)
