@@ -466,7 +466,8 @@ class _NetworkBuilder:
                                f"{_text(arg)}", arg.span, notes=notes)
                 poisoned = True
         if poisoned:
-            self.bind_attrs(op, (), self.eval_kwargs(call, scope), call)
+            if op.category == "merge":  # a layer's missing constant would only repeat the error above
+                self.bind_attrs(op, (), self.eval_kwargs(call, scope), call)
             raise _Poisoned
         n = len(inputs)
         if n < op.min_inputs or (op.max_inputs is not None and n + len(extra) > op.max_inputs):
