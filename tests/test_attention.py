@@ -343,3 +343,20 @@ def test_pre_norm_block_trains_in_torch():
     loss = b.train_step(built, {"x": rng.normal(size=(2, 5, 16)).astype(np.float32)},
                         {"t": rng.normal(size=(2, 5, 16)).astype(np.float32)})
     assert np.isfinite(loss)
+
+
+def test_onnx_shapes_and_float64_reference():
+    """Shape inference gives every value the IR's shape (batch and lengths symbolic); outputs equal
+    test_onnx_backend's float64 reference, written from the definitions."""
+    from test_onnx_backend import assert_shapes_match, reference
+
+    n = net(TRANSLATORISH)
+    w = random_weights(n, seed=9)
+    model = backends.get("onnx").build(n, w).model
+    assert assert_shapes_match(n, model) == len(n.nodes)
+    rng = np.random.default_rng(10)
+    feeds = {"src": rng.integers(0, 30, (2, 6)), "tgt": rng.integers(0, 30, (2, 4)),
+             "pad": np.array([[1, 1, 0, 1, 1, 0], [1, 0, 1, 1, 1, 1]], np.int64)}
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for got, want in zip(session.run(None, feeds), reference(n, w, feeds)):
+        close(got, want)

@@ -908,6 +908,7 @@ def _attention(e: OnnxEmitter, node: ir.Node) -> None:
         y = e.add("Attention", inputs, [f"{out}/heads_merged"], f"{out}/attention", q_num_heads=h,
                   kv_num_heads=h, is_causal=int(a["causal"]))[0]
         e.finish(node, _proj(e, node, y, "o", out))
+        e.annotations[out] = node.type
         return
     split = e.const("shape", [0, 0, h, -1])
     qh = e.op("Transpose", [e.op("Reshape", [q, split], f"{out}/q4")], f"{out}/qh", perm=[0, 2, 1, 3])
@@ -935,6 +936,7 @@ def _attention(e: OnnxEmitter, node: ir.Node) -> None:
     y = e.op("Transpose", [y], f"{out}/heads_last", perm=[0, 2, 1, 3])
     y = e.op("Reshape", [y, e.const("shape", [0, 0, h * vd])], f"{out}/heads_merged")
     e.finish(node, _proj(e, node, y, "o", out))
+    e.annotations[out] = node.type  # shape inference loses the length through the heads' Reshape
 
 
 def _seq_len(e: OnnxEmitter, x: str, out: str) -> str:
@@ -948,6 +950,7 @@ def _position_embedding(e: OnnxEmitter, node: ir.Node) -> None:
     table = e.init(f"{node.layer}.embeddings", e.w(node.layer, "embeddings"))
     rows = e.op("Slice", [table, e.const("starts", [0]), _seq_len(e, x, out), e.const("axes", [0])], f"{out}/rows")
     e.finish(node, e.op("Add", [x, rows], out))
+    e.annotations[out] = node.type  # shape inference cannot tell the slice's length is the input's
 
 
 def _sinusoidal_position(e: OnnxEmitter, node: ir.Node) -> None:
@@ -966,6 +969,7 @@ def _sinusoidal_position(e: OnnxEmitter, node: ir.Node) -> None:
     table = e.op("Reshape", [pairs, e.const("shape", [-1, d])], f"{out}/table64")
     table = e.op("Cast", [table], f"{out}/table", to=TensorProto.FLOAT)
     e.finish(node, e.op("Add", [x, table], out))
+    e.annotations[out] = node.type  # shape inference cannot tell the table's length is the input's
 
 
 def _class_token(e: OnnxEmitter, node: ir.Node) -> None:
@@ -977,6 +981,7 @@ def _class_token(e: OnnxEmitter, node: ir.Node) -> None:
     shape = e.op("Concat", [n, e.const("shape", [1, d])], f"{out}/token_shape", axis=0)
     tokens = e.op("Expand", [token, shape], f"{out}/tokens")
     e.finish(node, e.op("Concat", [tokens, x], out, axis=1))
+    e.annotations[out] = node.type  # the batch symbol does not survive Expand
 
 
 def _select(e: OnnxEmitter, node: ir.Node) -> None:
