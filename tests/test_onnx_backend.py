@@ -11,6 +11,7 @@ reference written here with torch.nn.functional.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -302,7 +303,7 @@ def reference(net: ir.Network, weights: dict, feeds: dict) -> list[np.ndarray]:
             if y.dim() == 1:
                 y = y[:, None]
         elif op in _SEQUENCE_OPS:
-            y = _sequence_reference(node, xs, lambda name: p(node, name))
+            y = _sequence_reference(node, xs, functools.partial(p, node))
         else:
             y = _act(x, {"name": op, **a})
         env[node.name] = y
