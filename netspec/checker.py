@@ -414,7 +414,7 @@ class _NetworkBuilder:
         Returns the call without them and the values they name (inputs after the others);
         each such keyword is then bound as ``true``.
         """
-        names = getattr(op, "value_args", ())
+        names = op.value_args
         if not names or not isinstance(call, ast.Call) or not any(k.name in names for k in call.kwargs):
             return call, []
         keep, values = [], []
@@ -473,10 +473,10 @@ class _NetworkBuilder:
         if n < op.min_inputs or (op.max_inputs is not None and n + len(extra) > op.max_inputs):
             want = (f"exactly {op.max_inputs}" if op.max_inputs == op.min_inputs
                     else f"at least {op.min_inputs}" if op.max_inputs is None
-                    else f"{op.min_inputs} to {op.max_inputs - len(getattr(op, 'value_args', ()))}")
+                    else f"{op.min_inputs} to {op.max_inputs - len(op.value_args)}")
             self.error("E301", f"{call.name} takes {want} values; received: {n}", call.span)
             raise _Poisoned
-        kwargs = self.eval_kwargs(call, scope) + tuple((k, True) for k in getattr(op, "value_args", ())
+        kwargs = self.eval_kwargs(call, scope) + tuple((k, True) for k in op.value_args
                                                        if any(kw.name == k for kw in at.kwargs))
         if op.category != "merge":  # a layer's leading arguments are constants: `attention(q, kv, heads=8)`
             return self.apply(op, (), kwargs, inputs + extra, at, scope, prefix, base=call.name)
@@ -562,13 +562,13 @@ class _NetworkBuilder:
         extra = []
         if isinstance(target, ast.Call):
             if check_only:  # the values named by keywords are not needed to check the constants
-                names = getattr(op, "value_args", ())
+                names = op.value_args
                 plain = ast.Call(target.name, target.args, tuple(k for k in target.kwargs if k.name not in names),
                                  target.name_span, span=target.span)
             else:
                 plain, extra = self.value_kwargs(op, target, scope, prefix)
             args, kwargs = self.eval_call(plain, scope)
-            kwargs += tuple((k, True) for k in getattr(op, "value_args", ()) if extra and
+            kwargs += tuple((k, True) for k in op.value_args if extra and
                             any(kw.name == k for kw in target.kwargs))
         else:
             args, kwargs = (), ()
