@@ -107,6 +107,18 @@ def test_compile_smoke(smoke):
         assert step in steps
 
 
+def test_transformers_smoke(smoke):
+    result = _get(smoke, "transformers")
+    (forward,) = _rows(result, "GPT-2 small forward (CPU)")
+    assert forward[:2] == ["1", "8"] and forward[4].endswith("x")  # batch 1, T=8 in smoke mode
+    (check,) = _rows(result, "`netspec check specs/large/gpt3.net`")
+    assert check[0] == "174,604,259,328"
+    exporters = [r[0] for r in _rows(result, "GPT-2 small to ONNX")]
+    assert exporters == ["netspec (decomposed attention, opset 18)",
+                         "torch.onnx.export(dynamo=False) of the generated model"]
+    assert len(result["targets"]) == 6
+
+
 def test_run_renders_the_document(smoke):
     spec = importlib.util.spec_from_file_location("bench_run", BENCH / "run.py")
     sys.path.insert(0, str(BENCH))
