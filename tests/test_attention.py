@@ -360,3 +360,23 @@ def test_onnx_shapes_and_float64_reference():
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     for got, want in zip(session.run(None, feeds), reference(n, w, feeds)):
         close(got, want)
+
+
+# ---- the model-sized specs, one block deep, across the three backends -------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("file", "repeat"), [("gpt2_small.net", "gpt2_block * 12"),
+                                              ("bert_base.net", "bert_block * 12"),
+                                              ("vit_b16.net", "vit_block * 12")])
+def test_model_specs_one_block_deep_agree_across_backends(file, repeat):
+    """GPT-2, BERT and ViT with their full embeddings, heads and one block: PyTorch, Keras and ONNX agree
+    (the full depth is judged against Hugging Face in tests/test_transformers_reference.py)."""
+    from netspec import verify
+
+    text = (ROOT / "specs" / file).read_text(encoding="utf-8")
+    assert repeat in text
+    network = netspec.parse_text(text.replace(repeat, repeat.replace("* 12", "* 1")), file).network()
+    result = verify.verify(network, ("torch", "keras", "onnx"))
+    assert result.missing == [] and len(result.comparisons) == 2 * len(network.outputs)
+    assert result.passed, result.render()
