@@ -28,6 +28,7 @@ BENCHMARKS = {  # name: script
     "generated_models": "generated_models.py",
     "export": "export_onnx.py",
     "compile": "compile_time.py",
+    "transformers": "transformer_models.py",
 }
 DEFAULT_OUT = c.ROOT / "docs" / "benchmarks.md"
 

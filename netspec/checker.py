@@ -19,7 +19,7 @@ from .diagnostics import DiagnosticBag
 from .frontend import ast
 from .limits import int_text
 from .ops.base import AttrError, CallValue, InferError, OpDef, Sym, did_you_mean, show
-from .ops.registry import LOSS_FNS, MERGE_OPS, OPS, OPTIMIZER_DEFS
+from .ops.registry import LOSS_FNS, MERGE_OPS, OPS, OPTIMIZER_DEFS, SOURCE_OPS
 from .source import Source, Span
 
 DTYPES = ("float32", "int32", "int64")
@@ -408,8 +408,31 @@ class _NetworkBuilder:
             return self.merge(src, scope, prefix)
         raise _Poisoned  # pragma: no cover
 
+    def value_kwargs(self, op: OpDef, call, scope: _Scope, prefix: str) -> tuple[Any, list[str]]:
+        """Split off the keyword arguments that name values (attention's ``mask=pad``).
+
+        Returns the call without them and the values they name (inputs after the others);
+        each such keyword is then bound as ``true``.
+        """
+        names = op.value_args
+        if not names or not isinstance(call, ast.Call) or not any(k.name in names for k in call.kwargs):
+            return call, []
+        keep, values = [], []
+        for kw in call.kwargs:
+            if kw.name not in names:
+                keep.append(kw)
+            elif isinstance(kw.value, (ast.Name, ast.BlockInput)):
+                values.append(self.source(kw.value, scope, prefix))
+            else:
+                self.error("E301", f"{op.name} argument '{kw.name}' names a value of the spec; received: "
+                               f"{_text(kw.value)}", kw.span,
+                           notes=(f"e.g. `{kw.name}=pad` for `input pad: int64[T]`",))
+                raise _Poisoned
+        rest = ast.Call(call.name, call.args, tuple(keep), call.name_span, span=call.span)
+        return rest, values
+
     def merge(self, call: ast.Call, scope: _Scope, prefix: str) -> str:
-        op = MERGE_OPS.get(call.name)
+        op = MERGE_OPS.get(call.name) or SOURCE_OPS.get(call.name)
         if op is None:
             span = call.name_span or call.span
             if call.name in OPS or call.name in self.c.blocks:
@@ -422,6 +445,8 @@ class _NetworkBuilder:
             raise _Poisoned
         inputs = []
         poisoned = False
+        at = call
+        call, extra = self.value_kwargs(op, call, scope, prefix)
         for arg in call.args:
             if isinstance(arg, (ast.Name, ast.BlockInput)):
                 try:
@@ -434,19 +459,27 @@ class _NetworkBuilder:
                 except _Poisoned:
                     poisoned = True
             else:
+                notes = ((f"as a source, {call.name}'s arguments are values; give "
+                          f"{op.positional[0]} by keyword: `{call.name}(x, memory, {op.positional[0]}=...)`",)
+                         if op.category != "merge" and op.positional else ())
                 self.error("E301", f"{call.name} takes values (names, 'in' or merges); received: "
-                               f"{_text(arg)}", arg.span)
+                               f"{_text(arg)}", arg.span, notes=notes)
                 poisoned = True
         if poisoned:
-            self.bind_attrs(op, (), self.eval_kwargs(call, scope), call)
+            if op.category == "merge":  # a layer's missing constant would only repeat the error above
+                self.bind_attrs(op, (), self.eval_kwargs(call, scope), call)
             raise _Poisoned
         n = len(inputs)
-        if n < op.min_inputs or (op.max_inputs is not None and n > op.max_inputs):
+        if n < op.min_inputs or (op.max_inputs is not None and n + len(extra) > op.max_inputs):
             want = (f"exactly {op.max_inputs}" if op.max_inputs == op.min_inputs
-                    else f"at least {op.min_inputs}")
+                    else f"at least {op.min_inputs}" if op.max_inputs is None
+                    else f"{op.min_inputs} to {op.max_inputs - len(op.value_args)}")
             self.error("E301", f"{call.name} takes {want} values; received: {n}", call.span)
             raise _Poisoned
-        kwargs = self.eval_kwargs(call, scope)
+        kwargs = self.eval_kwargs(call, scope) + tuple((k, True) for k in op.value_args
+                                                       if any(kw.name == k for kw in at.kwargs))
+        if op.category != "merge":  # a layer's leading arguments are constants: `attention(q, kv, heads=8)`
+            return self.apply(op, (), kwargs, inputs + extra, at, scope, prefix, base=call.name)
         return self.apply(op, (), kwargs, inputs, call, scope, prefix, base=call.name)
 
     def eval_call(self, call: ast.Call, scope: _Scope) -> tuple[tuple, tuple]:
@@ -526,8 +559,17 @@ class _NetworkBuilder:
         if op.category == "merge":
             self.error("E205", f"'{name}' is a merge: use it as a chain's source, `{name}(a, b)`", span)
             raise _Poisoned
+        extra = []
         if isinstance(target, ast.Call):
-            args, kwargs = self.eval_call(target, scope)
+            if check_only:  # the values named by keywords are not needed to check the constants
+                names = op.value_args
+                plain = ast.Call(target.name, target.args, tuple(k for k in target.kwargs if k.name not in names),
+                                 target.name_span, span=target.span)
+            else:
+                plain, extra = self.value_kwargs(op, target, scope, prefix)
+            args, kwargs = self.eval_call(plain, scope)
+            kwargs += tuple((k, True) for k in op.value_args if extra and
+                            any(kw.name == k for kw in target.kwargs))
         else:
             args, kwargs = (), ()
         if check_only:
@@ -536,7 +578,7 @@ class _NetworkBuilder:
         self.budget(step, nodes=count)  # `relu * 10000` past the limit: refused before the first node
         start = self.mark(prefix)
         for _ in range(count):
-            value = self.apply(op, args, kwargs, [value], target, scope, prefix, base=name)
+            value = self.apply(op, args, kwargs, [value, *extra], target, scope, prefix, base=name)
         self.record_repeat(name, count, start, prefix, span)
         return value
 

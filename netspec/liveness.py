@@ -14,7 +14,11 @@ read later), framework-free:
   is read later either;
 - its producer does not keep its own output for its backward pass: only convolutions,
   dense layers, normalisations, adds, concatenations, pads, pools and resizes qualify
-  (an activation such as sigmoid or tanh differentiates through its output).
+  (an activation such as sigmoid or tanh differentiates through its output);
+- no other reader keeps it for its backward pass: every other node reading the value (or
+  a view of it) is an add, a subtract or a concat (a pre-norm block reads ``h`` with a
+  layernorm and attention before ``add(h, m)``: overwriting ``h`` there would corrupt their
+  gradients).
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ INPLACE_ACTIVATIONS = frozenset({"relu", "relu6", "leaky_relu", "elu", "swish", 
 _PRODUCER_FAMILIES = frozenset({"conv", "conv_transpose", "depthwise_conv", "separable_conv", "dense", "batchnorm",
                                 "layernorm", "zeropad", "pool", "upsample", "embedding"})
 _PRODUCER_MERGES = frozenset({"add", "subtract", "concat"})
+
+#: Ops whose backward pass does not read their inputs: they may read a value that is later overwritten.
+_INPUT_FREE = frozenset({"add", "subtract", "concat"})
 
 #: Ops whose output may share its input's memory.
 _VIEWS = frozenset({"flatten", "reshape", "permute", "dropout", "linear"})
@@ -62,6 +69,10 @@ def inplace_nodes(network: ir.Network) -> frozenset[str]:
         r = root.get(v, v)
         group_last[r] = max(group_last.get(r, -1), i)
     kept_roots = {root.get(v, v) for v in kept}
+    readers: dict[str, list[ir.Node]] = {}
+    for m in nodes:
+        for r in {root.get(x, x) for x in m.inputs}:
+            readers.setdefault(r, []).append(m)
     out = set()
     for i, n in enumerate(nodes):
         if not n.inputs:
@@ -82,5 +93,8 @@ def inplace_nodes(network: ir.Network) -> frozenset[str]:
             continue
         if r != v:  # overwriting a view would change the value it views
             continue
+        if any(m is not n and m.op not in _VIEWS and m.op not in _INPUT_FREE
+               and any(root.get(x, x) == r for x in m.inputs) for m in readers.get(r, ())):
+            continue  # another reader keeps the value for its backward pass
         out.add(n.name)
     return frozenset(out)

@@ -163,14 +163,20 @@ TRAIN_BATCH = 4
 
 
 def without_dropout(network: ir.Network) -> ir.Network:
-    """The same network with every dropout rate set to 0 (dropout is then the identity in training too).
+    """The same network with every dropout rate set to 0 (dropout is then the identity in training too),
+    attention's dropout on its probabilities included.
 
     Training comparisons use it: dropout masks come from each framework's random stream, so they cannot
     agree; with rate 0 both generated models run the very same code path otherwise.
     """
-    nodes = tuple(n.model_copy(update={"attrs": {**n.attrs, "rate": 0.0}}) if n.op == "dropout" else n
-                  for n in network.nodes)
-    return network.model_copy(update={"nodes": nodes})
+    def off(n: ir.Node) -> ir.Node:
+        if n.op == "dropout":
+            return n.model_copy(update={"attrs": {**n.attrs, "rate": 0.0}})
+        if n.op == "attention" and n.attrs["dropout"]:
+            return n.model_copy(update={"attrs": {**n.attrs, "dropout": 0.0}})
+        return n
+
+    return network.model_copy(update={"nodes": tuple(off(n) for n in network.nodes)})
 
 
 def _target_kind(network: ir.Network, value: str) -> tuple[str, ir.LossTerm | None]:
@@ -379,7 +385,7 @@ def verify_training(network: ir.Network, backends=TRAIN_BACKENDS, weights=None, 
     if network.optimizer is None:
         result.skipped = "the network has no optimizer"
         return result
-    if any(n.op == "dropout" for n in network.nodes):
+    if any(n.op == "dropout" or (n.op == "attention" and n.attrs["dropout"]) for n in network.nodes):
         result.notes.append("dropout rates forced to 0 in both backends for the comparison")
     result.notes += [n for b in present if (n := _backends.get(b).train_note)]
     net = without_dropout(network)

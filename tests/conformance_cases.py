@@ -141,5 +141,49 @@ CASES: list[Case] = [
          "input a: [4]\ninput b: [4]\nlayer enc = dense(3)\nu = a -> enc\nv = b -> enc\ny = add(u, v)\noutput y"),
 ]
 
+# ---- Attention and Transformers (issue 14) ----
+_PRE_NORM = """
+block pre_norm(heads=2) {
+    a = in -> layernorm(eps=1e-5) -> attention(heads, dropout=0.0)
+    h = add(in, a)
+    m = h -> layernorm(eps=1e-5) -> dense(16, activation=gelu(approximate=true)) -> dense(8)
+    return add(h, m)
+}
+"""
+_POST_NORM = """
+block post_norm(heads=2) {
+    a = in -> attention(heads) -> dropout(0.0)
+    h = add(in, a) -> layernorm(eps=1e-12)
+    m = h -> dense(16, activation=gelu) -> dense(8)
+    return add(h, m) -> layernorm(eps=1e-12)
+}
+"""
+CASES += [
+    Case("attention_self", "self-attention, 2 heads", "input x: [5, 8]\ny = x -> attention(2)\noutput y"),
+    Case("attention_causal", "causal self-attention", "input x: [6, 8]\ny = x -> attention(4, causal=true)\noutput y"),
+    Case("attention_dims", "key_dim, value_dim, units, no bias, dropout at rate 0",
+         "input x: [5, 6]\ny = x -> attention(3, key_dim=4, value_dim=5, units=7, use_bias=false, dropout=0.0)"
+         "\noutput y"),
+    Case("attention_cross", "cross-attention: queries from one value, keys and values from another",
+         "input x: [4, 8]\ninput m: [6, 5]\ny = attention(x, m, heads=2)\noutput y"),
+    Case("attention_mask", "a padding mask from an integer input",
+         "input x: [6, 8]\ninput pad: int64[6]\ny = attention(x, x, heads=2, mask=pad)\noutput y"),
+    Case("attention_cross_causal_mask", "cross-attention, causal and masked",
+         "input x: [4, 8]\ninput m: [6, 5]\ninput pad: int64[6]\n"
+         "y = attention(x, m, heads=2, key_dim=3, causal=true, mask=pad)\noutput y"),
+    Case("position_embedding", "learned positions", "input x: [5, 4]\ny = x -> position_embedding(9)\noutput y"),
+    Case("sinusoidal_position", "fixed sinusoidal positions",
+         "input x: [7, 6]\ny = x -> sinusoidal_position\noutput y"),
+    Case("class_token_select", "a class token prepended, then position 0 and the last selected",
+         "input x: [3, 4]\nt = x -> class_token(init=normal(1.0))\ny = t -> select(0)\nz = t -> select(-1)"
+         "\noutput y, z"),
+    Case("tied_embedding", "weight tying: one embedding looks ids up and projects vectors back",
+         "input ids: int64[5]\nlayer emb = embedding(11, 4)\nh = ids -> emb -> dense(4)\ny = h -> emb\noutput y"),
+    Case("pre_norm_block", "a pre-norm encoder block (GPT-2, ViT)", "input x: [5, 8]\ny = x -> pre_norm * 2\noutput y",
+         _PRE_NORM),
+    Case("post_norm_block", "a post-norm encoder block (BERT)", "input x: [5, 8]\ny = x -> post_norm\noutput y",
+         _POST_NORM),
+]
+
 CASES_BY_NAME = {c.name: c for c in CASES}
 assert len(CASES_BY_NAME) == len(CASES), "conformance case names must be unique"

@@ -18,8 +18,9 @@ from conftest import ROOT
 
 BENCH = ROOT / "benchmarks"
 SCRIPTS = {"check": "check_time.py", "generated_models": "generated_models.py", "export": "export_onnx.py",
-           "compile": "compile_time.py"}
-NEEDS = {"generated_models": ("torch", "keras"), "export": ("torch", "onnx", "onnxruntime"), "compile": ("onnx",)}
+           "compile": "compile_time.py", "transformers": "transformer_models.py"}
+NEEDS = {"generated_models": ("torch", "keras"), "export": ("torch", "onnx", "onnxruntime"), "compile": ("onnx",),
+         "transformers": ("torch", "onnx", "onnxruntime", "transformers")}
 
 
 def _missing(name: str) -> list[str]:
@@ -104,6 +105,18 @@ def test_compile_smoke(smoke):
     for step in ('spec.compile("torch")', 'spec.compile("keras")', "spec.to_onnx(weights) (graph in memory)",
                  "netspec compile --target torch", "netspec compile --target keras", "netspec export --weights W"):
         assert step in steps
+
+
+def test_transformers_smoke(smoke):
+    result = _get(smoke, "transformers")
+    (forward,) = _rows(result, "GPT-2 small forward (CPU)")
+    assert forward[:2] == ["1", "8"] and forward[4].endswith("x")  # batch 1, T=8 in smoke mode
+    (check,) = _rows(result, "`netspec check specs/large/gpt3.net`")
+    assert check[0] == "174,604,259,328"
+    exporters = [r[0] for r in _rows(result, "GPT-2 small to ONNX")]
+    assert exporters == ["netspec (decomposed attention, opset 18)",
+                         "torch.onnx.export(dynamo=False) of the generated model"]
+    assert len(result["targets"]) == 6
 
 
 def test_run_renders_the_document(smoke):

@@ -10,7 +10,9 @@ from netspec import verify
 # The largest specs are verified in their backend tests at a reduced cost; here they would
 # double the suite's time for no new coverage of ops. DenseNet-121's agreement is also proven
 # against Keras's own model in tests/test_keras_applications.py.
-LARGE = {"vgg16.net", "vgg19.net", "resnet152.net", "densenet121_keras.net"}
+LARGE = {"vgg16.net", "vgg19.net", "resnet152.net", "densenet121_keras.net",
+         # model-sized Transformers: tests/test_transformers_reference.py judges them against Hugging Face
+         "gpt2_small.net", "bert_base.net", "vit_b16.net"}
 
 
 def assert_agrees(network):

@@ -63,6 +63,13 @@ _SAMPLES = {
     "gru": ("[T, 8]", "gru(4)"),
     "bidirectional": ("[T, 8]", "bidirectional(lstm(4))"),
 }
+_SAMPLES.update({  # issue 14
+    "attention": ("[T, 8]", "attention(2)"),
+    "position_embedding": ("[T, 8]", "position_embedding(16)"),
+    "sinusoidal_position": ("[T, 8]", "sinusoidal_position"),
+    "class_token": ("[T, 8]", "class_token"),
+    "select": ("[T, 8]", "select(0)"),
+})
 _LAYER_OPS = sorted(name for name, op in OPS.items() if op.category not in ("activation", "merge"))
 
 

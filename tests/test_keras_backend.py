@@ -32,6 +32,8 @@ LAYOUTS = ("channels_last", "channels_first")
 # 138M and 60M parameters: built, counted and shape-checked always; compared with PyTorch
 # (one sample) only with NETSPEC_SLOW=1, to keep this file near two minutes on two cores.
 HEAVY = {"VGG16", "VGG19", "ResNet152"}
+#: Model-sized Transformers (issue 14): their Keras form is tested on reduced twins in tests/test_attention.py
+TRANSFORMERS = {"GPT2", "BERT", "ViT_B16"}
 SLOW = os.environ.get("NETSPEC_SLOW") == "1"
 
 
@@ -39,6 +41,8 @@ def _networks():
     out = []
     for path in SPECS:
         for net in netspec.load(path).networks:
+            if net.name in TRANSFORMERS:
+                continue
             out.append(pytest.param(path, net.name, id=f"{path.stem}:{net.name}"))
     return out
 

@@ -31,6 +31,9 @@ def test_spec_matches_keras_reference(spec):
     ("tiny_mlp.net", "TinyMLP", 26, 26),
     ("conv_example.net", "ConvExample", 760, 760),
     ("mlp.net", "MLP", 101_770, 101_770),
+    ("gpt2_small.net", "GPT2", 124_439_808, 124_439_808),  # GPT2LMHeadModel(GPT2Config()), tied embeddings
+    ("bert_base.net", "BERT", 109_482_240, 109_482_240),  # BertModel(BertConfig()), with the pooler
+    ("vit_b16.net", "ViT_B16", 86_567_656, 86_567_656),  # torchvision's vit_b_16
 ])
 def test_published_figures(spec, network, trainable, total):
     net = netspec.load(ROOT / "specs" / spec).network(network)

@@ -1166,6 +1166,8 @@ def _to_keras(node: ir.Node, in_type: ir.TensorType, p: dict) -> dict[tuple[tupl
         return out
     if family == "recurrent":
         return {(("cell",), k): v for k, v in _rnn_to_keras(op, node.attrs, p, in_type).items()}
+    if family == "attention":
+        return _attention_to_keras(node, p)
     changes = OPS[op].weight_layouts.get("keras", {})
     return {((), name): _LAYOUT_CHANGES[changes[name]][0](arr, in_type) if name in changes else arr
             for name, arr in p.items()}
@@ -1184,6 +1186,8 @@ def _from_keras(node: ir.Node, k: dict[tuple[tuple[str, ...], str], Any]) -> dic
         return out
     if family == "recurrent":
         return _rnn_from_keras(op, node.attrs, {name: v for (_, name), v in k.items()})
+    if family == "attention":
+        return _attention_from_keras(node, k)
     changes = OPS[op].weight_layouts.get("keras", {})
     return {name: _LAYOUT_CHANGES[changes[name]][1](arr) if name in changes else arr for (_, name), arr in k.items()}
 
@@ -1265,6 +1269,8 @@ def export_canonical(model, network: ir.Network) -> dict[str, Any]:
             paths = [("cell",)]
         elif OPS[node.op].family == "bidirectional":
             paths = [("forward_layer", "cell"), ("backward_layer", "cell")]
+        elif OPS[node.op].family == "attention":
+            paths = [(sub,) for _, sub in _MHA_PARTS]
         for path in paths:
             for name, var in _variables(layer, path).items():
                 found[(path, name)] = np.array(var.numpy())
@@ -1354,3 +1360,119 @@ class KerasBackend(Backend):
 
     def seed(self, seed: int) -> None:
         _keras().utils.set_random_seed(seed)
+
+
+# ---- Attention and Transformers (issue 14) ------------------------------------------------------------
+#
+# Attention is keras.layers.MultiHeadAttention: the canonical [heads·dim, in] kernels become its per-head
+# EinsumDense kernels ([in, heads, dim]; the output's [heads, value_dim, units]); causal is its own
+# use_causal_mask, a padding mask its attention_mask [N, 1, T_k]. The sequence ops are helper layers.
+
+
+def _attention(g: KerasGenerator, node: ir.Node) -> None:
+    a = node.attrs
+    cross = len(node.inputs) - a["mask"] >= 2
+    dq = g.types[node.inputs[0]].shape[1]
+    h, kd, vd = a["heads"], a["key_dim"], a["value_dim"]
+    q = g.var(node.inputs[0], CF)
+    operands = [q, g.var(node.inputs[1], CF) if cross else q]
+    args = [_kw("num_heads", str(h)), _kw("key_dim", str(kd))]
+    if vd != kd:
+        args.append(_kw("value_dim", str(vd)))
+    if a["units"] != dq:
+        args.append(_kw("output_shape", str(a["units"])))
+    if not a["use_bias"]:
+        args.append("use_bias=False")
+    if a["dropout"]:
+        args.append(_kw("dropout", literal(a["dropout"])))
+    args += g.init("kernel_initializer", a["kernel_init"], {"name": "glorot_uniform"}, (h * kd, dq), (dq, h, kd))
+    if a["use_bias"]:
+        args += g.init("bias_initializer", a["bias_init"], {"name": "zeros"})
+    if a["mask"]:
+        g.helpers.add("PaddingMask")
+        kname = g.kname(f"{node.name}.mask")
+        m = g.pyname(kname)
+        g.body += _call_lines(m, "PaddingMask", [_kw("name", _lit(keras_name(kname)))], g.var(node.inputs[-1], CF))
+        operands.append(_kw("attention_mask", m))
+    if a["causal"]:
+        operands.append("use_causal_mask=True")
+    out = g.pyname(node.name)
+    g.body += _call_lines(out, "layers.MultiHeadAttention", [*args, _kw("name", _lit(keras_name(node.layer)))],
+                          ", ".join(operands))
+    g.put(node.name, out, CF)
+
+
+def _position_embedding(g: KerasGenerator, node: ir.Node) -> _Plan:
+    g.helpers.add("PositionEmbedding")
+    args = [str(node.attrs["max_len"])]
+    args += g.init("embeddings_initializer", node.attrs["embeddings_init"], {"name": "uniform", "a": -0.05, "b": 0.05})
+    return _Plan("PositionEmbedding", args, CF)
+
+
+def _sinusoidal_position(g: KerasGenerator, node: ir.Node) -> _Plan:
+    g.helpers.add("SinusoidalPosition")
+    base = node.attrs["base"]
+    return _Plan("SinusoidalPosition", [] if base == 10000.0 else [_kw("base", literal(base))], CF)
+
+
+def _class_token(g: KerasGenerator, node: ir.Node) -> _Plan:
+    g.helpers.add("ClassToken")
+    return _Plan("ClassToken", g.init("token_initializer", node.attrs["init"], {"name": "zeros"}), CF)
+
+
+def _select(g: KerasGenerator, node: ir.Node) -> _Plan:
+    g.helpers.add("Select")
+    return _Plan("Select", [str(node.attrs["index"]), _kw("axis", str(node.attrs["axis"] + 1))], CF)
+
+
+def _embedding_or_tied(g: KerasGenerator, node: ir.Node) -> _Plan:
+    """An embedding one of whose uses projects vectors (tying) is a ReversibleEmbedding in every use."""
+    plan = _embedding(g, node)
+    if any(n.attrs.get("reverse") for n in g.uses[node.layer]):
+        g.helpers.add("ReversibleEmbedding")
+        plan.cls = "ReversibleEmbedding"
+    return plan
+
+
+_DIRECT.add(_attention)
+KerasGenerator.TRANSFORMS.update({
+    "attention": _attention,
+    "position_embedding": _position_embedding,
+    "sinusoidal_position": _sinusoidal_position,
+    "class_token": _class_token,
+    "select": _select,
+    "embedding": _embedding_or_tied,
+})
+_RESERVED.update({"PaddingMask", "PositionEmbedding", "SinusoidalPosition", "ClassToken", "Select",
+                  "ReversibleEmbedding"})
+
+_MHA_PARTS = (("q", "query_dense"), ("k", "key_dense"), ("v", "value_dense"), ("o", "output_dense"))
+
+
+def _attention_to_keras(node: ir.Node, p: dict) -> dict:
+    a = node.attrs
+    h = a["heads"]
+    out = {}
+    for name, sub in _MHA_PARTS:
+        k = p[f"{name}_kernel"]
+        if name == "o":
+            out[((sub,), "kernel")] = k.T.reshape(h, a["value_dim"], a["units"])
+        else:
+            out[((sub,), "kernel")] = k.T.reshape(k.shape[1], h, -1)
+        if f"{name}_bias" in p:
+            b = p[f"{name}_bias"]
+            out[((sub,), "bias")] = b if name == "o" else b.reshape(h, -1)
+    return out
+
+
+def _attention_from_keras(node: ir.Node, k: dict) -> dict:
+    out = {}
+    for name, sub in _MHA_PARTS:
+        for var, arr in ((v, arr) for (path, v), arr in k.items() if path == (sub,)):
+            if var == "kernel":
+                out[f"{name}_kernel"] = (arr.reshape(-1, arr.shape[-1]) if name == "o"
+                                         else arr.reshape(arr.shape[0], -1)).T
+            else:
+                out[f"{name}_bias"] = arr.reshape(-1)
+    return out
+

@@ -158,7 +158,7 @@ class OnnxEmitter(Emitter):
     def init(self, name: str, array: np.ndarray) -> str:
         """An initializer (a layer's tensor); created once per name."""
         if name not in self.inits:
-            self.inits[name] = np.ascontiguousarray(array)
+            self.inits[name] = np.ascontiguousarray(array).reshape(np.shape(array))  # a scalar stays 0-d
         return name
 
     def const(self, kind: str, values, dtype=np.int64) -> str:
@@ -865,3 +865,151 @@ class OnnxBackend(Backend):
             built.state["session"] = ort.InferenceSession(built.model.SerializeToString(), options,
                                                           providers=["CPUExecutionProvider"])
         return built.state["session"].run(None, {v.name: inputs[v.name] for v in built.network.inputs})
+
+
+# ---- Attention and Transformers (issue 14) -------------------------------------------------------------
+
+
+def _proj(e: OnnxEmitter, node: ir.Node, x: str, p: str, out: str) -> str:
+    """x W_p^T (+ b_p) for the attention projection ``p`` (q, k, v, o)."""
+    kt = f"{node.layer}.{p}_kernel.T"
+    if kt not in e.inits:
+        e.init(kt, e.w(node.layer, f"{p}_kernel").T)
+    y = e.op("MatMul", [x, kt], f"{out}/matmul")
+    if e.has(node, f"{p}_bias"):
+        y = e.op("Add", [y, e.init(f"{node.layer}.{p}_bias", e.w(node.layer, f"{p}_bias"))], out)
+    return y
+
+
+def _attention(e: OnnxEmitter, node: ir.Node) -> None:
+    """Multi-head attention: the standard Attention op from opset 23, else MatMul/Softmax."""
+    a = node.attrs
+    out = e.out_name(node)
+    h, kd, vd = a["heads"], a["key_dim"], a["value_dim"]
+    cross = len(node.inputs) - a["mask"] >= 2
+    x = e.get(node.inputs[0])
+    kv = e.get(node.inputs[1]) if cross else x
+    q = _proj(e, node, x, "q", f"{out}/q")
+    k = _proj(e, node, kv, "k", f"{out}/k")
+    v = _proj(e, node, kv, "v", f"{out}/v")
+    keep = None
+    if a["mask"]:  # [N, T_k] nonzero -> [N, 1, 1, T_k] bool
+        m = e.get(node.inputs[-1])
+        integer = e.type_of(node.inputs[-1]).is_integer
+        zero = e.const("zero_int" if integer else "zero_float", 0, np.int64 if integer else np.float32)
+        keep = e.op("Not", [e.op("Equal", [m, zero], f"{out}/padded")], f"{out}/keep")
+        keep = e.op("Unsqueeze", [keep, e.const("axes", [1, 2])], f"{out}/keep4")
+    if e.opset >= 23:
+        inputs = [q, k, v]
+        if keep is not None:  # runtimes want the mask's query axis: [N, 1, T_q, T_k]
+            tq = e.op("Shape", [q], f"{out}/tq", start=1, end=2)
+            rows = e.op("Concat", [e.const("shape", [1, 1]), tq, e.const("shape", [1])], f"{out}/mask_rows", axis=0)
+            inputs.append(e.op("Expand", [keep, rows], f"{out}/keep_rows"))
+        y = e.add("Attention", inputs, [f"{out}/heads_merged"], f"{out}/attention", q_num_heads=h,
+                  kv_num_heads=h, is_causal=int(a["causal"]))[0]
+        e.finish(node, _proj(e, node, y, "o", out))
+        e.annotations[out] = node.type
+        return
+    split = e.const("shape", [0, 0, h, -1])
+    qh = e.op("Transpose", [e.op("Reshape", [q, split], f"{out}/q4")], f"{out}/qh", perm=[0, 2, 1, 3])
+    kh = e.op("Transpose", [e.op("Reshape", [k, split], f"{out}/k4")], f"{out}/kh", perm=[0, 2, 3, 1])
+    vh = e.op("Transpose", [e.op("Reshape", [v, split], f"{out}/v4")], f"{out}/vh", perm=[0, 2, 1, 3])
+    s = e.op("Mul", [e.op("MatMul", [qh, kh], f"{out}/qk"), e.const("scale", 1 / sqrt(kd), np.float32)],
+             f"{out}/scores")
+    if a["causal"]:  # keep[i, j] = j <= i, top-left aligned
+        shape = e.op("Shape", [s], f"{out}/scores_shape")
+        one = e.const("one", 1)
+        tq = e.op("Squeeze", [e.op("Slice", [shape, e.const("starts", [2]), e.const("ends", [3])], f"{out}/tq1"),
+                              e.const("axes", [0])], f"{out}/tq")
+        tk = e.op("Squeeze", [e.op("Slice", [shape, e.const("starts", [3]), e.const("ends", [4])], f"{out}/tk1"),
+                              e.const("axes", [0])], f"{out}/tk")
+        zero = e.const("zero", 0)
+        rows = e.op("Range", [zero, tq, one], f"{out}/rows")
+        rows = e.op("Unsqueeze", [rows, e.const("axes", [1])], f"{out}/rows_col")
+        cols = e.op("Range", [zero, tk, one], f"{out}/cols")
+        tril = e.op("LessOrEqual", [cols, rows], f"{out}/tril")
+        keep = tril if keep is None else e.op("And", [keep, tril], f"{out}/keep_causal")
+    if keep is not None:
+        s = e.op("Where", [keep, s, e.const("neg_inf", -np.inf, np.float32)], f"{out}/masked")
+    p = e.op("Softmax", [s], f"{out}/probs", axis=-1)
+    y = e.op("MatMul", [p, vh], f"{out}/weighted")
+    y = e.op("Transpose", [y], f"{out}/heads_last", perm=[0, 2, 1, 3])
+    y = e.op("Reshape", [y, e.const("shape", [0, 0, h * vd])], f"{out}/heads_merged")
+    e.finish(node, _proj(e, node, y, "o", out))
+    e.annotations[out] = node.type  # shape inference loses the length through the heads' Reshape
+
+
+def _seq_len(e: OnnxEmitter, x: str, out: str) -> str:
+    """[T]: a sequence's run-time length."""
+    return e.op("Shape", [x], f"{out}/length", start=1, end=2)
+
+
+def _position_embedding(e: OnnxEmitter, node: ir.Node) -> None:
+    out = e.out_name(node)
+    x = e.get(node.inputs[0])
+    table = e.init(f"{node.layer}.embeddings", e.w(node.layer, "embeddings"))
+    rows = e.op("Slice", [table, e.const("starts", [0]), _seq_len(e, x, out), e.const("axes", [0])], f"{out}/rows")
+    e.finish(node, e.op("Add", [x, rows], out))
+    e.annotations[out] = node.type  # shape inference cannot tell the slice's length is the input's
+
+
+def _sinusoidal_position(e: OnnxEmitter, node: ir.Node) -> None:
+    out = e.out_name(node)
+    x = e.get(node.inputs[0])
+    d = node.type.shape[1]
+    t = e.op("Squeeze", [_seq_len(e, x, out), e.const("axes", [0])], f"{out}/t")
+    pos = e.op("Cast", [e.op("Range", [e.const("zero", 0), t, e.const("one", 1)], f"{out}/range")], f"{out}/pos",
+               to=TensorProto.DOUBLE)
+    pos = e.op("Unsqueeze", [pos, e.const("axes", [1])], f"{out}/pos_col")
+    freq = node.attrs["base"] ** (-np.arange(0, d, 2, dtype=np.float64) / d)
+    angle = e.op("Mul", [pos, e.const("freq", freq, np.float64)], f"{out}/angle")
+    sin = e.op("Unsqueeze", [e.op("Sin", [angle], f"{out}/sin"), e.const("axes", [2])], f"{out}/sin_pair")
+    cos = e.op("Unsqueeze", [e.op("Cos", [angle], f"{out}/cos"), e.const("axes", [2])], f"{out}/cos_pair")
+    pairs = e.op("Concat", [sin, cos], f"{out}/pairs", axis=2)
+    table = e.op("Reshape", [pairs, e.const("shape", [-1, d])], f"{out}/table64")
+    table = e.op("Cast", [table], f"{out}/table", to=TensorProto.FLOAT)
+    e.finish(node, e.op("Add", [x, table], out))
+    e.annotations[out] = node.type  # shape inference cannot tell the table's length is the input's
+
+
+def _class_token(e: OnnxEmitter, node: ir.Node) -> None:
+    out = e.out_name(node)
+    x = e.get(node.inputs[0])
+    d = node.type.shape[1]
+    token = e.init(f"{node.layer}.token.3d", e.w(node.layer, "token").reshape(1, 1, d))
+    n = e.op("Shape", [x], f"{out}/batch", start=0, end=1)
+    shape = e.op("Concat", [n, e.const("shape", [1, d])], f"{out}/token_shape", axis=0)
+    tokens = e.op("Expand", [token, shape], f"{out}/tokens")
+    e.finish(node, e.op("Concat", [tokens, x], out, axis=1))
+    e.annotations[out] = node.type  # the batch symbol does not survive Expand
+
+
+def _select(e: OnnxEmitter, node: ir.Node) -> None:
+    x = e.get(node.inputs[0])
+    e.finish(node, e.op("Gather", [x, e.const("index", node.attrs["index"])], e.out_name(node),
+                        axis=node.attrs["axis"] + 1))
+
+
+def _embedding_or_tied(e: OnnxEmitter, node: ir.Node) -> None:
+    """A lookup (Gather), or on vectors x E^T with the one table (a Transpose node, folded by runtimes)."""
+    if not node.attrs.get("reverse"):
+        _embedding(e, node)
+        return
+    out = e.out_name(node)
+    table = e.init(f"{node.layer}.embeddings", e.w(node.layer, "embeddings"))
+    et = f"{node.layer}.embeddings/transposed"
+    if et not in {o for n in e.nodes for o in n.output}:
+        e.op("Transpose", [table], et, perm=[1, 0])
+    e.finish(node, e.op("MatMul", [e.get(node.inputs[0]), et], out))
+
+
+_FAMILY_EMITTERS.update({
+    "attention": _attention,
+    "position_embedding": _position_embedding,
+    "sinusoidal_position": _sinusoidal_position,
+    "class_token": _class_token,
+    "select": _select,
+    "embedding": _embedding_or_tied,
+})
+OnnxEmitter.TRANSFORMS = {name: _FAMILY_EMITTERS[op.family] for name, op in OPS.items()
+                          if op.family in _FAMILY_EMITTERS}

@@ -1614,3 +1614,77 @@ def extra_parameters(network: ir.Network) -> int:
     with ``requires_grad=False``: the trainable count equals the spec's.
     """
     return sum(size for plan_ in plan(network).values() for _, size in plan_.fixed.values())
+
+
+# ---- Attention and Transformers (issue 14) ----------------------------------------------------------------
+
+
+def _emit_attention(self: TorchEmitter, node, x):
+    a = node.attrs
+    net = self.network
+    cross = len(node.inputs) - a["mask"] >= 2
+    dq = net.type_of(node.inputs[0]).shape[1]
+    dkv = net.type_of(node.inputs[1]).shape[1] if cross else dq
+    kw = []
+    if not a["use_bias"]:
+        kw.append(("bias", "False"))
+    if a["dropout"]:
+        kw.append(("dropout", _lit(a["dropout"])))
+    if a["causal"]:
+        kw.append(("causal", "True"))
+    names = ("q", "k", "v", "o")
+    params = {f"{p}_kernel": f"{p}.weight" for p in names}
+    if a["use_bias"]:
+        params.update({f"{p}_bias": f"{p}.bias" for p in names})
+    self.helpers.add("_Attention")
+    ctor = Call("_Attention", tuple(_lit(v) for v in (dq, dkv, a["heads"], a["key_dim"], a["value_dim"],
+                                                        a["units"])), tuple(kw))
+    mod = self.layer(node, ctor, params)
+    args = (x[0], x[1]) if cross else (x[0],)
+    return Call(mod, args, (("mask", x[-1]),) if a["mask"] else ())
+
+
+def _emit_position_embedding(self: TorchEmitter, node, x):
+    d = node.type.shape[1]
+    self.helpers.add("_PositionEmbedding")
+    mod = self.layer(node, Call("_PositionEmbedding", (_lit(node.attrs["max_len"]), _lit(d))),
+                     {"embeddings": "weight"})
+    return Call(mod, (x[0],))
+
+
+def _emit_sinusoidal_position(self: TorchEmitter, node, x):
+    self.helpers.add("_sinusoidal_position")
+    base = node.attrs["base"]
+    return Call("_sinusoidal_position", (x[0],), () if base == 10000.0 else (("base", _lit(base)),))
+
+
+def _emit_class_token(self: TorchEmitter, node, x):
+    self.helpers.add("_ClassToken")
+    mod = self.layer(node, Call("_ClassToken", (_lit(node.type.shape[1]),)), {"token": "token"})
+    return Call(mod, (x[0],))
+
+
+def _emit_select(self: TorchEmitter, node, x):
+    return Call("torch.select", (x[0], _lit(node.attrs["axis"] + 1), _lit(node.attrs["index"])))
+
+
+def _emit_embedding_or_tied(self: TorchEmitter, node, x):
+    """A lookup, or (on vectors) the projection onto the vocabulary with the same table: x E^T."""
+    if not node.attrs.get("reverse"):
+        return _emit_embedding(self, node, x)
+    a = node.attrs
+    mod = self.layer(node, Call("nn.Embedding", (_lit(a["vocab"]), _lit(a["dim"]))), {"embeddings": "weight"})
+    return Call("F.linear", (x[0], f"{mod}.weight"))
+
+
+TorchEmitter.TRANSFORMS.update({
+    "attention": _emit_attention,
+    "position_embedding": _emit_position_embedding,
+    "sinusoidal_position": _emit_sinusoidal_position,
+    "class_token": _emit_class_token,
+    "select": _emit_select,
+    "embedding": _emit_embedding_or_tied,
+})
+_NEW_HELPERS = ("_Attention", "_PositionEmbedding", "_sinusoidal_position", "_ClassToken")
+HELPERS += _NEW_HELPERS
+GLOBALS = GLOBALS | frozenset(_NEW_HELPERS)

@@ -370,6 +370,9 @@ class OpDef:
     macs_rule: ClassVar[str] = ""
     min_inputs: ClassVar[int] = 1
     max_inputs: ClassVar[int | None] = 1
+    #: keyword arguments that name a value of the spec rather than a constant (attention's ``mask``): the
+    #: checker adds the value as the op's last input and binds the attribute as ``true``
+    value_args: ClassVar[tuple[str, ...]] = ()
     float_input: ClassVar[bool] = True
     accepts_activation: ClassVar[bool] = False
     # Metadata for the lowering stage and the backends (read, never parsed from the op's name):

@@ -610,16 +610,26 @@ class Embedding(OpDef):
         "embeddings_init": Attr(Callable("initializer"), "uniform", "default uniform(-0.05, 0.05)"),
         "embeddings_regularizer": Attr(Callable("regularizer"), None),
     }
-    doc = "Look up a vector per integer id."
-    shape_rule = "int[...] -> [..., dim]"
+    doc = ("Look up a vector per integer id. Used on float vectors `[..., dim]` (a shared `layer`, "
+           "weight tying as in GPT-2's output), it projects them onto the vocabulary with the same "
+           "table transposed: `x E^T`.")
+    shape_rule = "int[...] -> [..., dim]; float [..., dim] -> [..., vocab]"
     params_rule = "`embeddings` [vocab, dim]"
+    macs_rule = "0 for a lookup; output elements × dim for a projection"
 
     def infer(self, attrs, inputs):
         (t,) = inputs
         if not t.is_integer:
+            if t.rank and t.shape[-1] == attrs["dim"]:  # tying: x E^T
+                return TensorType.model_construct(shape=t.shape[:-1] + (attrs["vocab"],)), {**attrs, "reverse": True}
             raise InferError(f"embedding expects integer ids; received: {t}", code="E403",
-                             notes=("declare the input with an integer dtype, e.g. `input ids: int64[T]`",))
+                             notes=("declare the input with an integer dtype, e.g. `input ids: int64[T]`",
+                                    f"on float vectors [..., {attrs['dim']}] it projects onto the vocabulary "
+                                    "(weight tying)"))
         return TensorType.model_construct(shape=t.shape + (attrs["dim"],)), attrs
+
+    def macs(self, attrs, inputs, out):
+        return _count(out.shape) * attrs["dim"] if attrs.get("reverse") else 0
 
     def params(self, attrs, inputs, out):
         return [Param.model_construct(name="embeddings", shape=(attrs["vocab"], attrs["dim"]),

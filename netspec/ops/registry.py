@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .attention import ATTENTION_OPS
 from .base import OpDef, install
 from .functions import ACTIVATIONS, INITIALIZERS, LOSSES, MERGES, OPTIMIZERS, REGULARIZERS
 from .layers import LAYER_OPS
@@ -16,9 +17,11 @@ def _index(classes) -> dict[str, OpDef]:
 
 
 #: Ops usable as chain steps (layers and activations) or as merge sources.
-OPS: dict[str, OpDef] = _index([*LAYER_OPS, *ACTIVATIONS, *MERGES])
+OPS: dict[str, OpDef] = _index([*LAYER_OPS, *ACTIVATIONS, *MERGES, *ATTENTION_OPS])
 ACTIVATION_OPS = {k: v for k, v in OPS.items() if v.category == "activation"}
 MERGE_OPS = {k: v for k, v in OPS.items() if v.category == "merge"}
+#: Layers with more than one input, usable as a chain source (`attention(x, memory, heads=8)`)
+SOURCE_OPS = {k: v for k, v in OPS.items() if v.category != "merge" and (v.max_inputs or 2) > 1}
 LOSS_FNS: dict[str, OpDef] = _index(LOSSES)
 OPTIMIZER_DEFS: dict[str, OpDef] = _index(OPTIMIZERS)
 

@@ -223,3 +223,119 @@ def kl_normal(mu, logvar):
     axes = tuple(range(1, len(mu.shape)))
     terms = 1.0 + logvar - keras.ops.square(mu) - keras.ops.exp(logvar)
     return keras.ops.mean(-0.5 * keras.ops.sum(terms, axis=axes))
+
+
+# ---- Attention and Transformers (issue 14) ----------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="netspec")
+class PaddingMask(layers.Layer):
+    """A padding mask [N, T_k] (nonzero = attend) as MultiHeadAttention's attention_mask [N, 1, T_k]."""
+
+    def call(self, mask):
+        return keras.ops.expand_dims(keras.ops.not_equal(mask, 0), 1)
+
+
+@keras.saving.register_keras_serializable(package="netspec")
+class PositionEmbedding(layers.Layer):
+    """Learned positions: x + embeddings[:T] for x [N, T, D]."""
+
+    def __init__(self, max_len, embeddings_initializer="uniform", **kwargs):
+        super().__init__(**kwargs)
+        self.max_len = max_len
+        self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
+
+    def build(self, input_shape):
+        self.embeddings = self.add_weight(
+            shape=(self.max_len, input_shape[-1]), initializer=self.embeddings_initializer, name="embeddings"
+        )
+
+    def call(self, inputs):
+        return inputs + self.embeddings[: keras.ops.shape(inputs)[1]]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            max_len=self.max_len, embeddings_initializer=keras.initializers.serialize(self.embeddings_initializer)
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="netspec")
+class SinusoidalPosition(layers.Layer):
+    """x + the fixed sin/cos encodings of Vaswani et al. for x [N, T, D] (computed in float64)."""
+
+    def __init__(self, base=10000.0, **kwargs):
+        super().__init__(**kwargs)
+        self.base = base
+
+    def call(self, inputs):
+        ops = keras.ops
+        t, d = ops.shape(inputs)[1], inputs.shape[-1]
+        pos = ops.cast(ops.arange(t), "float64")[:, None]
+        freq = ops.power(ops.cast(self.base, "float64"), -ops.arange(0, d, 2, dtype="float64") / d)
+        angle = pos * freq
+        table = ops.reshape(ops.stack([ops.sin(angle), ops.cos(angle)], axis=-1), (-1, d))
+        return inputs + ops.cast(table, inputs.dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(base=self.base)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="netspec")
+class ClassToken(layers.Layer):
+    """A learned token prepended to x [N, T, D]."""
+
+    def __init__(self, token_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        self.token_initializer = keras.initializers.get(token_initializer)
+
+    def build(self, input_shape):
+        self.token = self.add_weight(shape=(input_shape[-1],), initializer=self.token_initializer, name="token")
+
+    def call(self, inputs):
+        ops = keras.ops
+        d = inputs.shape[-1]
+        token = ops.reshape(ops.cast(self.token, inputs.dtype), (1, 1, d))
+        token = ops.broadcast_to(token, (ops.shape(inputs)[0], 1, d))
+        return ops.concatenate([token, inputs], axis=1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(token_initializer=keras.initializers.serialize(self.token_initializer))
+        return config
+
+
+@keras.saving.register_keras_serializable(package="netspec")
+class Select(layers.Layer):
+    """One position of an axis (a Keras axis: the batch is axis 0), which goes away."""
+
+    def __init__(self, index, axis, **kwargs):
+        super().__init__(**kwargs)
+        self.index, self.axis = index, axis
+
+    def call(self, inputs):
+        index = self.index if self.index >= 0 else keras.ops.shape(inputs)[self.axis] + self.index
+        return keras.ops.take(inputs, index, axis=self.axis)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(index=self.index, axis=self.axis)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="netspec")
+class ReversibleEmbedding(layers.Embedding):
+    """An Embedding that, called on float vectors [..., dim], projects them onto the vocabulary: x E^T (tying)."""
+
+    def call(self, inputs):
+        if keras.backend.is_float_dtype(inputs.dtype):
+            return keras.ops.matmul(inputs, keras.ops.transpose(keras.ops.cast(self.embeddings, inputs.dtype)))
+        return super().call(inputs)
+
+    def compute_output_spec(self, inputs):
+        if keras.backend.is_float_dtype(inputs.dtype):
+            return keras.KerasTensor((*inputs.shape[:-1], self.input_dim), dtype=self.compute_dtype)
+        return super().compute_output_spec(inputs)

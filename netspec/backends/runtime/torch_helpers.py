@@ -345,3 +345,85 @@ class _BatchNorm3d(nn.BatchNorm3d):
             self.num_batches_tracked.add_(1)
         w, b = self.weight, self.bias
         return F.batch_norm(x, None, None, w, b, True, 0.0, self.eps)
+
+
+# ---- Attention and Transformers (issue 14) ----------------------------------------------------
+
+
+class _Attention(nn.Module):
+    """Multi-head attention: q, k, v, o projections (canonical layout), fused SDPA.
+
+    mask: [N, T_k], nonzero = attend; causal: query i attends keys j <= i.
+    """
+
+    def __init__(
+        self,
+        q_dim,
+        kv_dim,
+        heads,
+        key_dim,
+        value_dim,
+        units,
+        bias=True,
+        dropout=0.0,
+        causal=False,
+    ):
+        super().__init__()
+        self.heads, self.dropout, self.causal = heads, dropout, causal
+        self.q = nn.Linear(q_dim, heads * key_dim, bias=bias)
+        self.k = nn.Linear(kv_dim, heads * key_dim, bias=bias)
+        self.v = nn.Linear(kv_dim, heads * value_dim, bias=bias)
+        self.o = nn.Linear(heads * value_dim, units, bias=bias)
+
+    def forward(self, x, kv=None, mask=None):
+        kv = x if kv is None else kv
+        n, tq, tk, h = x.shape[0], x.shape[1], kv.shape[1], self.heads
+        q = self.q(x).view(n, tq, h, -1).transpose(1, 2)
+        k = self.k(kv).view(n, tk, h, -1).transpose(1, 2)
+        v = self.v(kv).view(n, tk, h, -1).transpose(1, 2)
+        causal = self.causal
+        if mask is not None:
+            mask = (mask != 0).view(n, 1, 1, tk)
+            if causal:  # SDPA takes one of attn_mask and is_causal
+                tril = torch.ones(tq, tk, dtype=torch.bool, device=x.device).tril()
+                mask, causal = mask & tril, False
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal
+        )
+        return self.o(y.transpose(1, 2).reshape(n, tq, -1))
+
+
+class _PositionEmbedding(nn.Module):
+    """Learned positions: x + weight[:T] for x [N, T, D]."""
+
+    def __init__(self, max_len, dim):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(max_len, dim))
+
+    def forward(self, x):
+        return x + self.weight[: x.shape[1]]
+
+
+def _sinusoidal_position(x, base=10000.0):
+    """x + the fixed sin/cos encodings of Vaswani et al. for x [N, T, D]."""
+    t, d = x.shape[1], x.shape[2]
+    pos = torch.arange(t, dtype=torch.float64, device=x.device)[:, None]
+    freq = torch.pow(
+        base, -torch.arange(0, d, 2, dtype=torch.float64, device=x.device) / d
+    )
+    table = torch.stack((torch.sin(pos * freq), torch.cos(pos * freq)), dim=-1).reshape(
+        t, d
+    )
+    return x + table.to(x.dtype)
+
+
+class _ClassToken(nn.Module):
+    """A learned token prepended to x [N, T, D]."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.token = nn.Parameter(torch.empty(dim))
+
+    def forward(self, x):
+        return torch.cat((self.token.expand(x.shape[0], 1, -1), x), dim=1)
