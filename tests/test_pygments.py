@@ -164,3 +164,13 @@ def test_vscode_extension_wires_the_grammar_and_the_server():
     main = (folder / package["main"]).read_text()
     assert "vscode-languageclient" in main and "vscode-languageclient" in package["dependencies"]
     assert package["contributes"]["configuration"]["properties"]["netspec.server.args"]["default"] == ["lsp"]
+
+
+def test_highlighter_lists_are_generated_from_the_registry():
+    """scripts/gen_editor_grammars.py writes both highlighters' op lists; a new op needs only a rerun."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_editor_grammars.py"), "--check"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
