@@ -689,13 +689,19 @@ class _NetworkBuilder:
         attrs = self.bind_attrs(op, args, kwargs, at)
         types = self.input_types(op, inputs, at)
         out, attrs = self.infer(op, attrs, types, at)
+        exprs = _exprs(op, at, scope.params, self.c.expr_cache)
+        if op.family == "time_distributed":  # the same function as its inner layer on [T, F] (ops/lecture.py)
+            inner, inner_attrs = op.inner(attrs)
+            exprs = {}
+            op = OPS[inner]
+            types = self.input_types(op, inputs, at)
+            out, attrs = self.infer(op, inner_attrs, types, at)
         params = tuple(op.params(attrs, types, out))
         self.check_sizes(op, out, params, types, at)
         name = self.fresh(prefix, base)
         node = ir.Node.model_construct(name=name, op=op.name, attrs=attrs, inputs=tuple(inputs), type=out, layer=name,
                        params=params, macs=op.macs(attrs, types, out),
-                       exprs=_exprs(op, at, scope.params, self.c.expr_cache),
-                       span=_span_of(at))
+                       exprs=exprs, span=_span_of(at))
         self.nodes.append(node)
         self.types[name] = out
         return name
@@ -881,14 +887,16 @@ class _NetworkBuilder:
             self.error("E501", f"unknown loss '{call.name}'" + (f"; {hint}" if hint else ""), span,
                            notes=(f"losses: {', '.join(LOSS_FNS)}",))
             raise _Poisoned
-        what = "(mu, logvar)" if fn.kind == "normal" else "(prediction, target)"
-        if len(call.args) != 2:
-            self.error("E501", f"{call.name} takes two values {what}; received: {len(call.args)} argument"
+        what = _LOSS_ARGS.get(fn.kind, "(prediction, target)")
+        arity = what.count(",") + 1
+        count = "three" if arity == 3 else "two"
+        if len(call.args) != arity:
+            self.error("E501", f"{call.name} takes {count} values {what}; received: {len(call.args)} argument"
                            f"{'' if len(call.args) == 1 else 's'}", call.span)
             raise _Poisoned
         for arg in call.args:
             if not isinstance(arg, ast.Name):
-                self.error("E501", f"{call.name} takes two value names {what}; received: {_text(arg)}",
+                self.error("E501", f"{call.name} takes {count} value names {what}; received: {_text(arg)}",
                                arg.span)
                 raise _Poisoned
         values = [self.lookup_value(arg, scope) for arg in call.args]
@@ -896,14 +904,21 @@ class _NetworkBuilder:
         attrs = self.bind_attrs(fn, (), kwargs, call)
         if any(v is None for v in values):
             raise _Poisoned
-        pred, target = (self.types[v] for v in values)
-        if pred is None or target is None:
+        types = [self.types[v] for v in values]
+        if any(t is None for t in types):
             raise _Poisoned
-        self.check_loss_shapes(fn, attrs, pred, target, call)
+        if fn.kind == "triplet":  # anchor, positive, negative: three float embeddings of one shape
+            self.check_loss_shapes(fn, attrs, types[0], types[1], call)
+            self.check_loss_shapes(fn, attrs, types[0], types[2], call)
+        else:
+            self.check_loss_shapes(fn, attrs, types[0], types[1], call)
         return ir.LossTerm.model_construct(fn=fn.name, args=tuple(values), attrs=attrs, weight=float(weight),
                                            span=call.span)
 
     def check_loss_shapes(self, fn: OpDef, attrs, pred: ir.TensorType, target: ir.TensorType, call) -> None:
+        if fn.kind == "triplet" and target.is_integer:
+            self.error("E403", f"{fn.name}'s embeddings must be float; received: {target}", call.span)
+            raise _Poisoned
         if pred.is_integer:
             self.error("E403", f"{fn.name}'s first argument must be float; received: {pred}", call.args[0].span)
             raise _Poisoned
@@ -929,7 +944,8 @@ class _NetworkBuilder:
                 raise _Poisoned
             return
         if target.shape != pred.shape:
-            first, second = ("mu", "logvar") if fn.name == "kl_normal" else ("prediction", "target")
+            first, second = {"normal": ("mu", "logvar"), "triplet": ("anchor", "positive or negative")}.get(
+                fn.kind, ("prediction", "target"))
             self.error("E402", f"{fn.name}: {first} {pred} and {second} {target} must have the same shape",
                            call.span)
             raise _Poisoned
@@ -952,6 +968,10 @@ class _NetworkBuilder:
         except _Poisoned:
             return None
         return ir.Optimizer.model_construct(name=opt.name, attrs=attrs, span=call.span)
+
+
+#: the value arguments of a loss kind, as messages write them
+_LOSS_ARGS = {"pair": "(prediction, target)", "normal": "(mu, logvar)", "triplet": "(anchor, positive, negative)"}
 
 
 def _declared(body) -> dict[str, Span | None]:

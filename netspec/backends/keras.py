@@ -1351,3 +1351,44 @@ class KerasBackend(Backend):
 
     def seed(self, seed: int) -> None:
         _keras().utils.set_random_seed(seed)
+
+
+# Lecture ops (issue 13): elementwise math, random ops, sequence plumbing ------------------------------
+
+
+def _math(g: KerasGenerator, node: ir.Node) -> _Plan:
+    g.helpers.add("ElementwiseMath")
+    args = [_lit(node.op)] + ([_kw("by", literal(node.attrs["by"]))] if "by" in node.attrs else [])
+    return _Plan("ElementwiseMath", args, None)
+
+
+def _gaussian_noise(g: KerasGenerator, node: ir.Node) -> _Plan:
+    return _Plan("layers.GaussianNoise", [literal(node.attrs["stddev"])], None)
+
+
+def _sample_normal(g: KerasGenerator, node: ir.Node) -> None:
+    g.helpers.add("SampleNormal")
+    layout = _common_layout(g, node)
+    xs = [g.var(v, layout) for v in node.inputs]
+    args = [] if node.attrs["scale"] == 1.0 else [_kw("scale", literal(node.attrs["scale"]))]
+    g.simple(node, "SampleNormal", args, xs, layout)
+
+
+def _repeat_vector(g: KerasGenerator, node: ir.Node) -> _Plan:
+    return _Plan("layers.RepeatVector", [str(node.attrs["n"])], CF)
+
+
+def _repeat_like(g: KerasGenerator, node: ir.Node) -> None:
+    g.helpers.add("RepeatLike")
+    g.simple(node, "RepeatLike", [], [g.var(v, CF) for v in node.inputs], CF)
+
+
+_DIRECT |= {_sample_normal, _repeat_like}
+_AGNOSTIC |= {"math", "noise"}
+KerasGenerator.TRANSFORMS.update({
+    **{op: _math for op in ("exp", "log", "sqrt", "square", "abs", "negative", "scale", "shift")},
+    "gaussian_noise": _gaussian_noise,
+    "sample_normal": _sample_normal,
+    "repeat_vector": _repeat_vector,
+    "repeat_like": _repeat_like,
+})

@@ -865,3 +865,40 @@ class OnnxBackend(Backend):
             built.state["session"] = ort.InferenceSession(built.model.SerializeToString(), options,
                                                           providers=["CPUExecutionProvider"])
         return built.state["session"].run(None, {v.name: inputs[v.name] for v in built.network.inputs})
+
+
+# Lecture ops (issue 13): elementwise math, random ops (the identity at inference), sequence plumbing --------
+
+_MATH_OPS = {"exp": "Exp", "log": "Log", "sqrt": "Sqrt", "abs": "Abs", "negative": "Neg"}
+
+
+def _math(e: OnnxEmitter, node: ir.Node) -> None:
+    x, out = e.get(node.inputs[0]), e.out_name(node)
+    if node.op in _MATH_OPS:
+        y = e.op(_MATH_OPS[node.op], [x], out)
+    elif node.op == "square":
+        y = e.op("Mul", [x, x], out)
+    else:
+        by = e.const("c", node.attrs["by"], np.float32)
+        y = e.op("Mul" if node.op == "scale" else "Add", [x, by], out)
+    e.finish(node, y)
+
+
+def _repeat(e: OnnxEmitter, node: ir.Node) -> None:
+    """repeat_vector(n) and repeat_like(v, seq): Unsqueeze, then Expand to [N, T, F]."""
+    out = e.out_name(node)
+    v = e.op("Unsqueeze", [e.get(node.inputs[0]), e.const("axes", [1])], f"{out}/unsqueeze")
+    f = node.type.shape[1]
+    if node.op == "repeat_vector":
+        shape = e.const("shape", [1, node.attrs["n"], f])
+    else:
+        seq = e.op("Shape", [e.get(node.inputs[1])], f"{out}/shape")
+        steps = e.op("Slice", [seq, e.const("starts", [1]), e.const("ends", [2])], f"{out}/steps")
+        shape = e.op("Concat", [e.const("one", [1]), steps, e.const("features", [f])], f"{out}/target", axis=0)
+    e.finish(node, e.op("Expand", [v, shape], out))
+
+
+_FAMILY_EMITTERS.update({"math": _math, "noise": _alias, "sampling": _alias, "repeat": _repeat,
+                         "repeat_like": _repeat})
+OnnxEmitter.TRANSFORMS = {name: _FAMILY_EMITTERS[op.family] for name, op in OPS.items()
+                          if op.family in _FAMILY_EMITTERS}

@@ -36,7 +36,8 @@ LINE = 88  # ruff's default line length: the generated file passes `ruff format 
 HELPERS = ("_expect", "_init", "_avg_pool", "_final_state", "_merge_directions", "_dot", "_BatchNorm1d", "_BatchNorm2d",
            "_BatchNorm3d", "_binary_crossentropy", "_categorical_crossentropy",
            "_sparse_categorical_crossentropy", "_hinge", "_kl_divergence", "_cosine_similarity", "_kl_normal",
-           "_decoupled_weight_decay", "_Optimizer", "_RMSprop", "_Adagrad", "_Adam")
+           "_decoupled_weight_decay", "_Optimizer",
+           "_gaussian_noise", "_sample_normal", "_repeat_vector", "_repeat_like", "_contrastive", "_triplet", "_RMSprop", "_Adagrad", "_Adam")
 PUBLIC = ("compute_loss", "regularization_loss", "make_optimizer", "train_step")
 GLOBALS = frozenset({"math", "torch", "nn", "F", "self", *HELPERS, *PUBLIC})
 
@@ -738,6 +739,8 @@ def _loss_call(term: ir.LossTerm, p: str, t: str, t_integer: bool, helpers: set[
             kw.append(("dim", _lit(_dim(a["axis"]))))
         return Call("_" + fn, (p, t), tuple(kw))
     helpers.add("_" + fn)
+    if fn == "contrastive":
+        return Call("_contrastive", (p, t), (("margin", _lit(a["margin"])),) if a["margin"] != 1.0 else ())
     return Call("_" + fn, (p, t))
 
 
@@ -1508,6 +1511,11 @@ class Generator:
         types = {v.name: v.type for v in (*net.inputs, *net.targets)}
         terms = []
         for term in net.loss:
+            if len(term.args) != 2:  # triplet: (anchor, positive, negative)
+                em.helpers.add("_" + term.fn)
+                margin = (("margin", _lit(term.attrs["margin"])),) if "margin" in term.attrs else ()
+                terms.append(Call("_" + term.fn, tuple(value_name[v] for v in term.args), margin))
+                continue
             p, t = (value_name[v] for v in term.args)
             t_int = (types[term.args[1]] if term.args[1] in types else net.type_of(term.args[1])).is_integer
             terms.append(_loss_call(term, p, t, t_int, em.helpers))
@@ -1719,3 +1727,45 @@ def extra_parameters(network: ir.Network) -> int:
     with ``requires_grad=False``: the trainable count equals the spec's.
     """
     return sum(size for plan_ in plan(network).values() for _, size in plan_.fixed.values())
+
+
+# Lecture ops (issue 13): elementwise math, random ops, sequence plumbing ----------------------------------
+
+_MATH_FUNCS = {"exp": "torch.exp", "log": "torch.log", "sqrt": "torch.sqrt", "square": "torch.square",
+               "abs": "torch.abs", "negative": "torch.neg"}
+
+
+def _emit_math(self: TorchEmitter, node, x):
+    if node.op in _MATH_FUNCS:
+        return Call(_MATH_FUNCS[node.op], (x[0],))
+    return Call("torch.mul" if node.op == "scale" else "torch.add", (x[0], _lit(node.attrs["by"])))
+
+
+def _emit_gaussian_noise(self: TorchEmitter, node, x):
+    self.helpers.add("_gaussian_noise")
+    return Call("_gaussian_noise", (x[0], _lit(node.attrs["stddev"]), "self.training"))
+
+
+def _emit_sample_normal(self: TorchEmitter, node, x):
+    self.helpers.add("_sample_normal")
+    kw = (("scale", _lit(node.attrs["scale"])),) if node.attrs["scale"] != 1.0 else ()
+    return Call("_sample_normal", (x[0], x[1], "self.training"), kw)
+
+
+def _emit_repeat_vector(self: TorchEmitter, node, x):
+    self.helpers.add("_repeat_vector")
+    return Call("_repeat_vector", (x[0], _lit(node.attrs["n"])))
+
+
+def _emit_repeat_like(self: TorchEmitter, node, x):
+    self.helpers.add("_repeat_like")
+    return Call("_repeat_like", (x[0], x[1]))
+
+
+TorchEmitter.TRANSFORMS.update({
+    **{name: _emit_math for name in (*_MATH_FUNCS, "scale", "shift")},
+    "gaussian_noise": _emit_gaussian_noise,
+    "sample_normal": _emit_sample_normal,
+    "repeat_vector": _emit_repeat_vector,
+    "repeat_like": _emit_repeat_like,
+})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .base import OpDef, install
 from .functions import ACTIVATIONS, INITIALIZERS, LOSSES, MERGES, OPTIMIZERS, REGULARIZERS
 from .layers import LAYER_OPS
+from .lecture import LECTURE_LOSSES, LECTURE_OPS
 
 
 def _index(classes) -> dict[str, OpDef]:
@@ -16,10 +17,10 @@ def _index(classes) -> dict[str, OpDef]:
 
 
 #: Ops usable as chain steps (layers and activations) or as merge sources.
-OPS: dict[str, OpDef] = _index([*LAYER_OPS, *ACTIVATIONS, *MERGES])
+OPS: dict[str, OpDef] = _index([*LAYER_OPS, *ACTIVATIONS, *MERGES, *LECTURE_OPS])
 ACTIVATION_OPS = {k: v for k, v in OPS.items() if v.category == "activation"}
 MERGE_OPS = {k: v for k, v in OPS.items() if v.category == "merge"}
-LOSS_FNS: dict[str, OpDef] = _index(LOSSES)
+LOSS_FNS: dict[str, OpDef] = _index([*LOSSES, *LECTURE_LOSSES])
 OPTIMIZER_DEFS: dict[str, OpDef] = _index(OPTIMIZERS)
 
 #: Families of callables used as argument values.

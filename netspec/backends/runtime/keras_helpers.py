@@ -223,3 +223,79 @@ def kl_normal(mu, logvar):
     axes = tuple(range(1, len(mu.shape)))
     terms = 1.0 + logvar - keras.ops.square(mu) - keras.ops.exp(logvar)
     return keras.ops.mean(-0.5 * keras.ops.sum(terms, axis=axes))
+
+
+# Lecture ops (issue 13) ---------------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="netspec")
+class ElementwiseMath(layers.Layer):
+    """One elementwise function of the spec: exp, log, sqrt, square, abs, negative, scale(by), shift(by)."""
+
+    def __init__(self, op, by=None, **kwargs):
+        super().__init__(**kwargs)
+        self.op = op
+        self.by = by
+
+    def call(self, inputs):
+        if self.op == "scale":
+            return inputs * self.by
+        if self.op == "shift":
+            return inputs + self.by
+        return getattr(keras.ops, self.op)(inputs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(op=self.op, by=self.by)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="netspec")
+class SampleNormal(layers.Layer):
+    """The reparameterisation trick: mu + exp(logvar / 2) * eps in training, mu at inference.
+
+    eps ~ N(0, scale^2) is drawn from a SeedGenerator (seeded by keras.utils.set_random_seed when no seed
+    is given).
+    """
+
+    def __init__(self, scale=1.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = scale
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        mu, logvar = inputs
+        if not training:
+            return mu
+        eps = keras.random.normal(keras.ops.shape(mu), stddev=self.scale, dtype=mu.dtype, seed=self.seed_generator)
+        return mu + keras.ops.exp(0.5 * logvar) * eps
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(scale=self.scale, seed=self.seed)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="netspec")
+class RepeatLike(layers.Layer):
+    """RepeatVector for a run-time length: [N, F] repeated once per step of a sequence [N, T, ...]."""
+
+    def call(self, inputs):
+        vector, sequence = inputs
+        return keras.ops.repeat(keras.ops.expand_dims(vector, 1), keras.ops.shape(sequence)[1], axis=1)
+
+
+@keras.saving.register_keras_serializable(package="netspec")
+def contrastive(y_true, y_pred, margin=1.0):
+    """t d^2 + (1 - t) max(margin - d, 0)^2 per position: d a distance, t = 1 for a matching pair."""
+    t = keras.ops.cast(y_true, y_pred.dtype)
+    return t * keras.ops.square(y_pred) + (1 - t) * keras.ops.square(keras.ops.maximum(margin - y_pred, 0.0))
+
+
+def triplet(anchor, positive, negative, margin=0.2):
+    """FaceNet's triplet loss: mean(max(|a - p|^2 - |a - n|^2 + margin, 0)), distances over every per-sample axis."""
+    axes = tuple(range(1, len(anchor.shape)))
+    pos = keras.ops.sum(keras.ops.square(anchor - positive), axis=axes)
+    neg = keras.ops.sum(keras.ops.square(anchor - negative), axis=axes)
+    return keras.ops.mean(keras.ops.maximum(pos - neg + margin, 0.0))

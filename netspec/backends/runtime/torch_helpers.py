@@ -345,3 +345,40 @@ class _BatchNorm3d(nn.BatchNorm3d):
             self.num_batches_tracked.add_(1)
         w, b = self.weight, self.bias
         return F.batch_norm(x, None, None, w, b, True, 0.0, self.eps)
+
+
+# Lecture ops (issue 13) ---------------------------------------------------------------------------
+
+
+def _gaussian_noise(x, stddev, training):
+    """x + stddev * N(0, 1) in training (torch's global random stream), x at inference."""
+    return x + stddev * torch.randn_like(x) if training else x
+
+
+def _sample_normal(mu, logvar, training, scale=1.0):
+    """The reparameterisation trick: mu + exp(logvar / 2) * eps in training, mu at inference."""
+    if not training:
+        return mu
+    return mu + torch.exp(0.5 * logvar) * (scale * torch.randn_like(mu))
+
+
+def _repeat_vector(x, n):
+    """[N, F] -> [N, n, F] (Keras's RepeatVector)."""
+    return x.unsqueeze(1).expand(-1, n, -1)
+
+
+def _repeat_like(v, seq):
+    """[N, F] repeated once per step of seq [N, T, ...] -> [N, T, F]."""
+    return v.unsqueeze(1).expand(-1, seq.shape[1], -1)
+
+
+def _contrastive(d, t, margin=1.0):
+    """mean(t d^2 + (1 - t) max(margin - d, 0)^2): t = 1 for a matching pair."""
+    return (t * d**2 + (1 - t) * torch.clamp(margin - d, min=0) ** 2).mean()
+
+
+def _triplet(a, p, n, margin=0.2):
+    """FaceNet's triplet loss: mean(max(|a - p|^2 - |a - n|^2 + margin, 0)), distances over every per-sample axis."""
+    pos = ((a - p) ** 2).flatten(1).sum(1)
+    neg = ((a - n) ** 2).flatten(1).sum(1)
+    return torch.clamp(pos - neg + margin, min=0).mean()
