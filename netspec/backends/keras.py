@@ -996,7 +996,7 @@ def fit_targets(network: ir.Network, values: dict, layout: str = "channels_last"
 
     ys = []
     for (_, moved), value in zip((signature or interface(network, layout))["outputs"], network.outputs):
-        term = next((t for t in network.loss if t.fn != "kl_normal" and t.args[0] == value), None)
+        term = next((t for t in network.loss if len(t.args) == 2 and t.fn != "kl_normal" and t.args[0] == value), None)
         if term is None:
             ys.append(None)
             continue
