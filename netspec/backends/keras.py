@@ -1392,3 +1392,29 @@ KerasGenerator.TRANSFORMS.update({
     "repeat_vector": _repeat_vector,
     "repeat_like": _repeat_like,
 })
+
+
+def _recurrent_state(g: KerasGenerator, node: ir.Node) -> _Plan | None:
+    """A recurrent layer with return_state (a list value [output, h, c]) or initial_state (its later inputs)."""
+    a = node.attrs
+    if not (a.get("initial_state") or a.get("return_state")):
+        return _recurrent(g, node)
+    cls, args = _rnn_args(g, node.op, a)
+    if a["return_state"]:
+        args.append("return_state=True")
+    operand = g.var(node.inputs[0], CF)
+    if a["initial_state"]:
+        operand += ", initial_state=[" + ", ".join(g.var(v, CF) for v in node.inputs[1:]) + "]"
+    out = g.pyname(node.name)
+    g.body += _call_lines(out, cls, [*args, _kw("name", _lit(keras_name(g.main_name(node))))], operand)
+    g.put(node.name, out, CF)
+    return None
+
+
+def _result(g: KerasGenerator, node: ir.Node) -> None:
+    g.put(node.name, f"{g.vars[(node.inputs[0], CF)]}[{node.attrs['index']}]", CF)
+
+
+_DIRECT |= {_result}
+KerasGenerator.TRANSFORMS.update({"simple_rnn": _recurrent_state, "lstm": _recurrent_state, "gru": _recurrent_state,
+                                  "result": _result})

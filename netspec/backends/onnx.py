@@ -902,3 +902,41 @@ _FAMILY_EMITTERS.update({"math": _math, "noise": _alias, "sampling": _alias, "re
                          "repeat_like": _repeat})
 OnnxEmitter.TRANSFORMS = {name: _FAMILY_EMITTERS[op.family] for name, op in OPS.items()
                           if op.family in _FAMILY_EMITTERS}
+
+
+def _recurrent_state(e: OnnxEmitter, node: ir.Node) -> None:
+    """A recurrent layer with initial_state (ONNX's initial_h, initial_c) or return_state (Y_h, Y_c kept)."""
+    a = node.attrs
+    if _family(node.op) == "bidirectional" or not (a.get("initial_state") or a.get("return_state")):
+        return _recurrent(e, node)
+    kind, out = node.op, e.out_name(node)
+    op_type = _RNN_OP[kind]
+    attrs: dict[str, Any] = {"hidden_size": a["units"], "direction": "forward"}
+    if kind == "gru":
+        attrs["linear_before_reset"] = 1
+    tensors = _rnn_tensors(e, node, kind, ("",))
+    ins = [e.get_time_major(node.inputs[0]), *tensors]
+    if a["initial_state"]:  # X, W, R, B, sequence_lens, initial_h[, initial_c]
+        ins += [""] * (4 - len(tensors))  # no B, no sequence_lens
+        ins += [e.op("Unsqueeze", [e.get(v), e.const("axes", [0])], f"{out}/initial{i}")
+                for i, v in enumerate(node.inputs[1:])]
+    names = [f"{out}/{op_type}", f"{out}/{op_type}_h"] + ([f"{out}/{op_type}_c"] if kind == "lstm" else [])
+    y, *states = e.add(op_type, ins, names, f"{out}/{op_type}", **attrs)
+    parts = [e.op("Squeeze", [s, e.const("axes", [0])], f"{out}/{suffix}") for s, suffix in zip(states, "hc")]
+    if a["return_sequences"]:  # y: [T, 1, N, u]
+        t = e.op("Transpose", [y], f"{out}/batch_major", perm=[2, 0, 1, 3])
+        e.finish(node, e.op("Squeeze", [t, e.const("axes", [2])], out))
+    else:
+        e.finish(node, parts[0])
+    e.__dict__.setdefault("state_results", {})[node.name] = parts
+
+
+def _result(e: OnnxEmitter, node: ir.Node) -> None:
+    i = node.attrs["index"]
+    src = node.inputs[0]
+    e.finish(node, e.get(src) if i == 0 else e.__dict__["state_results"][src][i - 1])
+
+
+_FAMILY_EMITTERS.update({"recurrent": _recurrent_state, "result": _result})
+OnnxEmitter.TRANSFORMS = {name: _FAMILY_EMITTERS[op.family] for name, op in OPS.items()
+                          if op.family in _FAMILY_EMITTERS}

@@ -37,7 +37,8 @@ HELPERS = ("_expect", "_init", "_avg_pool", "_final_state", "_merge_directions",
            "_BatchNorm3d", "_binary_crossentropy", "_categorical_crossentropy",
            "_sparse_categorical_crossentropy", "_hinge", "_kl_divergence", "_cosine_similarity", "_kl_normal",
            "_decoupled_weight_decay", "_Optimizer",
-           "_gaussian_noise", "_sample_normal", "_repeat_vector", "_repeat_like", "_contrastive", "_triplet", "_RMSprop", "_Adagrad", "_Adam")
+           "_gaussian_noise", "_sample_normal", "_repeat_vector", "_repeat_like", "_contrastive", "_triplet",
+           "_initial_state", "_with_state", "_RMSprop", "_Adagrad", "_Adam")
 PUBLIC = ("compute_loss", "regularization_loss", "make_optimizer", "train_step")
 GLOBALS = frozenset({"math", "torch", "nn", "F", "self", *HELPERS, *PUBLIC})
 
@@ -1769,3 +1770,33 @@ TorchEmitter.TRANSFORMS.update({
     "repeat_vector": _emit_repeat_vector,
     "repeat_like": _emit_repeat_like,
 })
+
+
+def _emit_rnn_state(self: TorchEmitter, node, x):
+    """A recurrent layer with initial_state (its inputs after the sequence) or return_state (a tuple value)."""
+    a = node.attrs
+    if not (a.get("initial_state") or a.get("return_state")):
+        return _emit_rnn(self, node, x)
+    features = self.network.type_of(node.inputs[0]).shape[1]
+    params, fixed, plus = _rnn_plan(node.op, a, (("", ""),))
+    mod = self.layer(node, _rnn_ctor(node.op, features, a, False), params, fixed, plus)
+    args = (x[0],)
+    if a.get("initial_state"):
+        self.helpers.add("_initial_state")
+        args = (x[0], Call("_initial_state", tuple(x[1:])))
+    call = Call(mod, args)
+    if a.get("return_state"):
+        self.helpers.add("_with_state")
+        return Call("_with_state", (call,), (("last", _lit(not a["return_sequences"])),))
+    if a["return_sequences"]:
+        return ("unpack", call)
+    self.helpers.add("_final_state")
+    return Call("_final_state", (call,))
+
+
+def _emit_result(self: TorchEmitter, node, x):
+    return f"{x[0]}[{node.attrs['index']}]"
+
+
+TorchEmitter.TRANSFORMS.update({"simple_rnn": _emit_rnn_state, "lstm": _emit_rnn_state, "gru": _emit_rnn_state,
+                                "result": _emit_result})

@@ -146,6 +146,20 @@ class TimeDistributed(OpDef):
         return t, attrs
 
 
+# Several results ------------------------------------------------------------------------------------
+
+
+class Result(OpDef):
+    name = "result"
+    category = "shape"
+    family = "result"
+    float_input = False
+    attrs = {"index": Attr(Int(0), 0, "which result: 0 the output, 1 the final h, 2 the final c (lstm)")}
+    doc = ("One result of a layer with several (a recurrent layer with `return_state=true`). The checker writes it "
+           "for each name of `out, h, c = CHAIN`; a spec never calls it (E301).")
+    shape_rule = "the output's shape (index 0) or [units] (a state)"
+
+
 # Losses -----------------------------------------------------------------------------------------
 
 
@@ -164,4 +178,7 @@ LECTURE_LOSSES = [
           {"margin": Attr(Float(0.0), 0.2, "the margin alpha")}, kind="triplet"),
 ]
 
-LECTURE_OPS = [*MATH_OPS, GaussianNoise, SampleNormal, RepeatVector, RepeatLike, TimeDistributed]
+LECTURE_OPS = [*MATH_OPS, GaussianNoise, SampleNormal, RepeatVector, RepeatLike, TimeDistributed, Result]
+
+#: recurrent op -> the names of its results with ``return_state=true``
+STATE_RESULTS = {"lstm": ("output", "h", "c"), "gru": ("output", "h"), "simple_rnn": ("output", "h")}

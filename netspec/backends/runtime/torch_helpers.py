@@ -372,6 +372,19 @@ def _repeat_like(v, seq):
     return v.unsqueeze(1).expand(-1, seq.shape[1], -1)
 
 
+def _initial_state(*states):
+    """Initial states [N, units] as nn.RNN/GRU (h [1, N, units]) or nn.LSTM ((h, c)) take them."""
+    states = tuple(s.unsqueeze(0) for s in states)
+    return states[0] if len(states) == 1 else states
+
+
+def _with_state(output, last):
+    """(output, h) or (output, h, c) from a recurrent layer's (sequence, state); last: the output is the last step."""
+    sequence, state = output
+    states = state if isinstance(state, tuple) else (state,)
+    return (sequence[:, -1] if last else sequence, *(s[0] for s in states))
+
+
 def _contrastive(d, t, margin=1.0):
     """mean(t d^2 + (1 - t) max(margin - d, 0)^2): t = 1 for a matching pair."""
     return (t * d**2 + (1 - t) * torch.clamp(margin - d, min=0) ** 2).mean()
