@@ -141,5 +141,41 @@ CASES: list[Case] = [
          "input a: [4]\ninput b: [4]\nlayer enc = dense(3)\nu = a -> enc\nv = b -> enc\ny = add(u, v)\noutput y"),
 ]
 
+# Lecture ops (issue 13): elementwise math, random ops (identity at inference), sequence plumbing, state passing
+CASES += [
+    Case("math_exp_scale_shift", "exp, scale and shift (the VAE's exp(0.5 * logvar))",
+         "input x: [3, 5]\ny = x -> scale(0.5) -> exp -> shift(-1.0)\noutput y"),
+    Case("math_log_sqrt_abs", "abs, log and sqrt on positive values",
+         "input x: [6]\ny = x -> abs -> shift(0.1) -> log -> abs -> sqrt\noutput y"),
+    Case("math_square_negative", "square and negative", "input x: [2, 3, 4]\ny = x -> square -> negative\noutput y"),
+    Case("vae_sampling_explicit", "z = mu + exp(0.5 * logvar) * eps written with elementwise math",
+         "input mu: [4]\ninput logvar: [4]\ninput eps: [4]\nstd = logvar -> scale(0.5) -> exp\n"
+         "z = add(mu, multiply(std, eps))\noutput z"),
+    Case("sample_normal", "sample_normal is the mean at inference",
+         "input mu: [4]\ninput logvar: [4]\nz = sample_normal(mu, logvar) -> dense(3)\noutput z"),
+    Case("sample_normal_image", "sample_normal on a channels-first map (layouts)",
+         "input mu: [2, 4, 4]\ninput logvar: [2, 4, 4]\nz = sample_normal(mu, logvar) -> conv2d(3, 3)\noutput z"),
+    _conv("gaussian_noise", "gaussian_noise is the identity at inference", "[2, 5, 5]",
+          "gaussian_noise(0.3) -> conv2d(2, 3)"),
+    _conv("repeat_vector", "repeat_vector then an LSTM over the copies", "[6]",
+          "repeat_vector(3) -> lstm(4, return_sequences=true)"),
+    Case("repeat_like", "repeat_like: RepeatVector for a run-time length T",
+         "input v: [6]\ninput s: [T, 2]\ny = repeat_like(v, s) -> gru(3, return_sequences=true)\noutput y"),
+    Case("time_distributed_dense", "time_distributed(dense) on a run-time length",
+         "input x: [T, 5]\ny = x -> time_distributed(dense(3, activation=softmax))\noutput y"),
+    Case("time_distributed_dropout", "time_distributed(dropout)",
+         "input x: [4, 5]\ny = x -> time_distributed(dropout(0.5)) -> dense(2)\noutput y"),
+    *[Case(f"{rnn}_state_passing", f"{rnn}: return_state results and initial_state (seq2seq)",
+           f"input src: [S, 3]\ninput dst: [T, 2]\n{parts} = src -> {rnn}(4, return_state=true)\n"
+           f"y = dst -> {rnn}(4, return_sequences=true, initial_state={init})\noutput y, {outs}")
+      for rnn, parts, init, outs in (("lstm", "enc, h, c", "[h, c]", "enc, h, c"),
+                                     ("gru", "enc, h", "h", "enc, h"),
+                                     ("simple_rnn", "enc, h", "[h]", "enc, h"))],
+    Case("lstm_state_sequences", "return_state with return_sequences, initial_state on a last-step LSTM",
+         "input src: [5, 3]\ninput h0: [4]\ninput c0: [4]\n"
+         "seq, h, c = src -> lstm(4, return_sequences=true, return_state=true, initial_state=[h0, c0])\n"
+         "last = seq -> lstm(4, initial_state=[h, c])\noutput seq, last, c"),
+]
+
 CASES_BY_NAME = {c.name: c for c in CASES}
 assert len(CASES_BY_NAME) == len(CASES), "conformance case names must be unique"
