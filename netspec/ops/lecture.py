@@ -135,6 +135,7 @@ class TimeDistributed(OpDef):
            "inner layer on `[T, F]`, which is the same function (dense acts on the last axis), so the IR, the "
            "weights and every backend see the inner layer.")
     shape_rule = "[T, F] -> [T, the inner layer's output]"
+    params_rule = "the inner layer's: `kernel` [units, F] and `bias` [units] for dense, none for dropout"
 
     def inner(self, attrs) -> tuple[str, dict]:
         return attrs["layer"]["op"], attrs["layer"]["attrs"]
