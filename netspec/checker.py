@@ -19,7 +19,7 @@ from .diagnostics import DiagnosticBag
 from .frontend import ast
 from .limits import int_text
 from .ops.base import AttrError, CallValue, InferError, OpDef, Sym, brief, did_you_mean, show
-from .ops.lecture import STATE_RESULTS
+from .ops.lecture import MASK_KEEPING, STATE_RESULTS
 from .ops.registry import LOSS_FNS, MERGE_OPS, OPS, OPTIMIZER_DEFS
 from .source import Source, Span
 
@@ -153,6 +153,8 @@ class _NetworkBuilder:
         self.bindings: list[tuple[str, str | None, Span | None, int, int]] = []
         # recurrent nodes with return_state=true: their value is several results, read only through `result` nodes
         self.multi: dict[str, tuple[str, ...]] = {}
+        # masked values: value -> (mask source value, "ids" or "values", padding value, masked axis)
+        self.masks: dict[str, tuple[str, str, float, int]] = {}
         # the spec's structure, for generators that mirror it (ir.Network.blocks/instances/repeats)
         self.block_defs: dict[str, ir.BlockDef] = {}
         self.instances: list[ir.BlockInstance | None] = []  # None: an expansion that failed
@@ -382,6 +384,8 @@ class _NetworkBuilder:
                 self.nodes.append(ir.Node.model_construct(name=result, op="result", attrs={"index": i},
                                                           inputs=(value,), type=out, layer=result, span=span))
                 self.types[result] = out
+                if i == 0 and src.attrs["return_sequences"] and src.inputs[0] in self.masks:
+                    self.masks[result] = self.masks[src.inputs[0]]
             scope.values[name] = result
             self.bindings.append((name, result, span, start, len(self.nodes)))
 
@@ -804,6 +808,9 @@ class _NetworkBuilder:
             self.error("E301", "bidirectional does not take return_state or initial_state (not supported)",
                        _span_of(at))
             raise _Poisoned
+        mask = self.masks.get(inputs[0]) if inputs else None
+        if mask is not None:
+            attrs, inputs = self.read_mask(op, attrs, inputs, mask, at)
         exprs = _exprs(op, at, scope.params, self.c.expr_cache)
         if op.family == "time_distributed":  # the same function as its inner layer on [T, F] (ops/lecture.py)
             inner, inner_attrs = op.inner(attrs)
@@ -821,7 +828,41 @@ class _NetworkBuilder:
         self.types[name] = out
         if attrs.get("return_state"):
             self.multi[name] = STATE_RESULTS[op.name]
+        self.carry_mask(op, node, types)
         return name
+
+    def read_mask(self, op: OpDef, attrs, inputs: list[str], mask, at) -> tuple[dict, list[str]]:
+        """A recurrent layer or 1-D global pool reading a masked value: the mask's source joins its inputs."""
+        src, kind, value, axis = mask
+        if op.family == "bidirectional":
+            self.error("E301", "bidirectional does not read a mask (not supported); the input is masked by "
+                       f"'{src}'", _span_of(at), notes=("run the layer in one direction, or drop mask_zero/masking",))
+            raise _Poisoned
+        reads = (op.family == "recurrent" and axis == 0) or (op.family == "global_pool" and op.rank == 1 and axis == 1)
+        if not reads:
+            return attrs, inputs
+        return {**attrs, "mask": kind, "mask_value": value}, [*inputs, src]
+
+    def carry_mask(self, op: OpDef, node: ir.Node, types) -> None:
+        """Record the mask of a node's output: made by mask_zero and masking, kept by per-step ops."""
+        a = node.attrs
+        if op.family == "embedding" and a.get("mask_zero") and types[0].rank == 1:
+            self.masks[node.name] = (node.inputs[0], "ids", 0.0, 0)
+            return
+        if op.family == "masking":
+            self.masks[node.name] = (node.inputs[0], "values", a["value"], 0)
+            return
+        mask = self.masks.get(node.inputs[0]) if node.inputs else None
+        if mask is None:
+            return
+        src, kind, value, axis = mask
+        rank = types[0].rank
+        if op.family in MASK_KEEPING or (op.family in ("dense", "layernorm") and rank == 2 and axis == 0):
+            self.masks[node.name] = mask
+        elif op.family == "recurrent" and a["return_sequences"] and not a.get("return_state"):
+            self.masks[node.name] = mask
+        elif op.family == "permute" and rank == 2:
+            self.masks[node.name] = (src, kind, value, a["dims"].index(axis))
 
     def use_shared(self, layer: _Shared, value: str, at: ast.Name, scope: _Scope, prefix: str) -> str:
         op = layer.op

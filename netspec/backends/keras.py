@@ -1397,14 +1397,17 @@ KerasGenerator.TRANSFORMS.update({
 def _recurrent_state(g: KerasGenerator, node: ir.Node) -> _Plan | None:
     """A recurrent layer with return_state (a list value [output, h, c]) or initial_state (its later inputs)."""
     a = node.attrs
-    if not (a.get("initial_state") or a.get("return_state")):
+    if not (a.get("initial_state") or a.get("return_state") or a.get("mask")):
         return _recurrent(g, node)
     cls, args = _rnn_args(g, node.op, a)
     if a["return_state"]:
         args.append("return_state=True")
     operand = g.var(node.inputs[0], CF)
     if a["initial_state"]:
-        operand += ", initial_state=[" + ", ".join(g.var(v, CF) for v in node.inputs[1:]) + "]"
+        states = node.inputs[1:-1] if a.get("mask") else node.inputs[1:]
+        operand += ", initial_state=[" + ", ".join(g.var(v, CF) for v in states) + "]"
+    if a.get("mask"):
+        operand += f", mask={_mask_var(g, node)}"
     out = g.pyname(node.name)
     g.body += _call_lines(out, cls, [*args, _kw("name", _lit(keras_name(g.main_name(node))))], operand)
     g.put(node.name, out, CF)
@@ -1418,3 +1421,36 @@ def _result(g: KerasGenerator, node: ir.Node) -> None:
 _DIRECT |= {_result}
 KerasGenerator.TRANSFORMS.update({"simple_rnn": _recurrent_state, "lstm": _recurrent_state, "gru": _recurrent_state,
                                   "result": _result})
+
+
+def _mask_var(g: KerasGenerator, node: ir.Node) -> str:
+    """The boolean mask [N, T] a node reads, from its last input (the mask's source); one layer per source."""
+    src, kind, value = node.inputs[-1], node.attrs["mask"], node.attrs["mask_value"]
+    key = (f"{src}.mask", f"{kind}:{value}")
+    if key not in g.vars:
+        g.helpers.add("SequenceMask")
+        kname = g.kname(f"{src}.mask")
+        out = g.pyname(kname)
+        args = [_lit(kind)] + ([_kw("value", literal(value))] if value != 0.0 else [])
+        g.body += _call_lines(out, "SequenceMask", [*args, _kw("name", _lit(keras_name(kname)))], g.var(src, CF))
+        g.vars[key] = out
+    return g.vars[key]
+
+
+def _masking(g: KerasGenerator, node: ir.Node) -> _Plan:
+    g.helpers.add("MaskValues")
+    return _Plan("MaskValues", [] if node.attrs["value"] == 0.0 else [literal(node.attrs["value"])], CF)
+
+
+def _global_pool_masked(g: KerasGenerator, node: ir.Node) -> _Plan | None:
+    if not node.attrs.get("mask"):
+        return _global_pool(g, node)
+    g.helpers.add("MaskedGlobalPooling1D")
+    kind = "max" if "max" in node.op else "avg"
+    g.simple(node, "MaskedGlobalPooling1D", [_lit(kind)], [g.var(node.inputs[0], CF), _mask_var(g, node)], CF)
+    return None
+
+
+_DIRECT |= {_global_pool_masked}
+KerasGenerator.TRANSFORMS.update({"masking": _masking, "global_avgpool1d": _global_pool_masked,
+                                  "global_maxpool1d": _global_pool_masked})

@@ -38,7 +38,7 @@ HELPERS = ("_expect", "_init", "_avg_pool", "_final_state", "_merge_directions",
            "_sparse_categorical_crossentropy", "_hinge", "_kl_divergence", "_cosine_similarity", "_kl_normal",
            "_decoupled_weight_decay", "_Optimizer",
            "_gaussian_noise", "_sample_normal", "_repeat_vector", "_repeat_like", "_contrastive", "_triplet",
-           "_initial_state", "_with_state", "_RMSprop", "_Adagrad", "_Adam")
+           "_initial_state", "_with_state", "_mask", "_masking", "_masked", "_masked_pool", "_RMSprop", "_Adagrad", "_Adam")
 PUBLIC = ("compute_loss", "regularization_loss", "make_optimizer", "train_step")
 GLOBALS = frozenset({"math", "torch", "nn", "F", "self", *HELPERS, *PUBLIC})
 
@@ -1772,19 +1772,30 @@ TorchEmitter.TRANSFORMS.update({
 })
 
 
+def _mask_expr(self: TorchEmitter, node, x):
+    """The mask [N, T] a node reads: computed from its last input (the mask's source)."""
+    self.helpers.add("_mask")
+    return Call("_mask", (x[-1], _lit(node.attrs["mask"]), _lit(node.attrs["mask_value"])))
+
+
 def _emit_rnn_state(self: TorchEmitter, node, x):
-    """A recurrent layer with initial_state (its inputs after the sequence) or return_state (a tuple value)."""
+    """A recurrent layer with initial_state (its inputs after the sequence), return_state (a tuple value) or a mask
+    (its last input is the mask's source)."""
     a = node.attrs
-    if not (a.get("initial_state") or a.get("return_state")):
+    if not (a.get("initial_state") or a.get("return_state") or a.get("mask")):
         return _emit_rnn(self, node, x)
     features = self.network.type_of(node.inputs[0]).shape[1]
     params, fixed, plus = _rnn_plan(node.op, a, (("", ""),))
     mod = self.layer(node, _rnn_ctor(node.op, features, a, False), params, fixed, plus)
+    states = x[1:-1] if a.get("mask") else x[1:]
     args = (x[0],)
     if a.get("initial_state"):
         self.helpers.add("_initial_state")
-        args = (x[0], Call("_initial_state", tuple(x[1:])))
+        args = (x[0], Call("_initial_state", tuple(states)))
     call = Call(mod, args)
+    if a.get("mask"):
+        self.helpers.add("_masked")
+        call = Call("_masked", (mod, x[0], _mask_expr(self, node, x), *args[1:]))
     if a.get("return_state"):
         self.helpers.add("_with_state")
         return Call("_with_state", (call,), (("last", _lit(not a["return_sequences"])),))
@@ -1800,3 +1811,19 @@ def _emit_result(self: TorchEmitter, node, x):
 
 TorchEmitter.TRANSFORMS.update({"simple_rnn": _emit_rnn_state, "lstm": _emit_rnn_state, "gru": _emit_rnn_state,
                                 "result": _emit_result})
+
+
+def _emit_masking(self: TorchEmitter, node, x):
+    self.helpers.add("_masking")
+    return Call("_masking", (x[0], _lit(node.attrs["value"])))
+
+
+def _emit_global_pool_masked(self: TorchEmitter, node, x):
+    if not node.attrs.get("mask"):
+        return _emit_global_pool(self, node, x)
+    self.helpers.add("_masked_pool")
+    return Call("_masked_pool", (x[0], _mask_expr(self, node, x), _lit("max" if "max" in node.op else "avg")))
+
+
+TorchEmitter.TRANSFORMS.update({"masking": _emit_masking, "global_avgpool1d": _emit_global_pool_masked,
+                                "global_maxpool1d": _emit_global_pool_masked})

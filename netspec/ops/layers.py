@@ -609,6 +609,8 @@ class Embedding(OpDef):
         "dim": Attr(Int(1), doc="vector size"),
         "embeddings_init": Attr(Callable("initializer"), "uniform", "default uniform(-0.05, 0.05)"),
         "embeddings_regularizer": Attr(Callable("regularizer"), None),
+        # issue 13: padded sequences (docs/language.md, "Masking")
+        "mask_zero": Attr(Bool(), False, "id 0 is padding: recurrent layers and 1-D global pools skip its steps"),
     }
     doc = "Look up a vector per integer id."
     shape_rule = "int[...] -> [..., dim]"

@@ -147,6 +147,32 @@ class TimeDistributed(OpDef):
         return t, attrs
 
 
+# Masking -----------------------------------------------------------------------------------------------
+
+
+class Masking(OpDef):
+    name = "masking"
+    category = "shape"
+    family = "masking"
+    positional = ("value",)
+    attrs = {"value": Attr(Float(), 0.0, "a step whose every feature equals it is padding")}
+    doc = ("Mark padded steps of a sequence [T, F]: a step whose features all equal `value` is masked (Keras's "
+           "Masking: such steps become 0). Recurrent layers and 1-D global pools downstream skip masked steps.")
+    shape_rule = "unchanged ([T, F])"
+
+    def infer(self, attrs, inputs):
+        (t,) = inputs
+        if t.rank != 2:
+            raise InferError(f"masking expects a sequence [T, F]; received: {t}")
+        return TensorType.model_construct(shape=t.shape), attrs
+
+
+#: families through which a mask follows a value (the time axis stays where it is), docs/language.md "Masking"
+MASK_KEEPING = frozenset({"dropout", "activation", "math", "noise", "masking"})
+#: families that read a mask: recurrent layers over axis 0, 1-D global pools over axis 1 ([C, L])
+MASK_READING = frozenset({"recurrent", "global_pool"})
+
+
 # Several results ------------------------------------------------------------------------------------
 
 
@@ -179,7 +205,7 @@ LECTURE_LOSSES = [
           {"margin": Attr(Float(0.0), 0.2, "the margin alpha")}, kind="triplet"),
 ]
 
-LECTURE_OPS = [*MATH_OPS, GaussianNoise, SampleNormal, RepeatVector, RepeatLike, TimeDistributed, Result]
+LECTURE_OPS = [*MATH_OPS, GaussianNoise, SampleNormal, RepeatVector, RepeatLike, TimeDistributed, Result, Masking]
 
 #: recurrent op -> the names of its results with ``return_state=true``
 STATE_RESULTS = {"lstm": ("output", "h", "c"), "gru": ("output", "h"), "simple_rnn": ("output", "h")}

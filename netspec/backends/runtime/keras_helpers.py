@@ -299,3 +299,64 @@ def triplet(anchor, positive, negative, margin=0.2):
     pos = keras.ops.sum(keras.ops.square(anchor - positive), axis=axes)
     neg = keras.ops.sum(keras.ops.square(anchor - negative), axis=axes)
     return keras.ops.mean(keras.ops.maximum(pos - neg + margin, 0.0))
+
+
+@keras.saving.register_keras_serializable(package="netspec")
+class SequenceMask(layers.Layer):
+    """The steps [N, T] that are not padding: ids != value, or sequences [N, T, F] with a feature != value."""
+
+    def __init__(self, kind="ids", value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.kind = kind
+        self.value = value
+
+    def call(self, inputs):
+        if self.kind == "ids":
+            return keras.ops.not_equal(inputs, keras.ops.cast(self.value, inputs.dtype))
+        return keras.ops.any(keras.ops.not_equal(inputs, self.value), axis=-1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(kind=self.kind, value=self.value)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="netspec")
+class MaskValues(layers.Layer):
+    """Keras's Masking without the implicit mask (netspec passes masks explicitly): padding steps become 0."""
+
+    def __init__(self, value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.value = value
+
+    def call(self, inputs):
+        keep = keras.ops.any(keras.ops.not_equal(inputs, self.value), axis=-1, keepdims=True)
+        return inputs * keras.ops.cast(keep, inputs.dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(value=self.value)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="netspec")
+class MaskedGlobalPooling1D(layers.Layer):
+    """Global average or max over the kept steps of x [N, C, L] (mask [N, L]); 0 where every step is masked."""
+
+    def __init__(self, kind="avg", **kwargs):
+        super().__init__(**kwargs)
+        self.kind = kind
+
+    def call(self, inputs):
+        x, mask = inputs
+        keep = keras.ops.expand_dims(mask, 1)
+        count = keras.ops.sum(keras.ops.cast(keep, x.dtype), axis=-1)
+        if self.kind == "avg":
+            return keras.ops.sum(keras.ops.where(keep, x, 0.0), axis=-1) / keras.ops.maximum(count, 1.0)
+        top = keras.ops.max(keras.ops.where(keep, x, float("-inf")), axis=-1)
+        return keras.ops.where(count > 0, top, 0.0)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(kind=self.kind)
+        return config

@@ -395,3 +395,47 @@ def _triplet(a, p, n, margin=0.2):
     pos = ((a - p) ** 2).flatten(1).sum(1)
     neg = ((a - n) ** 2).flatten(1).sum(1)
     return torch.clamp(pos - neg + margin, min=0).mean()
+
+
+def _mask(source, kind, value):
+    """The steps [N, T] that are not padding: ids != value, or sequences [N, T, F] with a feature != value."""
+    if kind == "ids":
+        return source != value
+    return (source != value).any(-1)
+
+
+def _masking(x, value):
+    """Keras's Masking: a step whose features all equal value becomes 0."""
+    return x * (x != value).any(-1, keepdim=True).to(x.dtype)
+
+
+def _masked(rnn, x, mask, state=None):
+    """A recurrent module over x [N, T, F] that skips masked steps: it carries its state over them, and its output
+    there is the previous step's (0 before the first kept step), as Keras does. Returns (sequence, state) as the
+    module does."""
+    n, steps = x.shape[0], x.shape[1]
+    if state is None:
+        zeros = x.new_zeros(1, n, rnn.hidden_size)
+        state = (zeros, zeros) if isinstance(rnn, nn.LSTM) else zeros
+    out = x.new_zeros(n, rnn.hidden_size)
+    outputs = []
+    for t in range(steps):
+        y, new = rnn(x[:, t : t + 1], state)
+        keep = mask[:, t].unsqueeze(-1)
+        if isinstance(new, tuple):
+            state = tuple(torch.where(keep, s, p) for s, p in zip(new, state))
+        else:
+            state = torch.where(keep, new, state)
+        out = torch.where(keep, y[:, 0], out)
+        outputs.append(out)
+    return torch.stack(outputs, 1) if outputs else x.new_zeros(n, 0, rnn.hidden_size), state
+
+
+def _masked_pool(x, mask, kind):
+    """Global average or max over the kept steps of x [N, C, L] (mask [N, L]); 0 where every step is masked."""
+    keep = mask.unsqueeze(1)
+    count = keep.sum(-1)
+    if kind == "avg":
+        return torch.where(keep, x, 0).sum(-1) / count.clamp(min=1)
+    top = torch.where(keep, x, -math.inf).amax(-1)
+    return torch.where(count > 0, top, 0)
