@@ -175,6 +175,19 @@ CASES += [
          "input src: [5, 3]\ninput h0: [4]\ninput c0: [4]\n"
          "seq, h, c = src -> lstm(4, return_sequences=true, return_state=true, initial_state=[h0, c0])\n"
          "last = seq -> lstm(4, initial_state=[h, c])\noutput seq, last, c"),
+    # masking: a vocabulary of 3 draws many padding ids (0) at any position
+    Case("mask_zero_rnns", "embedding(mask_zero) masks lstm (sequences) then gru (last step)",
+         "input x: int64[6]\ne = x -> embedding(3, 4, mask_zero=true)\n"
+         "s = e -> lstm(4, return_sequences=true)\ny = s -> gru(3)\noutput s, y"),
+    Case("mask_zero_pools", "masked 1-D global average and max pools (after permute)",
+         "input x: int64[T]\ne = x -> embedding(3, 4, mask_zero=true) -> permute(1, 0)\n"
+         "a = e -> global_avgpool1d\nm = e -> global_maxpool1d\noutput a, m"),
+    Case("masking_values", "masking(0.0) after relu (some steps all zero) before simple_rnn",
+         "input x: [6, 3]\ny = x -> relu -> masking(0.0) -> dense(4) -> simple_rnn(3, return_sequences=true)\noutput y"),
+    Case("mask_zero_state_passing", "a masked encoder's state passed to a masked decoder",
+         "input src: int64[6]\ninput dst: int64[5]\n_, h, c = src -> embedding(3, 4, mask_zero=true) -> "
+         "lstm(4, return_state=true)\ny = dst -> embedding(3, 4, mask_zero=true) -> "
+         "lstm(4, return_sequences=true, initial_state=[h, c])\noutput y, h, c"),
 ]
 
 CASES_BY_NAME = {c.name: c for c in CASES}
