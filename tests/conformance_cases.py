@@ -183,7 +183,8 @@ CASES += [
          "input x: int64[T]\ne = x -> embedding(3, 4, mask_zero=true) -> permute(1, 0)\n"
          "a = e -> global_avgpool1d\nm = e -> global_maxpool1d\noutput a, m"),
     Case("masking_values", "masking(0.0) after relu (some steps all zero) before simple_rnn",
-         "input x: [6, 3]\ny = x -> relu -> masking(0.0) -> dense(4) -> simple_rnn(3, return_sequences=true)\noutput y"),
+         "input x: [6, 3]\ny = x -> relu -> masking(0.0) -> dense(4)\n"
+         "z = y -> simple_rnn(3, return_sequences=true)\noutput z"),
     Case("mask_zero_state_passing", "a masked encoder's state passed to a masked decoder",
          "input src: int64[6]\ninput dst: int64[5]\n_, h, c = src -> embedding(3, 4, mask_zero=true) -> "
          "lstm(4, return_state=true)\ny = dst -> embedding(3, 4, mask_zero=true) -> "

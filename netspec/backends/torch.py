@@ -38,7 +38,8 @@ HELPERS = ("_expect", "_init", "_avg_pool", "_final_state", "_merge_directions",
            "_sparse_categorical_crossentropy", "_hinge", "_kl_divergence", "_cosine_similarity", "_kl_normal",
            "_decoupled_weight_decay", "_Optimizer",
            "_gaussian_noise", "_sample_normal", "_repeat_vector", "_repeat_like", "_contrastive", "_triplet",
-           "_initial_state", "_with_state", "_mask", "_masking", "_masked", "_masked_pool", "_RMSprop", "_Adagrad", "_Adam")
+           "_initial_state", "_with_state", "_mask", "_masking", "_masked", "_masked_pool",
+           "_RMSprop", "_Adagrad", "_Adam")
 PUBLIC = ("compute_loss", "regularization_loss", "make_optimizer", "train_step")
 GLOBALS = frozenset({"math", "torch", "nn", "F", "self", *HELPERS, *PUBLIC})
 
