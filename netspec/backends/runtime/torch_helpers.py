@@ -347,16 +347,16 @@ class _BatchNorm3d(nn.BatchNorm3d):
         return F.batch_norm(x, None, None, w, b, True, 0.0, self.eps)
 
 
-# Lecture ops (issue 13) ---------------------------------------------------------------------------
+# Lecture ops (issue 13) -------------------------------------------------------------
 
 
 def _gaussian_noise(x, stddev, training):
-    """x + stddev * N(0, 1) in training (torch's global random stream), x at inference."""
+    """x + stddev * N(0, 1) in training (torch's global stream); x at inference."""
     return x + stddev * torch.randn_like(x) if training else x
 
 
 def _sample_normal(mu, logvar, training, scale=1.0):
-    """The reparameterisation trick: mu + exp(logvar / 2) * eps in training, mu at inference."""
+    """The reparameterisation trick: mu + exp(logvar / 2) * eps in training, else mu."""
     if not training:
         return mu
     return mu + torch.exp(0.5 * logvar) * (scale * torch.randn_like(mu))
@@ -373,13 +373,16 @@ def _repeat_like(v, seq):
 
 
 def _initial_state(*states):
-    """Initial states [N, units] as nn.RNN/GRU (h [1, N, units]) or nn.LSTM ((h, c)) take them."""
+    """Initial states [N, units] as nn.RNN/GRU ([1, N, units]) or nn.LSTM take them."""
     states = tuple(s.unsqueeze(0) for s in states)
     return states[0] if len(states) == 1 else states
 
 
 def _with_state(output, last):
-    """(output, h) or (output, h, c) from a recurrent layer's (sequence, state); last: the output is the last step."""
+    """(output, h[, c]) from a recurrent layer's (sequence, state).
+
+    last: the output is the last step.
+    """
     sequence, state = output
     states = state if isinstance(state, tuple) else (state,)
     return (sequence[:, -1] if last else sequence, *(s[0] for s in states))
@@ -391,14 +394,20 @@ def _contrastive(d, t, margin=1.0):
 
 
 def _triplet(a, p, n, margin=0.2):
-    """FaceNet's triplet loss: mean(max(|a - p|^2 - |a - n|^2 + margin, 0)), distances over every per-sample axis."""
+    """FaceNet's loss: mean(max(|a - p|^2 - |a - n|^2 + margin, 0)).
+
+    Squared distances sum over every per-sample axis.
+    """
     pos = ((a - p) ** 2).flatten(1).sum(1)
     neg = ((a - n) ** 2).flatten(1).sum(1)
     return torch.clamp(pos - neg + margin, min=0).mean()
 
 
 def _mask(source, kind, value):
-    """The steps [N, T] that are not padding: ids != value, or sequences [N, T, F] with a feature != value."""
+    """The steps [N, T] that are not padding.
+
+    ids != value, or sequences [N, T, F] with a feature != value.
+    """
     if kind == "ids":
         return source != value
     return (source != value).any(-1)
@@ -410,9 +419,11 @@ def _masking(x, value):
 
 
 def _masked(rnn, x, mask, state=None):
-    """A recurrent module over x [N, T, F] that skips masked steps: it carries its state over them, and its output
-    there is the previous step's (0 before the first kept step), as Keras does. Returns (sequence, state) as the
-    module does."""
+    """A recurrent module over x [N, T, F] that skips masked steps, as Keras does.
+
+    It carries its state over them, and its output there is the previous step's
+    (0 before the first kept step). Returns (sequence, state) as the module does.
+    """
     n, steps = x.shape[0], x.shape[1]
     if state is None:
         zeros = x.new_zeros(1, n, rnn.hidden_size)
@@ -428,11 +439,16 @@ def _masked(rnn, x, mask, state=None):
             state = torch.where(keep, new, state)
         out = torch.where(keep, y[:, 0], out)
         outputs.append(out)
-    return torch.stack(outputs, 1) if outputs else x.new_zeros(n, 0, rnn.hidden_size), state
+    if not outputs:
+        return x.new_zeros(n, 0, rnn.hidden_size), state
+    return torch.stack(outputs, 1), state
 
 
 def _masked_pool(x, mask, kind):
-    """Global average or max over the kept steps of x [N, C, L] (mask [N, L]); 0 where every step is masked."""
+    """Global average or max over the kept steps of x [N, C, L] (mask [N, L]).
+
+    0 where every step is masked.
+    """
     keep = mask.unsqueeze(1)
     count = keep.sum(-1)
     if kind == "avg":
