@@ -1049,7 +1049,7 @@ def _masked_recurrent(e: OnnxEmitter, node: ir.Node) -> None:
     if a["return_sequences"]:
         e.finish(node, e.op("Transpose", [scan], out, perm=[1, 0, 2]))
     else:
-        e.finish(node, e.op("Identity", [last], out))
+        e.finish(node, last)
     e.__dict__.setdefault("state_results", {})[node.name] = parts
 
 
