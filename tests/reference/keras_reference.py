@@ -347,6 +347,14 @@ def text_cnn__TextCNN():
     return keras.Model(words, prob, name="TextCNN")
 
 
+def text_cnn__TextLSTM():
+    words = keras.Input((None,), dtype="int64", name="words")
+    x = layers.Embedding(20000, 128, mask_zero=True)(words)
+    x = layers.LSTM(128)(x)
+    prob = layers.Dense(1, activation="sigmoid")(x)
+    return keras.Model(words, prob, name="TextLSTM")
+
+
 # ------------------------------------------------------------ triplet.net
 def _metric_encoder():
     inp = keras.Input((28, 28, 1))
@@ -399,6 +407,7 @@ REFERENCES = {
     ("vae.net", "VAEExplicit"): vae__VAEExplicit,
     ("denoising_autoencoder.net", "DenoisingAutoencoder"): denoising_autoencoder__DenoisingAutoencoder,
     ("text_cnn.net", "TextCNN"): text_cnn__TextCNN,
+    ("text_cnn.net", "TextLSTM"): text_cnn__TextLSTM,
     ("triplet.net", "TripletNet"): triplet__TripletNet,
     ("triplet.net", "SiameseContrastive"): triplet__SiameseContrastive,
 }
