@@ -67,6 +67,7 @@ _SAMPLES = {
     "scale": ("[3, 8]", "scale(0.5)"),
     "shift": ("[3, 8]", "shift(1.0)"),
     "gaussian_noise": ("[3, 8]", "gaussian_noise(0.1)"),
+    "masking": ("[T, 8]", "masking(0.0)"),
     "repeat_vector": ("[8]", "repeat_vector(3)"),
     "time_distributed": ("[T, 8]", "time_distributed(dense(4))"),
 }
