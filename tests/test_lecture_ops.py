@@ -292,7 +292,6 @@ _FLOAT32_TRAIN = {
 #: training comparisons that fail in any precision because a backend differs (issue 13 §2)
 _TRAIN_MISMATCH = {
     "TextCNN": "Keras applies sparse embedding gradients (repeated ids under Adam): issue 13 §2",
-    "TextLSTM": "Keras applies sparse embedding gradients (repeated ids under Adam): issue 13 §2",
 }
 
 
