@@ -876,6 +876,11 @@ class _NetworkBuilder:
             layer.attrs = self.bind_attrs(op, args, kwargs, call)
             layer.failed = False
         types = self.input_types(op, [value], at)
+        mask = self.masks.get(value)
+        if mask is not None and op.family in ("recurrent", "bidirectional", "global_pool"):
+            self.error("E301", f"shared layer '{at.id}' does not read a mask (not supported); its input is masked "
+                       f"by '{mask[0]}'", at.span, notes=("write the layer in the chain instead of as a `layer`",))
+            raise _Poisoned
         out, attrs = self.infer(op, layer.attrs, types, layer.call)
         params = tuple(op.params(attrs, types, out))
         self.check_sizes(op, out, params, types, at)

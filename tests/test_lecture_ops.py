@@ -406,3 +406,10 @@ def test_masked_training_agrees(opt):
     n = netspec.parse_text(text, "m.net").network()
     result = v.verify_training(n, dtype="float64")
     assert result.passed, result.render()
+
+
+def test_a_shared_layer_refuses_a_masked_input():
+    d = errors("network B {\n    input ids: int64[6]\n    layer enc = lstm(3)\n"
+               "    y = ids -> embedding(5, 4, mask_zero=true) -> enc\n    output y\n}\n")[0]
+    assert d.code == "E301" and "shared layer 'enc' does not read a mask" in d.message
+    assert (d.span.line, d.span.col) == (4, 51)
