@@ -129,7 +129,7 @@ def test_generated_source_is_ruff_clean_and_deterministic(built):
 def test_forward_shapes_match_the_ir(built):
     net, model = built
     name = net.name
-    sizes = {"T": 7}
+    sizes = {"T": 7, "S": 6}  # S: a second run-time length (seq2seq sources)
     batch = 1 if name in BIG else 2
     model.eval()
     with torch.no_grad():
@@ -194,7 +194,7 @@ def test_one_training_step(built):
         model = tb.build(net)
     module = model.netspec_module
     batch = 1 if net.name in BIG - SIZE_AGNOSTIC else 2
-    sizes = {"T": 5}
+    sizes = {"T": 5, "S": 4}
     inputs = [random_input(v, batch, sizes) for v in net.inputs]
     targets = [random_input(v, batch, sizes) for v in net.targets]
     if net.name in BIG:  # an earlier test loaded N(0, 1) weights: draw the spec's again
