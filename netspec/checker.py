@@ -18,7 +18,8 @@ from . import ir, limits
 from .diagnostics import DiagnosticBag
 from .frontend import ast
 from .limits import int_text
-from .ops.base import AttrError, CallValue, InferError, OpDef, Sym, did_you_mean, show
+from .ops.base import AttrError, CallValue, InferError, OpDef, Sym, brief, did_you_mean, show
+from .ops.lecture import MASK_KEEPING, STATE_RESULTS
 from .ops.registry import LOSS_FNS, MERGE_OPS, OPS, OPTIMIZER_DEFS, SOURCE_OPS
 from .source import Source, Span
 
@@ -150,6 +151,10 @@ class _NetworkBuilder:
         self.block_uses = 0  # block expansions so far
         # (name, value id, name span, first node, end node) of every binding, for the unused-value warning
         self.bindings: list[tuple[str, str | None, Span | None, int, int]] = []
+        # recurrent nodes with return_state=true: their value is several results, read only through `result` nodes
+        self.multi: dict[str, tuple[str, ...]] = {}
+        # masked values: value -> (mask source value, "ids" or "values", padding value, masked axis)
+        self.masks: dict[str, tuple[str, str, float, int]] = {}
         # the spec's structure, for generators that mirror it (ir.Network.blocks/instances/repeats)
         self.block_defs: dict[str, ir.BlockDef] = {}
         self.instances: list[ir.BlockInstance | None] = []  # None: an expansion that failed
@@ -322,12 +327,97 @@ class _NetworkBuilder:
 
     def bind(self, stmt: ast.Binding, scope: _Scope) -> None:
         name_span = stmt.span and Span.at(stmt.span.file, stmt.span.line, stmt.span.col, len(stmt.name))
+        if stmt.names:
+            return self.bind_results(stmt, scope)
         if not self.define(stmt.name, stmt.span, scope, name_span):
             return
         first = len(self.nodes)
         value = self.chain(stmt.chain, scope, f"{scope.path}{stmt.name}.")
+        if value in self.multi:
+            node = self.nodes[-1]
+            parts = self.multi[value]
+            self.error("E301", f"{node.op} with return_state=true has {len(parts)} results ({', '.join(parts)}); "
+                       f"name each of them", name_span,
+                       notes=(f"write `{', '.join(p if p != 'output' else stmt.name for p in parts)} = ...`",))
+            value = None
         scope.values[stmt.name] = value
         self.bindings.append((stmt.name, value, name_span, first, len(self.nodes)))
+
+    def bind_results(self, stmt: ast.Binding, scope: _Scope) -> None:
+        """``out, h, c = CHAIN``: the chain ends at a layer with several results; one ``result`` node per name."""
+        spans, col = [], stmt.span.col if stmt.span else 0
+        text = stmt.span and self.c.source and self.c.source.line(stmt.span.line)
+        for n in stmt.names:  # each name's own span, for diagnostics
+            if stmt.span is None:
+                spans.append(None)
+                continue
+            if text:
+                found = text.find(n, col - 1)
+                col = found + 1 if found >= 0 else col
+            spans.append(Span.at(stmt.span.file, stmt.span.line, col, len(n)))
+            col += len(n)
+        # `_` discards a result (it names nothing, and may appear more than once)
+        defined = [n != "_" and self.define(n, stmt.span, scope, s) for n, s in zip(stmt.names, spans)]
+        stem = "_".join(n for n in stmt.names if n != "_") or "results"  # `h, c = ...`: layers `h_c.lstm`
+        value = self.chain(stmt.chain, scope, f"{scope.path}{stem}.")
+        parts = self.multi.get(value) if value is not None else None
+        if value is not None and parts is None:
+            self.error("E301", f"{len(stmt.names)} names need a layer with several results; this chain gives one "
+                       f"value {self.types.get(value)}", stmt.span,
+                       notes=("a recurrent layer with `return_state=true` has several: "
+                              "`out, h, c = x -> lstm(64, return_state=true)`",))
+            value = None
+        elif parts is not None and len(parts) != len(stmt.names):
+            op = self.nodes[-1].op if self.nodes else "the layer"
+            self.error("E301", f"{op} with return_state=true has {len(parts)} results ({', '.join(parts)}); "
+                       f"received {len(stmt.names)} names", stmt.span)
+            value = None
+        for i, (name, span, ok) in enumerate(zip(stmt.names, spans, defined)):
+            if not ok:
+                continue
+            start = len(self.nodes)
+            result = None
+            if value is not None:
+                src = _node_of(self.nodes, value)
+                out = src.type if i == 0 else ir.TensorType.model_construct(shape=(src.attrs["units"],))
+                result = self.fresh(f"{scope.path}{name}.", "result")
+                self.nodes.append(ir.Node.model_construct(name=result, op="result", attrs={"index": i},
+                                                          inputs=(value,), type=out, layer=result, span=span))
+                self.types[result] = out
+                if i == 0 and src.attrs["return_sequences"] and src.inputs[0] in self.masks:
+                    self.masks[result] = self.masks[src.inputs[0]]
+            scope.values[name] = result
+            self.bindings.append((name, result, span, start, len(self.nodes)))
+
+    def state_inputs(self, op: OpDef, kwargs: tuple, at, scope: _Scope) -> tuple[tuple, list[str]]:
+        """``initial_state=[h, c]`` of a recurrent step: the kwargs without it, and the state values."""
+        given = [v for k, v in kwargs if k == "initial_state"]
+        if not given:
+            return kwargs, []
+        rest = tuple((k, v) for k, v in kwargs if k != "initial_state")
+        span = next((k.value.span for k in getattr(at, "kwargs", ()) if k.name == "initial_state"), _span_of(at))
+        want = len(STATE_RESULTS[op.name]) - 1
+        items = given[0] if isinstance(given[0], (list, tuple)) else [given[0]]
+        shape = "[h, c]" if want == 2 else "h"
+        if len(items) != want or not all(isinstance(v, Sym) for v in items):
+            self.error("E301", f"{op.name} argument 'initial_state': expected {want} value name"
+                       f"{'s' if want > 1 else ''} ({shape}); received: {brief(given[0])}", span)
+            raise _Poisoned
+        values = [self.lookup_value(ast.Name(v.name, span=span), scope, allow_target=False) for v in items]
+        if any(v is None for v in values):
+            raise _Poisoned
+        return rest, values
+
+    def check_states(self, op: OpDef, attrs, states: list[str], at) -> None:
+        span = next((k.value.span for k in getattr(at, "kwargs", ()) if k.name == "initial_state"), _span_of(at))
+        want = ir.TensorType.model_construct(shape=(attrs["units"],))
+        for v in states:
+            t = self.types.get(v)
+            if t is None:
+                raise _Poisoned
+            if t != want:
+                self.error("E402", f"{op.name}'s initial state must be {want} (its units); received: {t}", span)
+                raise _Poisoned
 
     def declare_layer(self, stmt: ast.LayerDecl, scope: _Scope) -> None:
         if not self.define(stmt.name, stmt.span, scope):
@@ -345,6 +435,12 @@ class _NetworkBuilder:
             if msg:
                 self.error("E301", msg, call.name_span or call.span)
             # poisoned: its uses stay silent instead of reporting an unknown op each
+            scope.layers[stmt.name] = _Shared(f"{scope.path}{stmt.name}", call, op, failed=True)
+            return
+        stateful = next((k for k in call.kwargs if k.name in ("return_state", "initial_state")), None)
+        if stateful is not None:
+            self.error("E301", f"a shared layer does not take {stateful.name} (not supported); write the layer in "
+                       "the chain", stateful.span)
             scope.layers[stmt.name] = _Shared(f"{scope.path}{stmt.name}", call, op, failed=True)
             return
         name = f"{scope.path}{stmt.name}"
@@ -559,6 +655,10 @@ class _NetworkBuilder:
         if op.category == "merge":
             self.error("E205", f"'{name}' is a merge: use it as a chain's source, `{name}(a, b)`", span)
             raise _Poisoned
+        if op.family == "result":
+            self.error("E301", "'result' is written by the checker for `out, h, c = ...`; name the results instead",
+                       span)
+            raise _Poisoned
         extra = []
         if isinstance(target, ast.Call):
             if check_only:  # the values named by keywords are not needed to check the constants
@@ -655,6 +755,13 @@ class _NetworkBuilder:
         types = [self.types.get(v) for v in inputs]
         if any(t is None for t in types):
             raise _Poisoned
+        multi = next((v for v in inputs if v in self.multi), None)
+        if multi is not None:
+            parts = self.multi[multi]
+            self.error("E301", f"'{multi}' has {len(parts)} results ({', '.join(parts)}) because of return_state=true; "
+                       f"{op.name} cannot read them as one value", _span_of(at),
+                       notes=(f"name them: `{', '.join(parts)} = x -> ...`, then use one",))
+            raise _Poisoned
         if op.float_input:
             for t in types:
                 if t.is_integer:
@@ -728,19 +835,76 @@ class _NetworkBuilder:
     def apply(self, op: OpDef, args, kwargs, inputs: list[str], at, scope: _Scope, prefix: str,
               base: str) -> str:
         self.budget(at)
+        states: list[str] = []
+        if op.name in STATE_RESULTS:
+            kwargs, states = self.state_inputs(op, kwargs, at, scope)
         attrs = self.bind_attrs(op, args, kwargs, at)
         types = self.input_types(op, inputs, at)
         out, attrs = self.infer(op, attrs, types, at)
+        if states:
+            self.check_states(op, attrs, states, at)
+            attrs = {**attrs, "initial_state": True}
+            inputs = [*inputs, *states]
+        if op.family == "bidirectional" and (attrs["layer"]["attrs"]["return_state"]
+                                             or attrs["layer"]["attrs"]["initial_state"]):
+            self.error("E301", "bidirectional does not take return_state or initial_state (not supported)",
+                       _span_of(at))
+            raise _Poisoned
+        mask = self.masks.get(inputs[0]) if inputs else None
+        if mask is not None:
+            attrs, inputs = self.read_mask(op, attrs, inputs, mask, at)
+        exprs = _exprs(op, at, scope.params, self.c.expr_cache)
+        if op.family == "time_distributed":  # the same function as its inner layer on [T, F] (ops/lecture.py)
+            inner, inner_attrs = op.inner(attrs)
+            exprs = {}
+            op = OPS[inner]
+            types = self.input_types(op, inputs, at)
+            out, attrs = self.infer(op, inner_attrs, types, at)
         params = tuple(op.params(attrs, types, out))
         self.check_sizes(op, out, params, types, at)
         name = self.fresh(prefix, base)
         node = ir.Node.model_construct(name=name, op=op.name, attrs=attrs, inputs=tuple(inputs), type=out, layer=name,
                        params=params, macs=op.macs(attrs, types, out),
-                       exprs=_exprs(op, at, scope.params, self.c.expr_cache),
-                       span=_span_of(at))
+                       exprs=exprs, span=_span_of(at))
         self.nodes.append(node)
         self.types[name] = out
+        if attrs.get("return_state"):
+            self.multi[name] = STATE_RESULTS[op.name]
+        self.carry_mask(op, node, types)
         return name
+
+    def read_mask(self, op: OpDef, attrs, inputs: list[str], mask, at) -> tuple[dict, list[str]]:
+        """A recurrent layer or 1-D global pool reading a masked value: the mask's source joins its inputs."""
+        src, kind, value, axis = mask
+        if op.family == "bidirectional":
+            self.error("E301", "bidirectional does not read a mask (not supported); the input is masked by "
+                       f"'{src}'", _span_of(at), notes=("run the layer in one direction, or drop mask_zero/masking",))
+            raise _Poisoned
+        reads = (op.family == "recurrent" and axis == 0) or (op.family == "global_pool" and op.rank == 1 and axis == 1)
+        if not reads:
+            return attrs, inputs
+        return {**attrs, "mask": kind, "mask_value": value}, [*inputs, src]
+
+    def carry_mask(self, op: OpDef, node: ir.Node, types) -> None:
+        """Record the mask of a node's output: made by mask_zero and masking, kept by per-step ops."""
+        a = node.attrs
+        if op.family == "embedding" and a.get("mask_zero") and types[0].rank == 1:
+            self.masks[node.name] = (node.inputs[0], "ids", 0.0, 0)
+            return
+        if op.family == "masking":
+            self.masks[node.name] = (node.inputs[0], "values", a["value"], 0)
+            return
+        mask = self.masks.get(node.inputs[0]) if node.inputs else None
+        if mask is None:
+            return
+        src, kind, value, axis = mask
+        rank = types[0].rank
+        if op.family in MASK_KEEPING or (op.family in ("dense", "layernorm") and rank == 2 and axis == 0):
+            self.masks[node.name] = mask
+        elif op.family == "recurrent" and a["return_sequences"] and not a.get("return_state"):
+            self.masks[node.name] = mask
+        elif op.family == "permute" and rank == 2:
+            self.masks[node.name] = (src, kind, value, a["dims"].index(axis))
 
     def use_shared(self, layer: _Shared, value: str, at: ast.Name, scope: _Scope, prefix: str) -> str:
         op = layer.op
@@ -754,6 +918,11 @@ class _NetworkBuilder:
             layer.attrs = self.bind_attrs(op, args, kwargs, call)
             layer.failed = False
         types = self.input_types(op, [value], at)
+        mask = self.masks.get(value)
+        if mask is not None and op.family in ("recurrent", "bidirectional", "global_pool"):
+            self.error("E301", f"shared layer '{at.id}' does not read a mask (not supported); its input is masked "
+                       f"by '{mask[0]}'", at.span, notes=("write the layer in the chain instead of as a `layer`",))
+            raise _Poisoned
         out, attrs = self.infer(op, layer.attrs, types, layer.call)
         params = tuple(op.params(attrs, types, out))
         self.check_sizes(op, out, params, types, at)
@@ -923,14 +1092,16 @@ class _NetworkBuilder:
             self.error("E501", f"unknown loss '{call.name}'" + (f"; {hint}" if hint else ""), span,
                            notes=(f"losses: {', '.join(LOSS_FNS)}",))
             raise _Poisoned
-        what = "(mu, logvar)" if fn.kind == "normal" else "(prediction, target)"
-        if len(call.args) != 2:
-            self.error("E501", f"{call.name} takes two values {what}; received: {len(call.args)} argument"
+        what = _LOSS_ARGS.get(fn.kind, "(prediction, target)")
+        arity = what.count(",") + 1
+        count = "three" if arity == 3 else "two"
+        if len(call.args) != arity:
+            self.error("E501", f"{call.name} takes {count} values {what}; received: {len(call.args)} argument"
                            f"{'' if len(call.args) == 1 else 's'}", call.span)
             raise _Poisoned
         for arg in call.args:
             if not isinstance(arg, ast.Name):
-                self.error("E501", f"{call.name} takes two value names {what}; received: {_text(arg)}",
+                self.error("E501", f"{call.name} takes {count} value names {what}; received: {_text(arg)}",
                                arg.span)
                 raise _Poisoned
         values = [self.lookup_value(arg, scope) for arg in call.args]
@@ -938,14 +1109,21 @@ class _NetworkBuilder:
         attrs = self.bind_attrs(fn, (), kwargs, call)
         if any(v is None for v in values):
             raise _Poisoned
-        pred, target = (self.types[v] for v in values)
-        if pred is None or target is None:
+        types = [self.types[v] for v in values]
+        if any(t is None for t in types):
             raise _Poisoned
-        self.check_loss_shapes(fn, attrs, pred, target, call)
+        if fn.kind == "triplet":  # anchor, positive, negative: three float embeddings of one shape
+            self.check_loss_shapes(fn, attrs, types[0], types[1], call)
+            self.check_loss_shapes(fn, attrs, types[0], types[2], call)
+        else:
+            self.check_loss_shapes(fn, attrs, types[0], types[1], call)
         return ir.LossTerm.model_construct(fn=fn.name, args=tuple(values), attrs=attrs, weight=float(weight),
                                            span=call.span)
 
     def check_loss_shapes(self, fn: OpDef, attrs, pred: ir.TensorType, target: ir.TensorType, call) -> None:
+        if fn.kind == "triplet" and target.is_integer:
+            self.error("E403", f"{fn.name}'s embeddings must be float; received: {target}", call.span)
+            raise _Poisoned
         if pred.is_integer:
             self.error("E403", f"{fn.name}'s first argument must be float; received: {pred}", call.args[0].span)
             raise _Poisoned
@@ -971,7 +1149,8 @@ class _NetworkBuilder:
                 raise _Poisoned
             return
         if target.shape != pred.shape:
-            first, second = ("mu", "logvar") if fn.name == "kl_normal" else ("prediction", "target")
+            first, second = {"normal": ("mu", "logvar"), "triplet": ("anchor", "positive or negative")}.get(
+                fn.kind, ("prediction", "target"))
             self.error("E402", f"{fn.name}: {first} {pred} and {second} {target} must have the same shape",
                            call.span)
             raise _Poisoned
@@ -994,6 +1173,15 @@ class _NetworkBuilder:
         except _Poisoned:
             return None
         return ir.Optimizer.model_construct(name=opt.name, attrs=attrs, span=call.span)
+
+
+#: the value arguments of a loss kind, as messages write them
+_LOSS_ARGS = {"pair": "(prediction, target)", "normal": "(mu, logvar)", "triplet": "(anchor, positive, negative)"}
+
+
+def _node_of(nodes: list[ir.Node], name: str) -> ir.Node:
+    """The node called ``name`` (searched from the end: it is usually the last one)."""
+    return next(n for n in reversed(nodes) if n.name == name)
 
 
 def _declared(body) -> dict[str, Span | None]:
@@ -1138,6 +1326,7 @@ class Checker:
     def __init__(self, module: ast.Module, source: Source | None = None):
         self.module = module
         self.bag = DiagnosticBag(source)
+        self.source = source
         self.blocks: dict[str, ast.BlockDef] = {}
         self.target_names: set[str] = set()
         self._missing_return: set[str] = set()

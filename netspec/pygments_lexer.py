@@ -19,22 +19,24 @@ __all__ = ["NetspecLexer"]
 
 #: Ops usable as steps or merge sources (netspec.ops.registry.OPS).
 OPS = (
-    "add", "attention", "average", "avgpool1d", "avgpool2d", "avgpool3d", "batchnorm", "bidirectional",
+    "abs", "add", "attention", "average", "avgpool1d", "avgpool2d", "avgpool3d", "batchnorm", "bidirectional",
     "class_token", "concat", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
-    "conv_transpose3d", "dense", "depthwise_conv2d", "dot", "dropout", "elu", "embedding", "flatten", "gelu",
-    "global_avgpool1d", "global_avgpool2d", "global_avgpool3d", "global_maxpool1d", "global_maxpool2d",
-    "global_maxpool3d", "gru", "hard_sigmoid", "layernorm", "leaky_relu", "linear", "lstm", "maximum",
-    "maxpool1d", "maxpool2d", "maxpool3d", "minimum", "multiply", "permute", "position_embedding", "relu",
-    "relu6", "reshape", "select", "separable_conv2d", "sigmoid", "simple_rnn", "sinusoidal_position", "softmax",
-    "softplus", "subtract", "swish", "tanh", "upsample1d", "upsample2d", "upsample3d", "zeropad1d", "zeropad2d",
-    "zeropad3d",
+    "conv_transpose3d", "dense", "depthwise_conv2d", "dot", "dropout", "elu", "embedding", "exp", "flatten",
+    "gaussian_noise", "gelu", "global_avgpool1d", "global_avgpool2d", "global_avgpool3d", "global_maxpool1d",
+    "global_maxpool2d", "global_maxpool3d", "gru", "hard_sigmoid", "layernorm", "leaky_relu", "linear", "log",
+    "lstm", "masking", "maximum", "maxpool1d", "maxpool2d", "maxpool3d", "minimum", "multiply", "negative",
+    "permute", "position_embedding", "relu", "relu6", "repeat_like", "repeat_vector", "reshape", "result",
+    "sample_normal", "scale", "select", "separable_conv2d", "shift", "sigmoid", "simple_rnn",
+    "sinusoidal_position", "softmax", "softplus", "sqrt", "square", "subtract", "swish", "tanh",
+    "time_distributed", "upsample1d", "upsample2d", "upsample3d", "zeropad1d", "zeropad2d", "zeropad3d",
 )
 #: Losses, optimisers, initialisers and regularisers (LOSS_FNS, OPTIMIZER_DEFS, FAMILIES).
 FUNCTIONS = (
     "mse", "mae", "huber", "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
-    "hinge", "kl_divergence", "cosine_similarity", "kl_normal", "sgd", "rmsprop", "adagrad", "adadelta", "adam",
-    "adamw", "zeros", "ones", "constant", "normal", "uniform", "glorot_uniform", "glorot_normal", "he_uniform",
-    "he_normal", "lecun_uniform", "lecun_normal", "orthogonal", "l1", "l2", "l1_l2",
+    "hinge", "kl_divergence", "cosine_similarity", "kl_normal", "contrastive", "triplet", "sgd", "rmsprop",
+    "adagrad", "adadelta", "adam", "adamw", "zeros", "ones", "constant", "normal", "uniform", "glorot_uniform",
+    "glorot_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal", "orthogonal", "l1", "l2",
+    "l1_l2",
 )
 DTYPES = ("float32", "int32", "int64")
 STATEMENTS = ("input", "target", "layer", "output", "loss", "optimizer", "return")

@@ -169,14 +169,15 @@ def without_dropout(network: ir.Network) -> ir.Network:
     Training comparisons use it: dropout masks come from each framework's random stream, so they cannot
     agree; with rate 0 both generated models run the very same code path otherwise.
     """
-    def off(n: ir.Node) -> ir.Node:
-        if n.op == "dropout":
-            return n.model_copy(update={"attrs": {**n.attrs, "rate": 0.0}})
-        if n.op == "attention" and n.attrs["dropout"]:
-            return n.model_copy(update={"attrs": {**n.attrs, "dropout": 0.0}})
-        return n
+    nodes = tuple(n.model_copy(update={"attrs": {**n.attrs, **_NO_NOISE[n.op]}}) if n.op in _NO_NOISE else n
+                  for n in network.nodes)
+    return network.model_copy(update={"nodes": nodes})
 
-    return network.model_copy(update={"nodes": tuple(off(n) for n in network.nodes)})
+
+#: random ops and the attributes that make them draw nothing in training (docs/language.md, "Random ops"):
+#: gaussian_noise and sample_normal are then the identity and the mean, as at inference
+_NO_NOISE = {"dropout": {"rate": 0.0}, "attention": {"dropout": 0.0}, "gaussian_noise": {"stddev": 0.0},
+             "sample_normal": {"scale": 0.0}}
 
 
 def _target_kind(network: ir.Network, value: str) -> tuple[str, ir.LossTerm | None]:
@@ -387,6 +388,8 @@ def verify_training(network: ir.Network, backends=TRAIN_BACKENDS, weights=None, 
         return result
     if any(n.op == "dropout" or (n.op == "attention" and n.attrs["dropout"]) for n in network.nodes):
         result.notes.append("dropout rates forced to 0 in both backends for the comparison")
+    if any(n.op in ("gaussian_noise", "sample_normal") for n in network.nodes):
+        result.notes.append("gaussian_noise and sample_normal draw no noise in either backend for the comparison")
     result.notes += [n for b in present if (n := _backends.get(b).train_note)]
     net = without_dropout(network)
     preflight(network, "train", present, batch)  # refuse what the machine should not allocate, first

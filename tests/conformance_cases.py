@@ -185,5 +185,56 @@ CASES += [
          _POST_NORM),
 ]
 
+
+# Lecture ops (issue 13): elementwise math, random ops (identity at inference), sequence plumbing, state passing
+CASES += [
+    Case("math_exp_scale_shift", "exp, scale and shift (the VAE's exp(0.5 * logvar))",
+         "input x: [3, 5]\ny = x -> scale(0.5) -> exp -> shift(-1.0)\noutput y"),
+    Case("math_log_sqrt_abs", "abs, log and sqrt on positive values",
+         "input x: [6]\ny = x -> abs -> shift(0.1) -> log -> abs -> sqrt\noutput y"),
+    Case("math_square_negative", "square and negative", "input x: [2, 3, 4]\ny = x -> square -> negative\noutput y"),
+    Case("vae_sampling_explicit", "z = mu + exp(0.5 * logvar) * eps written with elementwise math",
+         "input mu: [4]\ninput logvar: [4]\ninput eps: [4]\nstd = logvar -> scale(0.5) -> exp\n"
+         "z = add(mu, multiply(std, eps))\noutput z"),
+    Case("sample_normal", "sample_normal is the mean at inference",
+         "input mu: [4]\ninput logvar: [4]\nz = sample_normal(mu, logvar) -> dense(3)\noutput z"),
+    Case("sample_normal_image", "sample_normal on a channels-first map (layouts)",
+         "input mu: [2, 4, 4]\ninput logvar: [2, 4, 4]\nz = sample_normal(mu, logvar) -> conv2d(3, 3)\noutput z"),
+    _conv("gaussian_noise", "gaussian_noise is the identity at inference", "[2, 5, 5]",
+          "gaussian_noise(0.3) -> conv2d(2, 3)"),
+    _conv("repeat_vector", "repeat_vector then an LSTM over the copies", "[6]",
+          "repeat_vector(3) -> lstm(4, return_sequences=true)"),
+    Case("repeat_like", "repeat_like: RepeatVector for a run-time length T",
+         "input v: [6]\ninput s: [T, 2]\ny = repeat_like(v, s) -> gru(3, return_sequences=true)\noutput y"),
+    Case("time_distributed_dense", "time_distributed(dense) on a run-time length",
+         "input x: [T, 5]\ny = x -> time_distributed(dense(3, activation=softmax))\noutput y"),
+    Case("time_distributed_dropout", "time_distributed(dropout)",
+         "input x: [4, 5]\ny = x -> time_distributed(dropout(0.5)) -> dense(2)\noutput y"),
+    *[Case(f"{rnn}_state_passing", f"{rnn}: return_state results and initial_state (seq2seq)",
+           f"input src: [S, 3]\ninput dst: [T, 2]\n{parts} = src -> {rnn}(4, return_state=true)\n"
+           f"y = dst -> {rnn}(4, return_sequences=true, initial_state={init})\noutput y, {outs}")
+      for rnn, parts, init, outs in (("lstm", "enc, h, c", "[h, c]", "enc, h, c"),
+                                     ("gru", "enc, h", "h", "enc, h"),
+                                     ("simple_rnn", "enc, h", "[h]", "enc, h"))],
+    Case("lstm_state_sequences", "return_state with return_sequences, initial_state on a last-step LSTM",
+         "input src: [5, 3]\ninput h0: [4]\ninput c0: [4]\n"
+         "seq, h, c = src -> lstm(4, return_sequences=true, return_state=true, initial_state=[h0, c0])\n"
+         "last = seq -> lstm(4, initial_state=[h, c])\noutput seq, last, c"),
+    # masking: a vocabulary of 3 draws many padding ids (0) at any position
+    Case("mask_zero_rnns", "embedding(mask_zero) masks lstm (sequences) then gru (last step)",
+         "input x: int64[6]\ne = x -> embedding(3, 4, mask_zero=true)\n"
+         "s = e -> lstm(4, return_sequences=true)\ny = s -> gru(3)\noutput s, y"),
+    Case("mask_zero_pools", "masked 1-D global average and max pools (after permute)",
+         "input x: int64[T]\ne = x -> embedding(3, 4, mask_zero=true) -> permute(1, 0)\n"
+         "a = e -> global_avgpool1d\nm = e -> global_maxpool1d\noutput a, m"),
+    Case("masking_values", "masking(0.0) after relu (some steps all zero) before simple_rnn",
+         "input x: [6, 3]\ny = x -> relu -> masking(0.0) -> dense(4)\n"
+         "z = y -> simple_rnn(3, return_sequences=true)\noutput z"),
+    Case("mask_zero_state_passing", "a masked encoder's state passed to a masked decoder",
+         "input src: int64[6]\ninput dst: int64[5]\n_, h, c = src -> embedding(3, 4, mask_zero=true) -> "
+         "lstm(4, return_state=true)\ny = dst -> embedding(3, 4, mask_zero=true) -> "
+         "lstm(4, return_sequences=true, initial_state=[h, c])\noutput y, h, c"),
+]
+
 CASES_BY_NAME = {c.name: c for c in CASES}
 assert len(CASES_BY_NAME) == len(CASES), "conformance case names must be unique"

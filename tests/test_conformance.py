@@ -38,6 +38,8 @@ def test_every_op_has_a_conformance_case():
 
     covered = set()
     for case in CASES:
+        if "time_distributed(" in case.text():  # the checker writes it as its inner layer (ops/lecture.py)
+            covered.add("time_distributed")
         for node in netspec.parse_text(case.text(), "c.net").network().nodes:
             covered.add(node.op)
             act = node.attrs.get("activation")

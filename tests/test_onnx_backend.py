@@ -162,17 +162,23 @@ def _pool(x, node: ir.Node):
     return num if is_max else num / den
 
 
-def _rnn(kind: str, x, w: dict, prefix: str, units: int, reverse: bool):
-    """One direction over [N, T, F]; canonical gate orders (LSTM i,f,g,o; GRU r,z,n)."""
+def _rnn(kind: str, x, w: dict, prefix: str, units: int, reverse: bool, h0=None, c0=None, mask=None, states=None):
+    """One direction over [N, T, F]; canonical gate orders (LSTM i,f,g,o; GRU r,z,n).
+
+    Issue 13: ``h0``, ``c0`` initial states; ``mask`` [N, T] (a masked step keeps the state, and its output
+    is the previous output, 0 at first); ``states`` (a list) receives the final (h, c).
+    """
     n, steps = x.shape[0], x.shape[1]
-    h = x.new_zeros(n, units)
-    c = x.new_zeros(n, units)
+    h = x.new_zeros(n, units) if h0 is None else h0
+    c = x.new_zeros(n, units) if c0 is None else c0
+    out = x.new_zeros(n, units)
     k, r = w[f"{prefix}kernel"], w[f"{prefix}recurrent_kernel"]
     b = w.get(f"{prefix}bias")
     rb = w.get(f"{prefix}recurrent_bias")
     ys = [None] * steps
     order = range(steps - 1, -1, -1) if reverse else range(steps)
     for t in order:
+        h_prev, c_prev = h, c
         xi = x[:, t] @ k.T + (b if b is not None else 0)
         if kind == "simple_rnn":
             h = torch.tanh(xi + h @ r.T)
@@ -187,8 +193,16 @@ def _rnn(kind: str, x, w: dict, prefix: str, units: int, reverse: bool):
             rg, z = torch.sigmoid(xr + hr_), torch.sigmoid(xz + hz)
             nn_ = torch.tanh(xn + rg * hn)
             h = (1 - z) * nn_ + z * h
-        ys[t] = h
-    return torch.stack(ys, 1), h
+        if mask is not None:
+            keep = mask[:, t : t + 1]
+            h, c = torch.where(keep, h, h_prev), torch.where(keep, c, c_prev)
+            out = torch.where(keep, h, out)
+        else:
+            out = h
+        ys[t] = out
+    if states is not None:
+        states += [h, c]
+    return torch.stack(ys, 1), out
 
 
 def reference(net: ir.Network, weights: dict, feeds: dict) -> list[np.ndarray]:
@@ -206,6 +220,11 @@ def reference(net: ir.Network, weights: dict, feeds: dict) -> list[np.ndarray]:
         x = xs[0]
         a = node.attrs
         op = node.op
+        lecture = _lecture_op(node, xs)
+        if lecture is not None:
+            env[node.name] = lecture
+            continue
+        mask = _reference_mask(node, xs)
         if op == "dense":
             y = x @ p(node, "kernel").T
             y = y + p(node, "bias") if a["use_bias"] else y
@@ -233,6 +252,13 @@ def reference(net: ir.Network, weights: dict, feeds: dict) -> list[np.ndarray]:
             y = _act(y, a["activation"] or {"name": "linear"})
         elif op.startswith(("maxpool", "avgpool")):
             y = _pool(x, node)
+        elif op.startswith("global_") and mask is not None:  # [N, C, L] over the kept steps; 0 if none
+            keep = mask[:, None, :]
+            count = keep.sum(-1)
+            if "max" in op:
+                y = torch.where(count > 0, torch.where(keep, x, -torch.inf).amax(-1), 0.0)
+            else:
+                y = torch.where(keep, x, 0.0).sum(-1) / count.clamp(min=1)
         elif op.startswith("global_"):
             dims = tuple(range(2, x.dim()))
             y = x.amax(dims) if "max" in op else x.mean(dims)
@@ -271,13 +297,18 @@ def reference(net: ir.Network, weights: dict, feeds: dict) -> list[np.ndarray]:
             else:
                 kind, inner = op, a
             lw = {k[len(node.layer) + 1:]: v for k, v in w.items() if k.startswith(node.layer + ".")}
-            seq, last = _rnn(kind, x, lw, "forward." if op == "bidirectional" else "", inner["units"], False)
+            states, init = [], xs[1:-1] if mask is not None else xs[1:]
+            h0, c0 = (list(init) + [None, None])[:2] if inner.get("initial_state") else (None, None)
+            seq, last = _rnn(kind, x, lw, "forward." if op == "bidirectional" else "", inner["units"], False,
+                             h0, c0, mask, states)
             if op == "bidirectional":
                 bseq, blast = _rnn(kind, x, lw, "backward.", inner["units"], True)
                 merge = {"concat": lambda u, v: torch.cat([u, v], -1), "sum": torch.add, "mul": torch.mul,
                          "ave": lambda u, v: (u + v) / 2}[a["merge_mode"]]
                 seq, last = merge(seq, bseq), merge(last, blast)
             y = seq if inner["return_sequences"] else last
+            if inner.get("return_state"):
+                y = (y, *states[: 2 if kind == "lstm" else 1])
         elif op in ("add", "subtract", "multiply", "average", "maximum", "minimum"):
             rank = node.type.rank + 1
             xs = [t.reshape(t.shape[0], *[1] * (rank - t.dim()), *t.shape[1:]) for t in xs]
@@ -308,6 +339,29 @@ def reference(net: ir.Network, weights: dict, feeds: dict) -> list[np.ndarray]:
             y = _act(x, {"name": op, **a})
         env[node.name] = y
     return [env[o].numpy() for o in net.outputs]
+
+
+def _lecture_op(node: ir.Node, xs: list):
+    """Issue 13's ops without weights, written independently (None for the other ops)."""
+    op, a, x = node.op, node.attrs, xs[0]
+    if op in ("exp", "log", "sqrt", "abs"):
+        return getattr(torch, op)(x)
+    simple = {"square": lambda: x * x, "negative": lambda: -x, "scale": lambda: x * a.get("by", 1.0),
+              "shift": lambda: x + a.get("by", 0.0), "gaussian_noise": lambda: x, "sample_normal": lambda: x,
+              "result": lambda: x[a.get("index", 0)],
+              "repeat_vector": lambda: x[:, None, :].repeat(1, a.get("n", 1), 1),
+              "repeat_like": lambda: x[:, None, :].repeat(1, xs[-1].shape[1], 1),
+              "masking": lambda: x * (x != a.get("value", 0.0)).any(-1, keepdim=True)}
+    return simple[op]() if op in simple else None
+
+
+def _reference_mask(node: ir.Node, xs: list):
+    """The mask [N, T] a node reads (its last input is the mask's source), or None."""
+    kind = node.attrs.get("mask")
+    if not kind:
+        return None
+    src, value = xs[-1], node.attrs["mask_value"]
+    return src != value if kind == "ids" else (src != value).any(-1)
 
 
 # Every spec ----------------------------------------------------------------------------------------

@@ -131,7 +131,7 @@ def test_generated_source_is_ruff_clean_and_deterministic(built):
 def test_forward_shapes_match_the_ir(built):
     net, model = built
     name = net.name
-    sizes = {"T": 7, "S": 9}  # S: a second run-time length (translator.net's source)
+    sizes = {"T": 7, "S": 9}  # S: a second run-time length (translator.net's source, seq2seq sources)
     batch = 1 if name in BIG else 2
     model.eval()
     with torch.no_grad():

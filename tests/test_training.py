@@ -311,7 +311,8 @@ def test_vae_summed_loss_agrees():
     weights = init_weights(net, 0)
     inputs, targets = v.make_batches(net, 1, v.TRAIN_BATCH, 0)[0]
     with torch.no_grad():
-        recon, mu, logvar = (t.double().numpy() for t in tb.build(net, weights)(torch.from_numpy(inputs["image"])))
+        model = tb.build(net, weights).eval()  # sample_normal: the mean, as verify --train compares
+        recon, mu, logvar = (t.double().numpy() for t in model(torch.from_numpy(inputs["image"])))
     mse = np.mean((recon - targets["clean"]) ** 2)
     kl = np.mean(-0.5 * np.sum(1 + logvar - mu ** 2 - np.exp(logvar), axis=1))
     for backend in ("torch", "keras"):

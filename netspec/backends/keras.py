@@ -999,7 +999,7 @@ def fit_targets(network: ir.Network, values: dict, layout: str = "channels_last"
 
     ys = []
     for (_, moved), value in zip((signature or interface(network, layout))["outputs"], network.outputs):
-        term = next((t for t in network.loss if t.fn != "kl_normal" and t.args[0] == value), None)
+        term = next((t for t in network.loss if len(t.args) == 2 and t.fn != "kl_normal" and t.args[0] == value), None)
         if term is None:
             ys.append(None)
             continue
@@ -1476,3 +1476,105 @@ def _attention_from_keras(node: ir.Node, k: dict) -> dict:
                 out[f"{name}_bias"] = arr.reshape(-1)
     return out
 
+
+# Lecture ops (issue 13): elementwise math, random ops, sequence plumbing ------------------------------
+
+
+def _math(g: KerasGenerator, node: ir.Node) -> _Plan:
+    g.helpers.add("ElementwiseMath")
+    args = [_lit(node.op)] + ([_kw("by", literal(node.attrs["by"]))] if "by" in node.attrs else [])
+    return _Plan("ElementwiseMath", args, None)
+
+
+def _gaussian_noise(g: KerasGenerator, node: ir.Node) -> _Plan:
+    return _Plan("layers.GaussianNoise", [literal(node.attrs["stddev"])], None)
+
+
+def _sample_normal(g: KerasGenerator, node: ir.Node) -> None:
+    g.helpers.add("SampleNormal")
+    layout = _common_layout(g, node)
+    xs = [g.var(v, layout) for v in node.inputs]
+    args = [] if node.attrs["scale"] == 1.0 else [_kw("scale", literal(node.attrs["scale"]))]
+    g.simple(node, "SampleNormal", args, xs, layout)
+
+
+def _repeat_vector(g: KerasGenerator, node: ir.Node) -> _Plan:
+    return _Plan("layers.RepeatVector", [str(node.attrs["n"])], CF)
+
+
+def _repeat_like(g: KerasGenerator, node: ir.Node) -> None:
+    g.helpers.add("RepeatLike")
+    g.simple(node, "RepeatLike", [], [g.var(v, CF) for v in node.inputs], CF)
+
+
+_DIRECT |= {_sample_normal, _repeat_like}
+_AGNOSTIC |= {"math", "noise"}
+KerasGenerator.TRANSFORMS.update({
+    **{op: _math for op in ("exp", "log", "sqrt", "square", "abs", "negative", "scale", "shift")},
+    "gaussian_noise": _gaussian_noise,
+    "sample_normal": _sample_normal,
+    "repeat_vector": _repeat_vector,
+    "repeat_like": _repeat_like,
+})
+
+
+def _recurrent_state(g: KerasGenerator, node: ir.Node) -> _Plan | None:
+    """A recurrent layer with return_state (a list value [output, h, c]) or initial_state (its later inputs)."""
+    a = node.attrs
+    if not (a.get("initial_state") or a.get("return_state") or a.get("mask")):
+        return _recurrent(g, node)
+    cls, args = _rnn_args(g, node.op, a)
+    if a["return_state"]:
+        args.append("return_state=True")
+    operand = g.var(node.inputs[0], CF)
+    if a["initial_state"]:
+        states = node.inputs[1:-1] if a.get("mask") else node.inputs[1:]
+        operand += ", initial_state=[" + ", ".join(g.var(v, CF) for v in states) + "]"
+    if a.get("mask"):
+        operand += f", mask={_mask_var(g, node)}"
+    out = g.pyname(node.name)
+    g.body += _call_lines(out, cls, [*args, _kw("name", _lit(keras_name(g.main_name(node))))], operand)
+    g.put(node.name, out, CF)
+    return None
+
+
+def _result(g: KerasGenerator, node: ir.Node) -> None:
+    g.put(node.name, f"{g.vars[(node.inputs[0], CF)]}[{node.attrs['index']}]", CF)
+
+
+_DIRECT |= {_result}
+KerasGenerator.TRANSFORMS.update({"simple_rnn": _recurrent_state, "lstm": _recurrent_state, "gru": _recurrent_state,
+                                  "result": _result})
+
+
+def _mask_var(g: KerasGenerator, node: ir.Node) -> str:
+    """The boolean mask [N, T] a node reads, from its last input (the mask's source); one layer per source."""
+    src, kind, value = node.inputs[-1], node.attrs["mask"], node.attrs["mask_value"]
+    key = (f"{src}.mask", f"{kind}:{value}")
+    if key not in g.vars:
+        g.helpers.add("SequenceMask")
+        kname = g.kname(f"{src}.mask")
+        out = g.pyname(kname)
+        args = [_lit(kind)] + ([_kw("value", literal(value))] if value != 0.0 else [])
+        g.body += _call_lines(out, "SequenceMask", [*args, _kw("name", _lit(keras_name(kname)))], g.var(src, CF))
+        g.vars[key] = out
+    return g.vars[key]
+
+
+def _masking(g: KerasGenerator, node: ir.Node) -> _Plan:
+    g.helpers.add("MaskValues")
+    return _Plan("MaskValues", [] if node.attrs["value"] == 0.0 else [literal(node.attrs["value"])], CF)
+
+
+def _global_pool_masked(g: KerasGenerator, node: ir.Node) -> _Plan | None:
+    if not node.attrs.get("mask"):
+        return _global_pool(g, node)
+    g.helpers.add("MaskedGlobalPooling1D")
+    kind = "max" if "max" in node.op else "avg"
+    g.simple(node, "MaskedGlobalPooling1D", [_lit(kind)], [g.var(node.inputs[0], CF), _mask_var(g, node)], CF)
+    return None
+
+
+_DIRECT |= {_global_pool_masked}
+KerasGenerator.TRANSFORMS.update({"masking": _masking, "global_avgpool1d": _global_pool_masked,
+                                  "global_maxpool1d": _global_pool_masked})

@@ -30,11 +30,11 @@ class TrainingMixin:
         per_output: dict[int, list[ir.LossTerm]] = {}
         extra: list[ir.LossTerm] = []
         for term in net.loss:
-            if term.fn == "kl_normal":
+            if term.fn in _OUTPUT_LOSSES:
                 missing = [a for a in term.args if a not in outputs]
                 if missing:
                     self.errors.append(Diagnostic(
-                        "E601", f"the keras backend computes kl_normal from model outputs; "
+                        "E601", f"the keras backend computes {term.fn} from model outputs; "
                         f"'{_short(net, missing[0])}' is not an output (add it to `output`)", term.span))
                     continue
                 extra.append(term)
@@ -113,6 +113,11 @@ class TrainingMixin:
                 return '"huber"', f"keras.losses.huber({args})"
             delta = literal(a["delta"])
             return f"keras.losses.Huber(delta={delta})", f"keras.losses.huber({args}, delta={delta})"
+        if fn == "contrastive":
+            self.helpers.add("contrastive")
+            if a["margin"] == 1.0:
+                return "contrastive", f"contrastive({args})"
+            return None, f"contrastive({args}, margin={literal(a['margin'])})"
         if fn == "hinge":
             self.helpers.add("hinge")
             return "hinge", f"hinge({args})"
@@ -164,15 +169,16 @@ class TrainingMixin:
         return name
 
     def model_class(self, extra: list[ir.LossTerm], compiled: bool) -> list[str]:
-        self.helpers.add("kl_normal")
         self.model_class_name = self.pyname(f"{self.network.name}Model")
         outputs = list(self.network.outputs)
         parts = []
         for t in extra:
-            mu, logvar = (outputs.index(a) for a in t.args)
+            self.helpers.add(t.fn)
             w = "" if t.weight == 1.0 else f"{literal(t.weight)} * "
-            parts.append(f"{w}kl_normal(y_pred[{mu}], y_pred[{logvar}])" if len(outputs) > 1
-                         else f"{w}kl_normal(y_pred, y_pred)")
+            args = [f"y_pred[{outputs.index(a)}]" if len(outputs) > 1 else "y_pred" for a in t.args]
+            if t.attrs.get("margin") is not None:
+                args.append(f"margin={literal(t.attrs['margin'])}")
+            parts.append(f"{w}{t.fn}({', '.join(args)})")
         extra_sum = " + ".join(parts).replace("+ -", "- ")
         lines = [
             '@keras.saving.register_keras_serializable(package="netspec")',
@@ -190,6 +196,10 @@ class TrainingMixin:
                       "            loss = loss + penalty",
                       "        return loss"]
         return lines
+
+
+#: losses computed from model outputs only (no target): a term of the model's compute_loss
+_OUTPUT_LOSSES = ("kl_normal", "triplet")
 
 
 def _short(net: ir.Network, value: str) -> str:

@@ -1011,5 +1011,194 @@ _FAMILY_EMITTERS.update({
     "select": _select,
     "embedding": _embedding_or_tied,
 })
+
+
+# Lecture ops (issue 13): elementwise math, random ops (the identity at inference), sequence plumbing --------
+
+_MATH_OPS = {"exp": "Exp", "log": "Log", "sqrt": "Sqrt", "abs": "Abs", "negative": "Neg"}
+
+
+def _math(e: OnnxEmitter, node: ir.Node) -> None:
+    x, out = e.get(node.inputs[0]), e.out_name(node)
+    if node.op in _MATH_OPS:
+        y = e.op(_MATH_OPS[node.op], [x], out)
+    elif node.op == "square":
+        y = e.op("Mul", [x, x], out)
+    else:
+        by = e.const("c", node.attrs["by"], np.float32)
+        y = e.op("Mul" if node.op == "scale" else "Add", [x, by], out)
+    e.finish(node, y)
+
+
+def _repeat(e: OnnxEmitter, node: ir.Node) -> None:
+    """repeat_vector(n) and repeat_like(v, seq): Unsqueeze, then Expand to [N, T, F]."""
+    out = e.out_name(node)
+    v = e.op("Unsqueeze", [e.get(node.inputs[0]), e.const("axes", [1])], f"{out}/unsqueeze")
+    f = node.type.shape[1]
+    if node.op == "repeat_vector":
+        shape = e.const("shape", [1, node.attrs["n"], f])
+    else:
+        seq = e.op("Shape", [e.get(node.inputs[1])], f"{out}/shape")
+        steps = e.op("Slice", [seq, e.const("starts", [1]), e.const("ends", [2])], f"{out}/steps")
+        shape = e.op("Concat", [e.const("one", [1]), steps, e.const("features", [f])], f"{out}/target", axis=0)
+    e.finish(node, e.op("Expand", [v, shape], out))
+
+
+_FAMILY_EMITTERS.update({"math": _math, "noise": _alias, "sampling": _alias, "repeat": _repeat,
+                         "repeat_like": _repeat})
+OnnxEmitter.TRANSFORMS = {name: _FAMILY_EMITTERS[op.family] for name, op in OPS.items()
+                          if op.family in _FAMILY_EMITTERS}
+
+
+def _recurrent_state(e: OnnxEmitter, node: ir.Node) -> None:
+    """A recurrent layer with initial_state (ONNX's initial_h, initial_c) or return_state (Y_h, Y_c kept)."""
+    a = node.attrs
+    if a.get("mask"):
+        return _masked_recurrent(e, node)
+    if _family(node.op) == "bidirectional" or not (a.get("initial_state") or a.get("return_state")):
+        return _recurrent(e, node)
+    kind, out = node.op, e.out_name(node)
+    op_type = _RNN_OP[kind]
+    attrs: dict[str, Any] = {"hidden_size": a["units"], "direction": "forward"}
+    if kind == "gru":
+        attrs["linear_before_reset"] = 1
+    tensors = _rnn_tensors(e, node, kind, ("",))
+    ins = [e.get_time_major(node.inputs[0]), *tensors]
+    if a["initial_state"]:  # X, W, R, B, sequence_lens, initial_h[, initial_c]
+        ins += [""] * (4 - len(tensors))  # no B, no sequence_lens
+        ins += [e.op("Unsqueeze", [e.get(v), e.const("axes", [0])], f"{out}/initial{i}")
+                for i, v in enumerate(node.inputs[1:])]
+    names = [f"{out}/{op_type}", f"{out}/{op_type}_h"] + ([f"{out}/{op_type}_c"] if kind == "lstm" else [])
+    y, *states = e.add(op_type, ins, names, f"{out}/{op_type}", **attrs)
+    parts = [e.op("Squeeze", [s, e.const("axes", [0])], f"{out}/{suffix}") for s, suffix in zip(states, "hc")]
+    if a["return_sequences"]:  # y: [T, 1, N, u]
+        t = e.op("Transpose", [y], f"{out}/batch_major", perm=[2, 0, 1, 3])
+        e.finish(node, e.op("Squeeze", [t, e.const("axes", [2])], out))
+    else:
+        e.finish(node, parts[0])
+    e.__dict__.setdefault("state_results", {})[node.name] = parts
+
+
+def _result(e: OnnxEmitter, node: ir.Node) -> None:
+    i = node.attrs["index"]
+    src = node.inputs[0]
+    e.finish(node, e.get(src) if i == 0 else e.__dict__["state_results"][src][i - 1])
+
+
+_FAMILY_EMITTERS.update({"recurrent": _recurrent_state, "result": _result})
+OnnxEmitter.TRANSFORMS = {name: _FAMILY_EMITTERS[op.family] for name, op in OPS.items()
+                          if op.family in _FAMILY_EMITTERS}
+
+
+# Masking: padded steps are skipped (issue 13) ---------------------------------------------------------------
+
+
+def _mask(e: OnnxEmitter, node: ir.Node) -> str:
+    """The boolean mask [N, T] a node reads, from its last input (the mask's source); one per source."""
+    src, kind, value = node.inputs[-1], node.attrs["mask"], node.attrs["mask_value"]
+    cache = e.__dict__.setdefault("masks", {})
+    if (src, kind, value) not in cache:
+        x = e.get(src)
+        name = f"{src}/mask"
+        if kind == "ids":
+            dtype = np.int64 if e.type_of(src).dtype == "int64" else np.int32
+            pad = e.op("Equal", [x, e.const("pad", int(value), dtype)], f"{name}/pad")
+            cache[(src, kind, value)] = e.op("Not", [pad], name)
+        else:
+            same = e.op("Equal", [x, e.const("pad", value, np.float32)], f"{name}/same")
+            diff = e.op("Cast", [e.op("Not", [same], f"{name}/differs")], f"{name}/float", to=TensorProto.FLOAT)
+            kept = e.op("ReduceMax", [diff, e.const("axes", [-1])], f"{name}/any", keepdims=0)
+            cache[(src, kind, value)] = e.op("Cast", [kept], name, to=TensorProto.BOOL)
+    return cache[(src, kind, value)]
+
+
+def _masking(e: OnnxEmitter, node: ir.Node) -> None:
+    x, out = e.get(node.inputs[0]), e.out_name(node)
+    same = e.op("Equal", [x, e.const("pad", node.attrs["value"], np.float32)], f"{out}/same")
+    diff = e.op("Cast", [e.op("Not", [same], f"{out}/differs")], f"{out}/float", to=TensorProto.FLOAT)
+    keep = e.op("ReduceMax", [diff, e.const("axes", [-1])], f"{out}/keep", keepdims=1)
+    e.finish(node, e.op("Mul", [x, keep], out))
+
+
+def _masked_global_pool(e: OnnxEmitter, node: ir.Node) -> None:
+    """Average or max over the kept steps of [N, C, L]; 0 where every step is masked."""
+    if not node.attrs.get("mask"):
+        return _global_pool(e, node)
+    x, out = e.get(node.inputs[0]), e.out_name(node)
+    keep = e.op("Unsqueeze", [_mask(e, node), e.const("axes", [1])], f"{out}/keep")  # [N, 1, L]
+    count = e.op("ReduceSum", [e.op("Cast", [keep], f"{out}/keep_float", to=TensorProto.FLOAT),
+                               e.const("axes", [2])], f"{out}/count", keepdims=0)
+    zero = e.const("c", 0.0, np.float32)
+    if OPS[node.op].kind == "avg":
+        total = e.op("ReduceSum", [e.op("Where", [keep, x, zero], f"{out}/kept"), e.const("axes", [2])],
+                     f"{out}/sum", keepdims=0)
+        y = e.op("Div", [total, e.op("Max", [count, e.const("c", 1.0, np.float32)], f"{out}/count1")], out)
+    else:
+        kept = e.op("Where", [keep, x, e.const("c", float("-inf"), np.float32)], f"{out}/kept")
+        top = e.op("ReduceMax", [kept, e.const("axes", [2])], f"{out}/max", keepdims=0)
+        y = e.op("Where", [e.op("Greater", [count, zero], f"{out}/any"), top, zero], out)
+    e.finish(node, y)
+
+
+def _masked_recurrent(e: OnnxEmitter, node: ir.Node) -> None:
+    """A recurrent layer that skips masked steps, as Keras does: a Loop over time whose body runs one step of
+    ONNX's RNN/GRU/LSTM and keeps the previous state (and output) where the step is masked."""
+    a, kind, out = node.attrs, node.op, e.out_name(node)
+    units, lstm = a["units"], node.op == "lstm"
+    op_type = _RNN_OP[kind]
+    x = e.get_time_major(node.inputs[0])  # [T, N, F]
+    mask = e.op("Transpose", [_mask(e, node)], f"{out}/mask_time_major", perm=[1, 0])  # [T, N]
+    tensors = _rnn_tensors(e, node, kind, ("",))
+    shape = e.op("Shape", [x], f"{out}/shape")
+    steps = e.op("Gather", [shape, e.const("index", 0)], f"{out}/steps", axis=0)
+    n = e.op("Slice", [shape, e.const("starts", [1]), e.const("ends", [2])], f"{out}/batch")
+    zeros = e.op("ConstantOfShape", [e.op("Concat", [e.const("one", [1]), n, e.const("units", [units])],
+                                         f"{out}/state_shape", axis=0)], f"{out}/zero_state",
+                 value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]))
+    zero_out = e.op("Squeeze", [zeros, e.const("axes", [0])], f"{out}/zero_output")
+    states = node.inputs[1:-1] if a.get("initial_state") else []
+    init = [e.op("Unsqueeze", [e.get(v), e.const("axes", [0])], f"{out}/initial{i}") for i, v in enumerate(states)]
+    init = init or [zeros] * (2 if lstm else 1)
+    # the body: one step
+    b = f"{out}/step"
+    f32 = TensorProto.FLOAT
+    names = ["h", "c"][: len(init)]
+    body_in = [helper.make_tensor_value_info(f"{b}/i", TensorProto.INT64, []),
+               helper.make_tensor_value_info(f"{b}/cond", TensorProto.BOOL, []),
+               *[helper.make_tensor_value_info(f"{b}/{s}_prev", f32, [1, None, units]) for s in names],
+               helper.make_tensor_value_info(f"{b}/out_prev", f32, [None, units])]
+    nodes = [
+        helper.make_node("Gather", [x, f"{b}/i"], [f"{b}/x"], axis=0),
+        helper.make_node("Unsqueeze", [f"{b}/x", e.const("axes", [0])], [f"{b}/x1"]),
+        helper.make_node(op_type, [f"{b}/x1", *tensors, *([""] * (4 - len(tensors))),
+                                   *[f"{b}/{s}_prev" for s in names]],
+                         ["", *[f"{b}/{s}_new" for s in names]], hidden_size=units, direction="forward",
+                         **({"linear_before_reset": 1} if kind == "gru" else {})),
+        helper.make_node("Gather", [mask, f"{b}/i"], [f"{b}/m"], axis=0),
+        helper.make_node("Unsqueeze", [f"{b}/m", e.const("axes", [0, 2])], [f"{b}/m3"]),
+        helper.make_node("Unsqueeze", [f"{b}/m", e.const("axes", [1])], [f"{b}/m2"]),
+        *[helper.make_node("Where", [f"{b}/m3", f"{b}/{s}_new", f"{b}/{s}_prev"], [f"{b}/{s}"]) for s in names],
+        helper.make_node("Squeeze", [f"{b}/h_new", e.const("axes", [0])], [f"{b}/y"]),
+        helper.make_node("Where", [f"{b}/m2", f"{b}/y", f"{b}/out_prev"], [f"{b}/out"]),
+        helper.make_node("Identity", [f"{b}/cond"], [f"{b}/cond_out"]),
+        helper.make_node("Identity", [f"{b}/out"], [f"{b}/scan"]),
+    ]
+    body_out = [helper.make_tensor_value_info(f"{b}/cond_out", TensorProto.BOOL, []),
+                *[helper.make_tensor_value_info(f"{b}/{s}", f32, [1, None, units]) for s in names],
+                helper.make_tensor_value_info(f"{b}/out", f32, [None, units]),
+                helper.make_tensor_value_info(f"{b}/scan", f32, [None, units])]
+    body = helper.make_graph(nodes, b, body_in, body_out)
+    finals = [f"{out}/{s}_final" for s in names]
+    *carried, last, scan = e.add("Loop", [steps, "", *init, zero_out],
+                                 [*finals, f"{out}/last", f"{out}/sequence_time_major"], f"{out}/loop", body=body)
+    parts = [e.op("Squeeze", [s, e.const("axes", [0])], f"{out}/{s_}") for s, s_ in zip(carried, names)]
+    if a["return_sequences"]:
+        e.finish(node, e.op("Transpose", [scan], out, perm=[1, 0, 2]))
+    else:
+        e.finish(node, last)
+    e.__dict__.setdefault("state_results", {})[node.name] = parts
+
+
+_FAMILY_EMITTERS.update({"masking": _masking, "global_pool": _masked_global_pool})
 OnnxEmitter.TRANSFORMS = {name: _FAMILY_EMITTERS[op.family] for name, op in OPS.items()
                           if op.family in _FAMILY_EMITTERS}

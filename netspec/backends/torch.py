@@ -44,7 +44,10 @@ LOWERING = (lower.ceil_extra, lower.pads("asymmetric"))
 HELPERS = ("_expect", "_init", "_avg_pool", "_final_state", "_merge_directions", "_dot", "_BatchNorm1d", "_BatchNorm2d",
            "_BatchNorm3d", "_binary_crossentropy", "_categorical_crossentropy",
            "_sparse_categorical_crossentropy", "_hinge", "_kl_divergence", "_cosine_similarity", "_kl_normal",
-           "_decoupled_weight_decay", "_Optimizer", "_RMSprop", "_Adagrad", "_Adam")
+           "_decoupled_weight_decay", "_Optimizer",
+           "_gaussian_noise", "_sample_normal", "_repeat_vector", "_repeat_like", "_contrastive", "_triplet",
+           "_initial_state", "_with_state", "_mask", "_masking", "_masked", "_masked_pool",
+           "_RMSprop", "_Adagrad", "_Adam")
 PUBLIC = ("compute_loss", "regularization_loss", "make_optimizer", "train_step")
 GLOBALS = frozenset({"math", "torch", "nn", "F", "self", *HELPERS, *PUBLIC})
 
@@ -630,6 +633,8 @@ def _loss_call(term: ir.LossTerm, p: str, t: str, t_integer: bool, helpers: set[
             kw.append(("dim", _lit(_dim(a["axis"]))))
         return Call("_" + fn, (p, t), tuple(kw))
     helpers.add("_" + fn)
+    if fn == "contrastive":
+        return Call("_contrastive", (p, t), (("margin", _lit(a["margin"])),) if a["margin"] != 1.0 else ())
     return Call("_" + fn, (p, t))
 
 
@@ -1406,6 +1411,11 @@ class Generator:
         types = {v.name: v.type for v in (*net.inputs, *net.targets)}
         terms = []
         for term in net.loss:
+            if len(term.args) != 2:  # triplet: (anchor, positive, negative)
+                em.helpers.add("_" + term.fn)
+                margin = (("margin", _lit(term.attrs["margin"])),) if "margin" in term.attrs else ()
+                terms.append(Call("_" + term.fn, tuple(value_name[v] for v in term.args), margin))
+                continue
             p, t = (value_name[v] for v in term.args)
             t_int = (types[term.args[1]] if term.args[1] in types else net.type_of(term.args[1])).is_integer
             terms.append(_loss_call(term, p, t, t_int, em.helpers))
@@ -1688,3 +1698,102 @@ TorchEmitter.TRANSFORMS.update({
 _NEW_HELPERS = ("_Attention", "_PositionEmbedding", "_sinusoidal_position", "_ClassToken")
 HELPERS += _NEW_HELPERS
 GLOBALS = GLOBALS | frozenset(_NEW_HELPERS)
+
+
+# Lecture ops (issue 13): elementwise math, random ops, sequence plumbing ----------------------------------
+
+_MATH_FUNCS = {"exp": "torch.exp", "log": "torch.log", "sqrt": "torch.sqrt", "square": "torch.square",
+               "abs": "torch.abs", "negative": "torch.neg"}
+
+
+def _emit_math(self: TorchEmitter, node, x):
+    if node.op in _MATH_FUNCS:
+        return Call(_MATH_FUNCS[node.op], (x[0],))
+    return Call("torch.mul" if node.op == "scale" else "torch.add", (x[0], _lit(node.attrs["by"])))
+
+
+def _emit_gaussian_noise(self: TorchEmitter, node, x):
+    self.helpers.add("_gaussian_noise")
+    return Call("_gaussian_noise", (x[0], _lit(node.attrs["stddev"]), "self.training"))
+
+
+def _emit_sample_normal(self: TorchEmitter, node, x):
+    self.helpers.add("_sample_normal")
+    kw = (("scale", _lit(node.attrs["scale"])),) if node.attrs["scale"] != 1.0 else ()
+    return Call("_sample_normal", (x[0], x[1], "self.training"), kw)
+
+
+def _emit_repeat_vector(self: TorchEmitter, node, x):
+    self.helpers.add("_repeat_vector")
+    return Call("_repeat_vector", (x[0], _lit(node.attrs["n"])))
+
+
+def _emit_repeat_like(self: TorchEmitter, node, x):
+    self.helpers.add("_repeat_like")
+    return Call("_repeat_like", (x[0], x[1]))
+
+
+TorchEmitter.TRANSFORMS.update({
+    **{name: _emit_math for name in (*_MATH_FUNCS, "scale", "shift")},
+    "gaussian_noise": _emit_gaussian_noise,
+    "sample_normal": _emit_sample_normal,
+    "repeat_vector": _emit_repeat_vector,
+    "repeat_like": _emit_repeat_like,
+})
+
+
+def _mask_expr(self: TorchEmitter, node, x):
+    """The mask [N, T] a node reads: computed from its last input (the mask's source)."""
+    self.helpers.add("_mask")
+    return Call("_mask", (x[-1], _lit(node.attrs["mask"]), _lit(node.attrs["mask_value"])))
+
+
+def _emit_rnn_state(self: TorchEmitter, node, x):
+    """A recurrent layer with initial_state (its inputs after the sequence), return_state (a tuple value) or a mask
+    (its last input is the mask's source)."""
+    a = node.attrs
+    if not (a.get("initial_state") or a.get("return_state") or a.get("mask")):
+        return _emit_rnn(self, node, x)
+    features = self.network.type_of(node.inputs[0]).shape[1]
+    params, fixed, plus = _rnn_plan(node.op, a, (("", ""),))
+    mod = self.layer(node, _rnn_ctor(node.op, features, a, False), params, fixed, plus)
+    states = x[1:-1] if a.get("mask") else x[1:]
+    args = (x[0],)
+    if a.get("initial_state"):
+        self.helpers.add("_initial_state")
+        args = (x[0], Call("_initial_state", tuple(states)))
+    call = Call(mod, args)
+    if a.get("mask"):
+        self.helpers.add("_masked")
+        call = Call("_masked", (mod, x[0], _mask_expr(self, node, x), *args[1:]))
+    if a.get("return_state"):
+        self.helpers.add("_with_state")
+        return Call("_with_state", (call,), (("last", _lit(not a["return_sequences"])),))
+    if a["return_sequences"]:
+        return ("unpack", call)
+    self.helpers.add("_final_state")
+    return Call("_final_state", (call,))
+
+
+def _emit_result(self: TorchEmitter, node, x):
+    return f"{x[0]}[{node.attrs['index']}]"
+
+
+TorchEmitter.TRANSFORMS.update({"simple_rnn": _emit_rnn_state, "lstm": _emit_rnn_state, "gru": _emit_rnn_state,
+                                "result": _emit_result})
+
+
+def _emit_masking(self: TorchEmitter, node, x):
+    self.helpers.add("_masking")
+    return Call("_masking", (x[0], _lit(node.attrs["value"])))
+
+
+def _emit_global_pool_masked(self: TorchEmitter, node, x):
+    if not node.attrs.get("mask"):
+        return _emit_global_pool(self, node, x)
+    self.helpers.add("_masked_pool")
+    return Call("_masked_pool", (x[0], _mask_expr(self, node, x), _lit("max" if "max" in node.op else "avg")))
+
+
+TorchEmitter.TRANSFORMS.update({"masking": _emit_masking, "global_avgpool1d": _emit_global_pool_masked,
+                                "global_maxpool1d": _emit_global_pool_masked})

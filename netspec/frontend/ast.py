@@ -164,6 +164,8 @@ class InputDecl(Node):
 class Binding(Node):
     name: str
     chain: Chain
+    #: every name of ``a, b, c = CHAIN`` (one per result of a layer with several); empty for one name
+    names: tuple[str, ...] = ()
 
 
 class LayerDecl(Node):

@@ -199,7 +199,8 @@ class _NetWriter:
     def stmt_lines(self, s, indent: str) -> list[str]:
         comments = self.inner(s.span)
         if isinstance(s, (ast.Binding, ast.Return)):
-            head = f"{indent}{s.name} = " if isinstance(s, ast.Binding) else f"{indent}return "
+            name = ", ".join(s.names) if isinstance(s, ast.Binding) and s.names else getattr(s, "name", "")
+            head = f"{indent}{name} = " if isinstance(s, ast.Binding) else f"{indent}return "
             return self.chain(head, s.chain, indent, comments)
         lines = self.stmt_text(s, indent)
         for text in comments.values():
@@ -324,7 +325,7 @@ def _yaml_body(body) -> dict:
         elif isinstance(s, ast.LayerDecl):
             out.setdefault("layers", {})[s.name] = expr(s.call)
         elif isinstance(s, ast.Binding):
-            out.setdefault("values", {})[s.name] = _yaml_chain(s.chain)
+            out.setdefault("values", {})[", ".join(s.names) if s.names else s.name] = _yaml_chain(s.chain)
         elif isinstance(s, ast.OutputDecl):
             out["outputs"] = _Flow(n.id for n in s.names)
         elif isinstance(s, ast.LossDecl):

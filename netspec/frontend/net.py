@@ -180,6 +180,9 @@ class _ToAst(Transformer):
 
     @v_args(meta=True)
     def binding(self, meta, c):
+        if len(c) > 2:  # `out, h, c = CHAIN`
+            names = tuple(str(t) for t in c[:-1])
+            return ast.Binding(names[0], c[-1], names, span=self._s(meta))
         return ast.Binding(str(c[0]), c[1], span=self._s(meta))
 
     @v_args(meta=True)

@@ -221,6 +221,11 @@ def _stmts(source: Source, entries, kind: str) -> list:
                 body.append(ast.LayerDecl(_name(source, nk, "layer"), call, span=_span(source, nk)))
         elif key == "values":
             for _, nk, nv in _mapping(source, vnode, "values"):
+                if isinstance(nk, yaml.ScalarNode) and "," in str(nk.value):  # `out, h, c: CHAIN`
+                    names = tuple(_name(source, yaml.ScalarNode(nk.tag, part.strip(), nk.start_mark, nk.end_mark),
+                                        "value") for part in str(nk.value).split(","))
+                    body.append(ast.Binding(names[0], _chain(source, nv), names, span=_span(source, nk)))
+                    continue
                 body.append(ast.Binding(_name(source, nk, "value"), _chain(source, nv), span=_span(source, nk)))
         elif key == "outputs":
             nodes = vnode.value if isinstance(vnode, yaml.SequenceNode) else [vnode]

@@ -609,6 +609,8 @@ class Embedding(OpDef):
         "dim": Attr(Int(1), doc="vector size"),
         "embeddings_init": Attr(Callable("initializer"), "uniform", "default uniform(-0.05, 0.05)"),
         "embeddings_regularizer": Attr(Callable("regularizer"), None),
+        # issue 13: padded sequences (docs/language.md, "Masking")
+        "mask_zero": Attr(Bool(), False, "id 0 is padding: recurrent layers and 1-D global pools skip its steps"),
     }
     doc = ("Look up a vector per integer id. Used on float vectors `[..., dim]` (a shared `layer`, "
            "weight tying as in GPT-2's output), it projects them onto the vocabulary with the same "
@@ -644,6 +646,12 @@ class _Recurrent(OpDef):
     attrs = {
         "units": Attr(Int(1), doc="state size"),
         "return_sequences": Attr(Bool(), False, "return every step ([T, units]) or the last ([units])"),
+        # seq2seq state passing (issue 13; the checker handles both, docs/language.md "Several results")
+        "return_state": Attr(Bool(), False, "also return the final state: `out, h, c = x -> lstm(..., "
+                             "return_state=true)` (`out, h = ...` for gru and simple_rnn)"),
+        "initial_state": Attr(Bool(), False, "start from given states: `initial_state=[h, c]` (lstm) or "
+                              "`initial_state=h`, values of shape [units]; in the IR, true and the states are "
+                              "the node's inputs after the sequence"),
         "kernel_init": Attr(Callable("initializer"), "glorot_uniform"),
         "recurrent_init": Attr(Callable("initializer"), "orthogonal"),
         "bias_init": Attr(Callable("initializer"), "zeros"),

@@ -6,6 +6,7 @@ from .attention import ATTENTION_OPS
 from .base import OpDef, install
 from .functions import ACTIVATIONS, INITIALIZERS, LOSSES, MERGES, OPTIMIZERS, REGULARIZERS
 from .layers import LAYER_OPS
+from .lecture import LECTURE_LOSSES, LECTURE_OPS
 
 
 def _index(classes) -> dict[str, OpDef]:
@@ -17,12 +18,12 @@ def _index(classes) -> dict[str, OpDef]:
 
 
 #: Ops usable as chain steps (layers and activations) or as merge sources.
-OPS: dict[str, OpDef] = _index([*LAYER_OPS, *ACTIVATIONS, *MERGES, *ATTENTION_OPS])
+OPS: dict[str, OpDef] = _index([*LAYER_OPS, *ACTIVATIONS, *MERGES, *ATTENTION_OPS, *LECTURE_OPS])
 ACTIVATION_OPS = {k: v for k, v in OPS.items() if v.category == "activation"}
 MERGE_OPS = {k: v for k, v in OPS.items() if v.category == "merge"}
 #: Layers with more than one input, usable as a chain source (`attention(x, memory, heads=8)`)
 SOURCE_OPS = {k: v for k, v in OPS.items() if v.category != "merge" and (v.max_inputs or 2) > 1}
-LOSS_FNS: dict[str, OpDef] = _index(LOSSES)
+LOSS_FNS: dict[str, OpDef] = _index([*LOSSES, *LECTURE_LOSSES])
 OPTIMIZER_DEFS: dict[str, OpDef] = _index(OPTIMIZERS)
 
 #: Families of callables used as argument values.

@@ -288,6 +288,114 @@ def densenet121_keras__DenseNet121Keras():
     return keras.applications.DenseNet121(weights=None)
 
 
+# ------------------------------------------------ issue 13: lecture specs
+# ------------------------------------------------------------ seq2seq.net
+def seq2seq__Seq2Seq():
+    source = keras.Input((None, 71), name="source")
+    target_in = keras.Input((None, 93), name="target_in")
+    _, h, c = layers.LSTM(256, return_state=True)(source)
+    decoded = layers.LSTM(256, return_sequences=True)(target_in, initial_state=[h, c])
+    probs = layers.TimeDistributed(layers.Dense(93, activation="softmax"))(decoded)
+    return keras.Model([source, target_in], probs, name="Seq2Seq")
+
+
+def seq2seq__AdditionRNN():
+    question = keras.Input((7, 12), name="question")
+    x = layers.LSTM(128)(question)
+    x = layers.RepeatVector(4)(x)
+    x = layers.LSTM(128, return_sequences=True)(x)
+    probs = layers.TimeDistributed(layers.Dense(12, activation="softmax"))(x)
+    return keras.Model(question, probs, name="AdditionRNN")
+
+
+def seq2seq__AdditionRNNAnyLength():
+    question = keras.Input((None, 12), name="question")
+    steps = keras.Input((None, 12), name="answer_steps")
+    code = layers.LSTM(128)(question)
+    x = layers.Lambda(lambda t: keras.ops.repeat(keras.ops.expand_dims(t[0], 1), keras.ops.shape(t[1])[1], axis=1),
+                      output_shape=(None, 128))([code, steps])
+    x = layers.LSTM(128, return_sequences=True)(x)
+    probs = layers.TimeDistributed(layers.Dense(12, activation="softmax"))(x)
+    return keras.Model([question, steps], probs, name="AdditionRNNAnyLength")
+
+
+# ---------------------------------------------------------------- vae.net
+def vae__VAEExplicit():
+    image = keras.Input((784,), name="image")
+    eps = keras.Input((2,), name="eps")
+    hidden = layers.Dense(512, activation="relu")(image)
+    mu = layers.Dense(2)(hidden)
+    logvar = layers.Dense(2)(hidden)
+    std = layers.Lambda(lambda t: keras.ops.exp(0.5 * t))(logvar)
+    z = layers.Add()([mu, layers.Multiply()([std, eps])])
+    x = layers.Dense(512, activation="relu")(z)
+    reconstruction = layers.Dense(784, activation="sigmoid")(x)
+    return keras.Model([image, eps], [reconstruction, mu, logvar], name="VAEExplicit")
+
+
+# ---------------------------------------------- denoising_autoencoder.net
+def denoising_autoencoder__DenoisingAutoencoder():
+    image = keras.Input((28, 28, 1), name="image")
+    x = layers.GaussianNoise(0.4)(image)
+    x = layers.Conv2D(32, 3, activation="relu", padding="same")(x)
+    x = layers.MaxPooling2D(2, padding="same")(x)
+    x = layers.Conv2D(32, 3, activation="relu", padding="same")(x)
+    x = layers.MaxPooling2D(2, padding="same")(x)
+    x = layers.Conv2DTranspose(32, 3, strides=2, activation="relu", padding="same")(x)
+    x = layers.Conv2DTranspose(32, 3, strides=2, activation="relu", padding="same")(x)
+    reconstruction = layers.Conv2D(1, 3, activation="sigmoid", padding="same")(x)
+    return keras.Model(image, reconstruction, name="DenoisingAutoencoder")
+
+
+# ----------------------------------------------------------- text_cnn.net
+def text_cnn__TextCNN():
+    words = keras.Input((400,), dtype="int64", name="words")
+    x = layers.Embedding(5000, 50)(words)
+    x = layers.Dropout(0.2)(x)
+    x = layers.Conv1D(250, 3, activation="relu")(x)
+    x = layers.GlobalMaxPooling1D()(x)
+    x = layers.Dense(250)(x)
+    x = layers.Dropout(0.2)(x)
+    x = layers.Activation("relu")(x)
+    prob = layers.Dense(1, activation="sigmoid")(x)
+    return keras.Model(words, prob, name="TextCNN")
+
+
+def text_cnn__TextLSTM():
+    words = keras.Input((None,), dtype="int64", name="words")
+    x = layers.Embedding(20000, 128, mask_zero=True)(words)
+    x = layers.LSTM(128)(x)
+    prob = layers.Dense(1, activation="sigmoid")(x)
+    return keras.Model(words, prob, name="TextLSTM")
+
+
+# ------------------------------------------------------------ triplet.net
+def _metric_encoder():
+    inp = keras.Input((28, 28, 1))
+    x = layers.Conv2D(32, 3, activation="relu")(inp)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Conv2D(64, 3, activation="relu")(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    return keras.Model(inp, layers.Dense(128)(x))
+
+
+def triplet__TripletNet():
+    encoder = _metric_encoder()
+    ins = [keras.Input((28, 28, 1), name=n) for n in ("anchor", "positive", "negative")]
+    return keras.Model(ins, [encoder(i) for i in ins], name="TripletNet")
+
+
+def triplet__SiameseContrastive():
+    encoder = _metric_encoder()
+    left, right = keras.Input((28, 28, 1), name="left"), keras.Input((28, 28, 1), name="right")
+    a, b = encoder(left), encoder(right)
+    distance = layers.Lambda(
+        lambda t: keras.ops.sqrt(keras.ops.sum(keras.ops.square(t[0] - t[1]), axis=1, keepdims=True) + 1e-7),
+        output_shape=(1,))([a, b])
+    return keras.Model([left, right], distance, name="SiameseContrastive")
+
+
 # (spec file, network name) -> builder, in the order expected.json lists them.
 REFERENCES = {
     ("mlp.net", "MLP"): mlp__MLP,
@@ -310,4 +418,13 @@ REFERENCES = {
     ("vgg19.net", "VGG19"): vgg19__VGG19,
     ("mobilenet_v2_keras.net", "MobileNetV2Keras"): mobilenet_v2_keras__MobileNetV2Keras,
     ("densenet121_keras.net", "DenseNet121Keras"): densenet121_keras__DenseNet121Keras,
+    ("seq2seq.net", "Seq2Seq"): seq2seq__Seq2Seq,
+    ("seq2seq.net", "AdditionRNN"): seq2seq__AdditionRNN,
+    ("seq2seq.net", "AdditionRNNAnyLength"): seq2seq__AdditionRNNAnyLength,
+    ("vae.net", "VAEExplicit"): vae__VAEExplicit,
+    ("denoising_autoencoder.net", "DenoisingAutoencoder"): denoising_autoencoder__DenoisingAutoencoder,
+    ("text_cnn.net", "TextCNN"): text_cnn__TextCNN,
+    ("text_cnn.net", "TextLSTM"): text_cnn__TextLSTM,
+    ("triplet.net", "TripletNet"): triplet__TripletNet,
+    ("triplet.net", "SiameseContrastive"): triplet__SiameseContrastive,
 }

@@ -339,3 +339,140 @@ class ReversibleEmbedding(layers.Embedding):
         if keras.backend.is_float_dtype(inputs.dtype):
             return keras.KerasTensor((*inputs.shape[:-1], self.input_dim), dtype=self.compute_dtype)
         return super().compute_output_spec(inputs)
+
+
+# Lecture ops (issue 13) ---------------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="netspec")
+class ElementwiseMath(layers.Layer):
+    """One elementwise function of the spec: exp, log, sqrt, square, abs, negative, scale(by), shift(by)."""
+
+    def __init__(self, op, by=None, **kwargs):
+        super().__init__(**kwargs)
+        self.op = op
+        self.by = by
+
+    def call(self, inputs):
+        if self.op == "scale":
+            return inputs * self.by
+        if self.op == "shift":
+            return inputs + self.by
+        return getattr(keras.ops, self.op)(inputs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(op=self.op, by=self.by)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="netspec")
+class SampleNormal(layers.Layer):
+    """The reparameterisation trick: mu + exp(logvar / 2) * eps in training, mu at inference.
+
+    eps ~ N(0, scale^2) is drawn from a SeedGenerator (seeded by keras.utils.set_random_seed when no seed
+    is given).
+    """
+
+    def __init__(self, scale=1.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = scale
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        mu, logvar = inputs
+        if not training:
+            return mu
+        eps = keras.random.normal(keras.ops.shape(mu), stddev=self.scale, dtype=mu.dtype, seed=self.seed_generator)
+        return mu + keras.ops.exp(0.5 * logvar) * eps
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(scale=self.scale, seed=self.seed)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="netspec")
+class RepeatLike(layers.Layer):
+    """RepeatVector for a run-time length: [N, F] repeated once per step of a sequence [N, T, ...]."""
+
+    def call(self, inputs):
+        vector, sequence = inputs
+        return keras.ops.repeat(keras.ops.expand_dims(vector, 1), keras.ops.shape(sequence)[1], axis=1)
+
+
+@keras.saving.register_keras_serializable(package="netspec")
+def contrastive(y_true, y_pred, margin=1.0):
+    """t d^2 + (1 - t) max(margin - d, 0)^2 per position: d a distance, t = 1 for a matching pair."""
+    t = keras.ops.cast(y_true, y_pred.dtype)
+    return t * keras.ops.square(y_pred) + (1 - t) * keras.ops.square(keras.ops.maximum(margin - y_pred, 0.0))
+
+
+def triplet(anchor, positive, negative, margin=0.2):
+    """FaceNet's triplet loss: mean(max(|a - p|^2 - |a - n|^2 + margin, 0)), distances over every per-sample axis."""
+    axes = tuple(range(1, len(anchor.shape)))
+    pos = keras.ops.sum(keras.ops.square(anchor - positive), axis=axes)
+    neg = keras.ops.sum(keras.ops.square(anchor - negative), axis=axes)
+    return keras.ops.mean(keras.ops.maximum(pos - neg + margin, 0.0))
+
+
+@keras.saving.register_keras_serializable(package="netspec")
+class SequenceMask(layers.Layer):
+    """The steps [N, T] that are not padding: ids != value, or sequences [N, T, F] with a feature != value."""
+
+    def __init__(self, kind="ids", value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.kind = kind
+        self.value = value
+
+    def call(self, inputs):
+        if self.kind == "ids":
+            return keras.ops.not_equal(inputs, keras.ops.cast(self.value, inputs.dtype))
+        return keras.ops.any(keras.ops.not_equal(inputs, self.value), axis=-1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(kind=self.kind, value=self.value)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="netspec")
+class MaskValues(layers.Layer):
+    """Keras's Masking without the implicit mask (netspec passes masks explicitly): padding steps become 0."""
+
+    def __init__(self, value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.value = value
+
+    def call(self, inputs):
+        keep = keras.ops.any(keras.ops.not_equal(inputs, self.value), axis=-1, keepdims=True)
+        return inputs * keras.ops.cast(keep, inputs.dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(value=self.value)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="netspec")
+class MaskedGlobalPooling1D(layers.Layer):
+    """Global average or max over the kept steps of x [N, C, L] (mask [N, L]); 0 where every step is masked."""
+
+    def __init__(self, kind="avg", **kwargs):
+        super().__init__(**kwargs)
+        self.kind = kind
+
+    def call(self, inputs):
+        x, mask = inputs
+        keep = keras.ops.expand_dims(mask, 1)
+        count = keras.ops.sum(keras.ops.cast(keep, x.dtype), axis=-1)
+        if self.kind == "avg":
+            return keras.ops.sum(keras.ops.where(keep, x, 0.0), axis=-1) / keras.ops.maximum(count, 1.0)
+        top = keras.ops.max(keras.ops.where(keep, x, float("-inf")), axis=-1)
+        return keras.ops.where(count > 0, top, 0.0)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(kind=self.kind)
+        return config

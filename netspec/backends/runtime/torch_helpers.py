@@ -427,3 +427,113 @@ class _ClassToken(nn.Module):
 
     def forward(self, x):
         return torch.cat((self.token.expand(x.shape[0], 1, -1), x), dim=1)
+
+
+# Lecture ops (issue 13) -------------------------------------------------------------
+
+
+def _gaussian_noise(x, stddev, training):
+    """x + stddev * N(0, 1) in training (torch's global stream); x at inference."""
+    return x + stddev * torch.randn_like(x) if training else x
+
+
+def _sample_normal(mu, logvar, training, scale=1.0):
+    """The reparameterisation trick: mu + exp(logvar / 2) * eps in training, else mu."""
+    if not training:
+        return mu
+    return mu + torch.exp(0.5 * logvar) * (scale * torch.randn_like(mu))
+
+
+def _repeat_vector(x, n):
+    """[N, F] -> [N, n, F] (Keras's RepeatVector)."""
+    return x.unsqueeze(1).expand(-1, n, -1)
+
+
+def _repeat_like(v, seq):
+    """[N, F] repeated once per step of seq [N, T, ...] -> [N, T, F]."""
+    return v.unsqueeze(1).expand(-1, seq.shape[1], -1)
+
+
+def _initial_state(*states):
+    """Initial states [N, units] as nn.RNN/GRU ([1, N, units]) or nn.LSTM take them."""
+    states = tuple(s.unsqueeze(0) for s in states)
+    return states[0] if len(states) == 1 else states
+
+
+def _with_state(output, last):
+    """(output, h[, c]) from a recurrent layer's (sequence, state).
+
+    last: the output is the last step.
+    """
+    sequence, state = output
+    states = state if isinstance(state, tuple) else (state,)
+    return (sequence[:, -1] if last else sequence, *(s[0] for s in states))
+
+
+def _contrastive(d, t, margin=1.0):
+    """mean(t d^2 + (1 - t) max(margin - d, 0)^2): t = 1 for a matching pair."""
+    return (t * d**2 + (1 - t) * torch.clamp(margin - d, min=0) ** 2).mean()
+
+
+def _triplet(a, p, n, margin=0.2):
+    """FaceNet's loss: mean(max(|a - p|^2 - |a - n|^2 + margin, 0)).
+
+    Squared distances sum over every per-sample axis.
+    """
+    pos = ((a - p) ** 2).flatten(1).sum(1)
+    neg = ((a - n) ** 2).flatten(1).sum(1)
+    return torch.clamp(pos - neg + margin, min=0).mean()
+
+
+def _mask(source, kind, value):
+    """The steps [N, T] that are not padding.
+
+    ids != value, or sequences [N, T, F] with a feature != value.
+    """
+    if kind == "ids":
+        return source != value
+    return (source != value).any(-1)
+
+
+def _masking(x, value):
+    """Keras's Masking: a step whose features all equal value becomes 0."""
+    return x * (x != value).any(-1, keepdim=True).to(x.dtype)
+
+
+def _masked(rnn, x, mask, state=None):
+    """A recurrent module over x [N, T, F] that skips masked steps, as Keras does.
+
+    It carries its state over them, and its output there is the previous step's
+    (0 before the first kept step). Returns (sequence, state) as the module does.
+    """
+    n, steps = x.shape[0], x.shape[1]
+    if state is None:
+        zeros = x.new_zeros(1, n, rnn.hidden_size)
+        state = (zeros, zeros) if isinstance(rnn, nn.LSTM) else zeros
+    out = x.new_zeros(n, rnn.hidden_size)
+    outputs = []
+    for t in range(steps):
+        y, new = rnn(x[:, t : t + 1], state)
+        keep = mask[:, t].unsqueeze(-1)
+        if isinstance(new, tuple):
+            state = tuple(torch.where(keep, s, p) for s, p in zip(new, state))
+        else:
+            state = torch.where(keep, new, state)
+        out = torch.where(keep, y[:, 0], out)
+        outputs.append(out)
+    if not outputs:
+        return x.new_zeros(n, 0, rnn.hidden_size), state
+    return torch.stack(outputs, 1), state
+
+
+def _masked_pool(x, mask, kind):
+    """Global average or max over the kept steps of x [N, C, L] (mask [N, L]).
+
+    0 where every step is masked.
+    """
+    keep = mask.unsqueeze(1)
+    count = keep.sum(-1)
+    if kind == "avg":
+        return torch.where(keep, x, 0).sum(-1) / count.clamp(min=1)
+    top = torch.where(keep, x, -math.inf).amax(-1)
+    return torch.where(count > 0, top, 0)
