@@ -28,6 +28,7 @@ from typing import Any
 from .. import ir
 from ..diagnostics import Diagnostic, SpecError
 from ..liveness import INPLACE_ACTIVATIONS, inplace_nodes
+from ..ops.functions import CLIPS, CONTROLS
 from .base import Emitter, identifier, literal
 
 LINE = 88  # ruff's default line length: the generated file passes `ruff format --check` as is
@@ -36,7 +37,8 @@ LINE = 88  # ruff's default line length: the generated file passes `ruff format 
 HELPERS = ("_expect", "_init", "_avg_pool", "_final_state", "_merge_directions", "_dot", "_BatchNorm1d", "_BatchNorm2d",
            "_BatchNorm3d", "_binary_crossentropy", "_categorical_crossentropy",
            "_sparse_categorical_crossentropy", "_hinge", "_kl_divergence", "_cosine_similarity", "_kl_normal",
-           "_decoupled_weight_decay", "_Optimizer", "_RMSprop", "_Adagrad", "_Adam")
+           "_decoupled_weight_decay", "_scheduled_lr", "_learning_rate_schedule", "_clip_gradients", "_Optimizer",
+           "_SGD", "_RMSprop", "_Adagrad", "_Adam")
 PUBLIC = ("compute_loss", "regularization_loss", "make_optimizer", "train_step")
 GLOBALS = frozenset({"math", "torch", "nn", "F", "self", *HELPERS, *PUBLIC})
 
@@ -751,6 +753,10 @@ def _optimizer_call(opt: ir.Optimizer) -> tuple[Call, float, str | None]:
     params = "model.parameters()"
     lr = ("lr", _lit(a["lr"]))
     wd = a.get("weight_decay", 0.0)
+    if name == "sgd" and a["momentum"] and a["schedule"] != "constant":
+        # torch.optim.SGD's momentum form equals the spec's only at a constant learning rate
+        kw = [lr, ("momentum", _lit(a["momentum"])), ("nesterov", _lit(a["nesterov"])), ("weight_decay", _lit(wd))]
+        return Call("_SGD", (params,), tuple(kw)), 0.0, "_SGD"
     if name == "sgd":
         kw = [lr]
         if a["momentum"]:
@@ -772,7 +778,7 @@ def _optimizer_call(opt: ir.Optimizer) -> tuple[Call, float, str | None]:
 
 def _spec_call(name: str, attrs: dict) -> str:
     def show(v):
-        return "true" if v is True else "false" if v is False else repr(v)
+        return "true" if v is True else "false" if v is False else v if isinstance(v, str) else repr(v)
 
     return f"{name}(" + ", ".join(f"{k}={show(v)}" for k, v in attrs.items()) + ")"
 
@@ -1556,7 +1562,13 @@ class Generator:
             args.append("loss_values")
         step += fmt("loss = ", Call("compute_loss", tuple(args)), "", 4)
         step.append("    loss = loss + regularization_loss(model)")
-        step += ["    loss.backward()", "    optimizer.step()", "    return loss.detach()"]
+        step.append("    loss.backward()")
+        clips = [(k, _lit(v)) for k, v in self.net.optimizer.attrs.items() if k in CLIPS and v] \
+            if self.net.optimizer is not None else []
+        if clips:
+            em.helpers.add("_clip_gradients")
+            step += fmt("", Call("_clip_gradients", ("model.parameters()",), tuple(clips)), "", 4)
+        step += ["    optimizer.step()", "    return loss.detach()"]
         return lines, step
 
     def optimizer_lines(self) -> list[str]:
@@ -1565,8 +1577,22 @@ class Generator:
         if cls:
             self.em.helpers.update(("_Optimizer", cls))
         lines = ["", "", "def make_optimizer(model):"]
-        lines += docstring(f"The spec's optimizer: {_spec_call(opt.name, opt.attrs)}.", 4)
-        if decay:
+        shown = {k: v for k, v in opt.attrs.items() if k not in CONTROLS or v != CONTROLS[k].default}
+        lines += docstring(f"The spec's optimizer: {_spec_call(opt.name, shown)}.", 4)
+        a = opt.attrs
+        if a["schedule"] != "constant" or a["warmup"]:
+            # the schedule's hook runs before every other pre-hook and step: they read this step's rate
+            self.em.helpers.update(("_scheduled_lr", "_learning_rate_schedule"))
+            lines += fmt("optimizer = ", call, "", 4)
+            keys = ("schedule", "decay_steps", "decay_rate", "alpha", "warmup")
+            hook = Call("_learning_rate_schedule", (_lit(a["lr"]),), tuple((k, _lit(a[k])) for k in keys))
+            lines += fmt("", Call("optimizer.register_step_pre_hook", (hook,)), "", 4)
+            if decay:
+                self.em.helpers.add("_decoupled_weight_decay")
+                hook = Call("_decoupled_weight_decay", (_lit(decay),))
+                lines += fmt("", Call("optimizer.register_step_pre_hook", (hook,)), "", 4)
+            lines.append("    return optimizer")
+        elif decay:
             self.em.helpers.add("_decoupled_weight_decay")
             lines += fmt("optimizer = ", call, "", 4)
             hook = Call("_decoupled_weight_decay", (_lit(decay),))

@@ -7,7 +7,7 @@ from math import prod
 from typing import ClassVar
 
 from ..ir import TensorType
-from .base import Attr, Bool, Float, InferError, Int, IntsOrInt, OpDef, norm_axis
+from .base import Attr, AttrError, Bool, Enum, Float, InferError, Int, IntsOrInt, OpDef, norm_axis
 
 # Activations ---------------------------------------------------------------------------
 
@@ -252,9 +252,45 @@ LOSSES = [
 ]
 
 
+class OptimizerDef(OpDef):
+    """An optimiser: its own hyperparameters, then the training controls every optimiser shares."""
+
+    category = "optimizer"
+
+    def bind_values(self, args, kwargs):
+        out = super().bind_values(args, kwargs)
+        clips = [k for k in CLIPS if out[k]]
+        if len(clips) > 1:
+            raise AttrError(f"{self.name} takes one of clipnorm, clipvalue and global_clipnorm; "
+                            f"received {' and '.join(clips)}", arg=clips[1])
+        if out["schedule"] == "constant":
+            moved = [k for k in ("decay_steps", "decay_rate", "alpha") if out[k] != CONTROLS[k].default]
+            if moved:
+                raise AttrError(f"{self.name} argument '{moved[0]}' needs a schedule (step, exponential or "
+                                "cosine); the learning rate is constant", arg=moved[0])
+        return out
+
+
+#: Gradient clipping: at most one of them, 0 is off (docs/language.md, "Training controls").
+CLIPS = ("clipnorm", "clipvalue", "global_clipnorm")
+#: The training controls every optimiser takes (docs/language.md, "Training controls").
+CONTROLS = {
+    "clipnorm": Attr(Float(0.0), 0.0, "rescale each weight's gradient to an L2 norm of at most this (0: off)"),
+    "clipvalue": Attr(Float(0.0), 0.0, "clip each gradient element to [-clipvalue, clipvalue] (0: off)"),
+    "global_clipnorm": Attr(Float(0.0), 0.0,
+                            "rescale all gradients together to a global L2 norm of at most this (0: off)"),
+    "schedule": Attr(Enum("constant", "step", "exponential", "cosine"), "constant",
+                     "learning-rate schedule after the warm-up"),
+    "decay_steps": Attr(Int(1), 1000, "steps per decay period (step, exponential) or to the end of the cosine"),
+    "decay_rate": Attr(Float(0.0, 1.0, min_open=True), 0.5,
+                       "factor per decay period (step: per completed period; exponential: continuous)"),
+    "alpha": Attr(Float(0.0, 1.0), 0.0, "cosine: the final learning rate as a fraction of lr"),
+    "warmup": Attr(Int(0), 0, "steps of linear warm-up from lr/warmup to lr before the schedule"),
+}
+
+
 def _opt(name, doc, attrs):
-    return type(f"optimizer_{name}", (OpDef,), {"name": name, "category": "optimizer", "doc": doc,
-                                                "attrs": attrs})
+    return type(f"optimizer_{name}", (OptimizerDef,), {"name": name, "doc": doc, "attrs": {**attrs, **CONTROLS}})
 
 
 _lr = lambda v: {"lr": Attr(Float(0.0, min_open=True), v, "learning rate")}  # noqa: E731

@@ -178,6 +178,52 @@ def _decoupled_weight_decay(rate):
     return hook
 
 
+def _scheduled_lr(lr, t, schedule, decay_steps, decay_rate, alpha, warmup):
+    """The learning rate of the step that follows t completed steps (docs/language.md, "Training controls")."""
+    if t < warmup:
+        return lr * (t + 1) / warmup
+    u = t - warmup
+    if schedule == "step":
+        return lr * decay_rate ** (u // decay_steps)
+    if schedule == "exponential":
+        return lr * decay_rate ** (u / decay_steps)
+    if schedule == "cosine":
+        c = min(u, decay_steps) / decay_steps
+        return lr * (alpha + (1 - alpha) * 0.5 * (1 + math.cos(math.pi * c)))
+    return lr
+
+
+def _learning_rate_schedule(lr, **schedule):
+    """An optimizer step pre-hook that sets each step's learning rate (register it first)."""
+    steps = [0]
+
+    def hook(optimizer, args, kwargs):
+        for group in optimizer.param_groups:
+            group["lr"] = _scheduled_lr(lr, steps[0], **schedule)
+        steps[0] += 1
+
+    return hook
+
+
+def _clip_gradients(parameters, clipnorm=0.0, clipvalue=0.0, global_clipnorm=0.0):
+    """Clip the gradients in place: per weight to an L2 norm, elementwise, or by their global L2 norm.
+
+    clipnorm: g *= clipnorm / max(|g|, clipnorm); clipvalue: g = clip(g, -clipvalue, clipvalue);
+    global_clipnorm: every g *= global_clipnorm / max(sqrt(sum |g|^2), global_clipnorm).
+    """
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if clipnorm:
+        for g in grads:
+            g.mul_(clipnorm / torch.clamp(torch.linalg.vector_norm(g), min=clipnorm))
+    elif clipvalue:
+        for g in grads:
+            g.clamp_(-clipvalue, clipvalue)
+    elif global_clipnorm and grads:
+        norm = torch.sqrt(sum(g.square().sum() for g in grads))
+        for g in grads:
+            g.mul_(global_clipnorm / torch.clamp(norm, min=global_clipnorm))
+
+
 class _Optimizer(torch.optim.Optimizer):
     """Base of the spec's optimizers: decoupled weight decay, then the update."""
 
@@ -200,6 +246,28 @@ class _Optimizer(torch.optim.Optimizer):
                     w.sub_(w * (group["lr"] * group["weight_decay"]))
                 self.update(w, w.grad, state, group)
         return loss
+
+
+class _SGD(_Optimizer):
+    """SGD with momentum in Keras's form, which a changing learning rate keeps equal to the spec's.
+
+    v = momentum v - lr g; w += v, or with nesterov w += momentum v - lr g.
+    """
+
+    def __init__(self, params, lr, momentum, nesterov, weight_decay):
+        hyper = {"lr": lr, "momentum": momentum, "nesterov": nesterov}
+        super().__init__(params, {**hyper, "weight_decay": weight_decay})
+
+    def init_state(self, w, state, group):
+        state["v"] = torch.zeros_like(w)
+
+    def update(self, w, g, state, group):
+        step = group["lr"] * g
+        v = state["v"].mul_(group["momentum"]).sub_(step)
+        if group["nesterov"]:
+            w.add_(v * group["momentum"] - step)
+        else:
+            w.add_(v)
 
 
 class _RMSprop(_Optimizer):
