@@ -753,7 +753,7 @@ def _optimizer_call(opt: ir.Optimizer) -> tuple[Call, float, str | None]:
     params = "model.parameters()"
     lr = ("lr", _lit(a["lr"]))
     wd = a.get("weight_decay", 0.0)
-    if name == "sgd" and a["momentum"] and a["schedule"] != "constant":
+    if name == "sgd" and a["momentum"] and (a["schedule"] != "constant" or a["warmup"]):
         # torch.optim.SGD's momentum form equals the spec's only at a constant learning rate
         kw = [lr, ("momentum", _lit(a["momentum"])), ("nesterov", _lit(a["nesterov"])), ("weight_decay", _lit(wd))]
         return Call("_SGD", (params,), tuple(kw)), 0.0, "_SGD"
