@@ -351,8 +351,9 @@ def train_backend(backend: str, network: ir.Network, weights, batches, dtype: st
     return losses, states
 
 
-#: A float32 difference between the backends passes when it is at most this many times the reference's own
-#: float32 rounding (its float32 run against its float64 run, per tensor and step); docs/verify.md measures it
+#: A float32 difference between the backends that exceeds verify's tolerance still passes as rounding when it
+#: is at most this many times the backends' own float32 error (each one's float32 run against its float64 run,
+#: per tensor and step) and the two float64 runs agree within the tolerance; docs/verify.md measures it
 NOISE_FACTOR = 10.0
 
 
@@ -363,9 +364,11 @@ class TensorComparison:
     max_rel: float
     scale: float
     passed: bool
-    #: ``max|ref32 - ref64|``: the reference's own float32 rounding at this step (None: not measured)
+    #: ``max(max|ref32 - ref64|, max|other32 - other64|)``: the backends' own float32 error (None: not measured)
     noise: float | None = None
-    #: passed only because the difference is within ``NOISE_FACTOR`` x ``noise`` (rounding, not meaning)
+    #: ``max|other64 - ref64|``: the difference in float64 (None: not measured)
+    float64_abs: float | None = None
+    #: passed only because the difference is rounding: within the noise floor, and equal in float64
     noise_dominated: bool = False
 
     @property
@@ -374,26 +377,34 @@ class TensorComparison:
         return max(self.scale * ATOL, NOISE_FACTOR * (self.noise or 0.0))
 
 
-def judge(name: str, got, want, probe, atol: float = ATOL, rtol: float = RTOL) -> TensorComparison:
-    """Compare ``got`` with ``want``; where verify's tolerance fails, against the measured noise floor.
+def _maxdiff(a, b) -> float:
+    import numpy as np
 
-    ``probe`` is the reference computed in float64 (None: no floor, the tolerance alone decides). The
-    difference passes as rounding when ``max|got - want| <= NOISE_FACTOR * max|want - probe|``: within
-    ten times the float32 error the reference itself makes at this step.
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        return float("inf")
+    return float(np.abs(a - b).max()) if a.size else 0.0
+
+
+def judge(name: str, got, want, probes=None, atol: float = ATOL, rtol: float = RTOL) -> TensorComparison:
+    """Compare ``got`` with ``want`` by verify's tolerance; where it fails, tell rounding from meaning.
+
+    ``probes`` is ``(want64, got64)``, both backends' float64 results at the same step (None: the
+    tolerance alone decides). The difference is rounding, and passes, when
+    ``max|got - want| <= NOISE_FACTOR * max(max|want - want64|, max|got - got64|)`` (within ten times
+    the float32 error the backends make themselves) and ``got64`` and ``want64`` pass the tolerance.
     """
     import numpy as np
 
     max_abs, max_rel, scale, passed = compare(got, want, atol, rtol)
-    if probe is None:
+    if passed or probes is None:
         return TensorComparison(name, max_abs, max_rel, scale, passed)
-    w = np.asarray(want, dtype=np.float64)
-    p = np.asarray(probe, dtype=np.float64)
-    noise = float(np.abs(w - p).max()) if w.size and w.shape == p.shape else 0.0
+    want64, got64 = probes
+    noise = max(_maxdiff(want, want64), _maxdiff(got, got64))
+    meaning_abs, _, _, meaning_ok = compare(got64, want64, atol, rtol)
     finite = bool(np.all(np.isfinite(np.asarray(got, dtype=np.float64))))
-    if passed or not finite or max_abs == float("inf"):
-        return TensorComparison(name, max_abs, max_rel, scale, passed, noise)
-    dominated = max_abs <= NOISE_FACTOR * noise
-    return TensorComparison(name, max_abs, max_rel, scale, dominated, noise, dominated)
+    dominated = finite and meaning_ok and max_abs <= NOISE_FACTOR * noise
+    return TensorComparison(name, max_abs, max_rel, scale, dominated, noise, meaning_abs, dominated)
 
 
 @dataclass
@@ -412,8 +423,8 @@ class TrainStep:
         return self.loss_passed and all(t.passed for t in self.tensors)
 
     def worst(self) -> TensorComparison | None:
-        """The tensor whose error uses the largest part of what it is allowed (tolerance or noise floor)."""
-        return max(self.tensors, key=lambda t: t.max_abs / t.allowed, default=None)
+        """The tensor whose error uses the largest part of verify's tolerance (``max_abs / scale``)."""
+        return max(self.tensors, key=lambda t: t.max_abs / t.scale, default=None)
 
     def noise_dominated(self) -> list[str]:
         """The tensors (and ``loss``) that passed only through the noise floor."""
@@ -460,7 +471,8 @@ class TrainResult:
 
     def render(self) -> str:
         dims = "".join(f", {k}={v}" for k, v in self.dims.items())
-        floor = f"; or within {NOISE_FACTOR:g}x the float32 noise floor" if self.noise_floor else ""
+        floor = (f"; beyond it, within {NOISE_FACTOR:g}x both backends' own float32 error and equal in float64"
+                 if self.noise_floor else "")
         lines = [f"network {self.network}: training, backends {', '.join(self.backends) or 'none'}; "
                  f"{self.n_steps} steps, batch {self.batch}, seed {self.seed}{dims}; "
                  f"atol {self.atol:g} (x max(1, |ref|)), rtol {self.rtol:g}{floor}"]
@@ -492,14 +504,14 @@ class TrainResult:
             lines += [fmt.format(*r) for r in rows]
             tensors = len(self.steps[0].tensors)
             lines.append(f"  ({tensors} canonical tensors, moving statistics included, compared after every step; "
-                         "worst: the largest error relative to what it is allowed)")
+                         "worst: the largest error relative to its tolerance)")
             dominated = [(s.step, s.noise_dominated()) for s in self.steps if s.noise_dominated()]
             if dominated:
                 listed = "; ".join(f"step {k}: " + (", ".join(names) if len(names) <= 4 else
                                                     f"{len(names)} tensors ({', '.join(names[:3])}, ...)")
                                    for k, names in dominated)
-                lines.append(f"  noise-dominated (beyond atol, within {NOISE_FACTOR:g}x {ref}'s own float32 error "
-                             f"against float64): {listed}")
+                lines.append(f"  noise-dominated (beyond atol; within {NOISE_FACTOR:g}x the backends' own float32 "
+                             f"error against float64, and equal in float64): {listed}")
         lines.append(f"  {'PASS' if self.passed else 'FAIL'}")
         return "\n".join(line.rstrip() for line in lines)
 
@@ -559,27 +571,44 @@ def verify_training(network: ir.Network, backends=TRAIN_BACKENDS, weights=None, 
         result.notes.append("fewer than two backends: nothing to compare")
         return result
     ref, other = present[0], present[1]
-    probe = None
-    if noise_floor and dtype == "float32":
+    result.steps = _compare_runs((ref, other), runs[ref], runs[other], steps, atol, rtol)
+    if noise_floor and dtype == "float32" and not all(s.passed for s in result.steps):
+        # beyond the tolerance somewhere: both backends again in float64 tell rounding from meaning
         try:
-            probe = train_backend(ref, net, weights, batches, "float64", eager)
-            result.noise_floor = True
+            probes = [train_backend(b, net, weights, batches, "float64", eager) for b in (ref, other)]
         except Exception as exc:  # noqa: BLE001
             result.notes.append(f"no noise floor: {backend_error(ref, exc)}")
+        else:
+            result.noise_floor = True
+            result.steps = _compare_runs((ref, other), runs[ref], runs[other], steps, atol, rtol, probes)
+    return result
+
+
+def _compare_runs(names, ref_run, other_run, steps: int, atol: float, rtol: float, probes=None) -> list[TrainStep]:
+    """Per step: the loss and every canonical tensor of ``other_run`` against ``ref_run`` (:func:`judge`).
+
+    ``names`` are the two backends' names; ``probes`` their float64 runs, in the same order.
+    """
+    out = []
     for k in range(steps):
-        loss = {b: runs[b][0][k] for b in present}
-        lc = judge("loss", loss[other], loss[ref], probe[0][k] if probe else None, atol, rtol)
+        loss = {names[0]: ref_run[0][k], names[1]: other_run[0][k]}
+
+        def at(run, name=None, k=k):
+            return run[0][k] if name is None else run[1][k].get(name)
+
+        lc = judge("loss", other_run[0][k], ref_run[0][k], (at(probes[0]), at(probes[1])) if probes else None,
+                   atol, rtol)
         step = TrainStep(k + 1, loss, lc.max_abs, lc.max_rel, lc.passed, loss_noise=lc.noise,
                          loss_noise_dominated=lc.noise_dominated)
-        want, got = runs[ref][1][k], runs[other][1][k]
+        want, got = ref_run[1][k], other_run[1][k]
         for name in want:
             if name in got:
-                step.tensors.append(judge(name, got[name], want[name], probe[1][k].get(name) if probe else None,
-                                          atol, rtol))
+                pair = (at(probes[0], name), at(probes[1], name)) if probes else None
+                step.tensors.append(judge(name, got[name], want[name], pair, atol, rtol))
             else:
                 step.tensors.append(TensorComparison(name, float("inf"), float("inf"), 1.0, False))
-        result.steps.append(step)
-    return result
+        out.append(step)
+    return out
 
 
 # Initialisers --------------------------------------------------------------------------------------------
