@@ -211,11 +211,17 @@ def cmd_export(args) -> int:
     check_output(args.output)
     spec = _load(args.file)
     network = _network_name(spec, args.network)
+    if args.weights and args.random_weights:
+        raise _UsageError("--weights and --random-weights exclude each other")
     weights = _read_weights(args.weights)
     from .backends import onnx as backend
 
     model = spec.to_onnx(weights, network, opset=args.opset, keep_bn=args.keep_bn, seed=args.seed)
     backend.save(model, args.output)  # netspec.files.write_atomic
+    if weights is None and not args.random_weights:
+        print(f"warning: no --weights: {args.output} holds freshly initialised weights "
+              f"(init_weights(seed={args.seed})), not trained ones; pass --weights W, or --random-weights "
+              "to mean it (the ONNX metadata 'netspec.weights' records it)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -358,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("file", metavar="FILE")
     e.add_argument("-o", "--output", metavar="OUT", required=True)
     e.add_argument("--weights", metavar="W", help="canonical weights (.safetensors); default: init_weights(--seed)")
+    e.add_argument("--random-weights", action="store_true",
+                   help="export freshly initialised weights on purpose (no warning); the metadata says so")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--opset", type=int, default=None)
     e.add_argument("--network", metavar="NAME")

@@ -1,0 +1,47 @@
+"""Defaults that used to catch people (issue 13, section 3): export without weights."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+from conftest import ROOT
+
+from netspec.cli import main
+
+needs_onnx = pytest.mark.skipif(not importlib.util.find_spec("onnx"), reason="needs onnx")
+
+
+def _metadata(path) -> dict:
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+
+
+@needs_onnx
+def test_export_without_weights_warns_and_says_so_in_the_metadata(capsys, tmp_path):
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(ROOT / "specs" / "tiny_mlp.net"), "-o", str(out), "--seed", "3"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: no --weights:") and "init_weights(seed=3)" in err and err.count("\n") == 1
+    assert _metadata(out)["netspec.weights"] == "random: init_weights(seed=3), freshly initialised, not trained"
+    assert main(["export", str(ROOT / "specs" / "tiny_mlp.net"), "-o", str(out), "--random-weights"]) == 0
+    assert capsys.readouterr().err == ""  # meant: no warning, the metadata still says it
+    assert _metadata(out)["netspec.weights"].startswith("random: init_weights(seed=0)")
+
+
+@needs_onnx
+def test_export_with_weights_does_not_warn(capsys, tmp_path):
+    import netspec
+    from netspec.weights import save_weights
+
+    spec = netspec.load(ROOT / "specs" / "tiny_mlp.net")
+    weights = tmp_path / "w.safetensors"
+    save_weights(spec.init_weights(seed=1), weights)
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(ROOT / "specs" / "tiny_mlp.net"), "-o", str(out), "--weights", str(weights)]) == 0
+    assert capsys.readouterr().err == ""
+    assert _metadata(out)["netspec.weights"] == "canonical weights (given)"
+    assert main(["export", str(ROOT / "specs" / "tiny_mlp.net"), "-o", str(out), "--weights", str(weights),
+                 "--random-weights"]) == 2
+    assert "exclude each other" in capsys.readouterr().err
