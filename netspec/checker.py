@@ -689,7 +689,7 @@ class _NetworkBuilder:
         attrs = self.bind_attrs(op, args, kwargs, at)
         types = self.input_types(op, inputs, at)
         out, attrs = self.infer(op, attrs, types, at)
-        params = tuple(op.params(attrs, types, out))
+        params = _frozen(tuple(op.params(attrs, types, out)), attrs)
         self.check_sizes(op, out, params, types, at)
         name = self.fresh(prefix, base)
         node = ir.Node.model_construct(name=name, op=op.name, attrs=attrs, inputs=tuple(inputs), type=out, layer=name,
@@ -713,7 +713,7 @@ class _NetworkBuilder:
             layer.failed = False
         types = self.input_types(op, [value], at)
         out, attrs = self.infer(op, layer.attrs, types, layer.call)
-        params = tuple(op.params(attrs, types, out))
+        params = _frozen(tuple(op.params(attrs, types, out)), attrs)
         self.check_sizes(op, out, params, types, at)
         if layer.params is None:
             layer.params, layer.first_input, layer.first_use = params, types[0], at.span
@@ -952,6 +952,13 @@ class _NetworkBuilder:
         except _Poisoned:
             return None
         return ir.Optimizer.model_construct(name=opt.name, attrs=attrs, span=call.span)
+
+
+def _frozen(params: tuple, attrs: dict) -> tuple:
+    """A layer's weights, non-trainable when the layer says ``trainable=false``."""
+    if attrs.get("trainable", True):
+        return params
+    return tuple(p.model_copy(update={"trainable": False}) for p in params)
 
 
 def _declared(body) -> dict[str, Span | None]:

@@ -289,6 +289,8 @@ class TorchEmitter(Emitter):
                 continue  # the constructor already initialised it so
             kw = tuple((k, _lit(v)) for k, v in p.init.items() if k != "name")
             b.inits.append((Call("_init", (mod + _torch_path(path), _lit(p.init["name"])), kw), node))
+        if node.attrs.get("trainable") is False:  # trainable=false: every weight of the layer frozen
+            b.frozen.append(mod)
         for path, (value, _) in plan.fixed.items():
             b.frozen.append(mod + _torch_path(path))
             if not (norm and _NORM_DEFAULTS.get(path) == {"name": "ones" if value == 1.0 else "zeros"}):
@@ -1452,6 +1454,7 @@ class Generator:
             out += ["", "    def reset_parameters(self):"]
             out += docstring("Draw every weight of this class's own layers from the spec's initialisers.", 8)
             out += resets
+        out += self.frozen_norm_lines()
         out += ["", *_def(4, "forward", ["self", *params])]
         out += body
         if net.loss:
@@ -1475,6 +1478,20 @@ class Generator:
             lines.append("from torch.nn import functional as F")
         lines += code
         return "\n".join(lines) + "\n"
+
+    def frozen_norm_lines(self) -> list[str]:
+        """A ``train`` override that keeps frozen (``trainable=false``) BatchNorm layers in inference mode."""
+        frozen = {n.layer for n in self.net.nodes if n.op == "batchnorm" and n.attrs.get("trainable") is False}
+        mods = [access("self", plan.attr.split(".")) for plan in self.em.layers.values() if plan.name in frozen]
+        if not mods:
+            return []
+        lines = ["", "    def train(self, mode=True):"]
+        lines += docstring("Training mode; frozen BatchNorm layers (trainable=false) normalise with their "
+                           "moving statistics and keep them.", 8)
+        lines.append("        super().train(mode)")
+        lines += [f"        {m}.eval()" for m in mods]
+        lines.append("        return self")
+        return lines
 
     def loss_lines(self, var: dict[str, str], intermediates: list[str]) -> list[str]:
         net, em = self.net, self.em

@@ -179,7 +179,7 @@ def _decoupled_weight_decay(rate):
 
 
 def _scheduled_lr(lr, t, schedule, decay_steps, decay_rate, alpha, warmup):
-    """The learning rate of the step that follows t completed steps (docs/language.md, "Training controls")."""
+    """The learning rate of the step after t completed steps (the spec's schedule)."""
     if t < warmup:
         return lr * (t + 1) / warmup
     u = t - warmup
@@ -194,7 +194,7 @@ def _scheduled_lr(lr, t, schedule, decay_steps, decay_rate, alpha, warmup):
 
 
 def _learning_rate_schedule(lr, **schedule):
-    """An optimizer step pre-hook that sets each step's learning rate (register it first)."""
+    """A step pre-hook setting each step's learning rate (register it first)."""
     steps = [0]
 
     def hook(optimizer, args, kwargs):
@@ -206,10 +206,11 @@ def _learning_rate_schedule(lr, **schedule):
 
 
 def _clip_gradients(parameters, clipnorm=0.0, clipvalue=0.0, global_clipnorm=0.0):
-    """Clip the gradients in place: per weight to an L2 norm, elementwise, or by their global L2 norm.
+    """Clip the gradients in place: per weight, elementwise, or by their global norm.
 
-    clipnorm: g *= clipnorm / max(|g|, clipnorm); clipvalue: g = clip(g, -clipvalue, clipvalue);
-    global_clipnorm: every g *= global_clipnorm / max(sqrt(sum |g|^2), global_clipnorm).
+    clipnorm: g *= clipnorm / max(|g|, clipnorm);
+    clipvalue: g = clip(g, -clipvalue, clipvalue);
+    global_clipnorm: each g *= global_clipnorm / max(sqrt(sum |g|^2), global_clipnorm).
     """
     grads = [p.grad for p in parameters if p.grad is not None]
     if clipnorm:
@@ -249,7 +250,7 @@ class _Optimizer(torch.optim.Optimizer):
 
 
 class _SGD(_Optimizer):
-    """SGD with momentum in Keras's form, which a changing learning rate keeps equal to the spec's.
+    """SGD with momentum in Keras's form: the spec's update also as the rate changes.
 
     v = momentum v - lr g; w += v, or with nesterov w += momentum v - lr g.
     """
@@ -351,7 +352,7 @@ class _Adam(_Optimizer):
         v = state["v"].add_((g.square() - state["v"]) * (1 - beta2))
         if group["amsgrad"]:
             v = torch.maximum(state["v_max"], v, out=state["v_max"])
-        # the bias correction's powers take the betas rounded to float32 (the spec's rule, Keras's)
+        # the bias correction takes the betas rounded to float32 (the spec's rule)
         b1, b2 = (torch.tensor(b, dtype=torch.float32).item() for b in (beta1, beta2))
         alpha = group["lr"] * math.sqrt(1 - b2**t) / (1 - b1**t)
         w.sub_(m * alpha / (torch.sqrt(v) + group["eps"]))
