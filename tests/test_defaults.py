@@ -45,3 +45,14 @@ def test_export_with_weights_does_not_warn(capsys, tmp_path):
     assert main(["export", str(ROOT / "specs" / "tiny_mlp.net"), "-o", str(out), "--weights", str(weights),
                  "--random-weights"]) == 2
     assert "exclude each other" in capsys.readouterr().err
+
+
+def test_trainable_false_counts_as_non_trainable():
+    import netspec
+
+    net = netspec.parse_text("network F {\n input x: [3, 8, 8]\n y = x -> conv2d(4, 3, trainable=false) "
+                             "-> batchnorm(trainable=false) -> relu -> flatten -> dense(2)\n output y\n}\n",
+                             "f.net").network()
+    assert net.param_counts() == (144 * 2 + 2, 4 * 3 * 9 + 4 + 4 * 4)
+    assert netspec.parse_text("network F {\n input x: [3]\n y = x -> dense(2)\n output y\n}\n",
+                              "f.net").network().param_counts() == (8, 0)

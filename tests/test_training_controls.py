@@ -167,3 +167,57 @@ def test_control_errors(opt, message):
     with pytest.raises(netspec.SpecError) as exc:
         netspec.parse_text(MLP.format(opt=opt), "c.net").network()
     assert message in str(exc.value)
+
+
+# Freezing ----------------------------------------------------------------------------------------------
+
+FROZEN = """block unit(n) {
+    return in -> conv2d(n, 3, padding=same, trainable=false) -> batchnorm(trainable=false) -> relu
+}
+
+network Frozen {
+    input x: [3, 8, 8]
+    target t: [2]
+    f = x -> unit(4) -> conv2d(4, 3) -> batchnorm -> relu -> flatten -> dense(2)
+    output f
+    loss mse(f, t)
+    optimizer adam(lr=0.015625, beta1=0.75, beta2=0.984375, eps=0.0009765625, weight_decay=0.015625)
+}"""
+
+
+def test_frozen_layers_stay_frozen_in_both_backends():
+    """Frozen weights and a frozen BatchNorm's moving statistics never move; the rest trains equally."""
+    _agree(FROZEN)
+    net = netspec.parse_text(FROZEN, "f.net").network()
+    layers = {n.layer for n in net.nodes if n.attrs.get("trainable") is False}
+    frozen = {f"{layer}.{p.name}" for layer, ps in net.layers().items() if layer in layers for p in ps}
+    assert len(frozen) == 6 and all(not p.trainable for layer in layers for p in net.layers()[layer])
+    start = init_weights(net, 0)
+    for backend in ("torch", "keras"):
+        last = _run(FROZEN, backend)[1][-1]
+        for name in start:
+            moved = bool(np.abs(last[name] - start[name]).max() > 0)
+            assert moved == (name not in frozen), (backend, name)
+
+
+def test_generated_control_code_is_ruff_clean(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    from netspec.backends import torch as tb
+
+    texts = [MLP.format(opt=f"{BASES[b]}, {CONTROL_CASES[c]})") for b in ("sgd", "adam") for c in CONTROL_CASES]
+    texts += [EMBED.format(opt=OPTIMIZER_CASES[6]), FROZEN]
+    for k, text in enumerate(texts):
+        net = netspec.parse_text(text, "c.net").network()
+        for sub, src in (("torch", tb.generate(net)), ("keras", kb.generate(net))):
+            (tmp_path / sub).mkdir(exist_ok=True)
+            (tmp_path / sub / f"n{k}.py").write_text(src)
+    ruff = [sys.executable, "-m", "ruff"]
+    for sub, config in (("torch", ["--isolated"]), ("keras", ["--config", str(ROOT / "pyproject.toml")])):
+        rules = ["--select", "E,F,W,I"] if sub == "torch" else []
+        for cmd in (["check", *config, *rules], ["format", "--check", *config]):
+            proc = subprocess.run([*ruff, *cmd, "--no-cache", str(tmp_path / sub)], capture_output=True, text=True)
+            assert proc.returncode == 0, proc.stdout[-3000:]
