@@ -56,3 +56,32 @@ def test_trainable_false_counts_as_non_trainable():
     assert net.param_counts() == (144 * 2 + 2, 4 * 3 * 9 + 4 + 4 * 4)
     assert netspec.parse_text("network F {\n input x: [3]\n y = x -> dense(2)\n output y\n}\n",
                               "f.net").network().param_counts() == (8, 0)
+
+
+@pytest.mark.parametrize("a,b,want", [
+    ("[5, 8]", "[5, 4]", "[5, 12]"),  # only the feature axis differs: the only axis that fits
+    ("[T, 8]", "[T, 3]", "[T, 11]"),
+    ("[16, 4, 4]", "[16, 4, 4]", "[32, 4, 4]"),  # channels-first maps: the channel axis
+    ("[8]", "[4]", "[12]"),
+    ("[2, 6, 6]", "[2, 6, 3]", "[2, 6, 9]"),
+])
+def test_concat_without_axis_takes_the_axis_that_fits(a, b, want):
+    import netspec
+
+    net = netspec.parse_text(f"network C {{\n input a: {a}\n input b: {b}\n y = concat(a, b)\n output y\n}}\n",
+                             "c.net").network()
+    assert str(net.nodes[-1].type) == want
+
+
+@pytest.mark.parametrize("a", ["[5, 8]", "[T, 8]"])
+def test_concat_of_equal_sequences_needs_the_axis(a):
+    import netspec
+
+    text = f"network C {{\n input a: {a}\n input b: {a}\n y = concat(a, b)\n output y\n}}\n"
+    with pytest.raises(netspec.SpecError) as exc:
+        netspec.parse_text(text, "c.net").network()
+    message = str(exc.value)
+    assert "E302" in message and "axis=-1 joins the features of [T, F] sequences" in message
+    assert "axis=0 the channels of [C, L] signals" in message
+    fixed = text.replace("concat(a, b)", "concat(a, b, axis=-1)")
+    assert str(netspec.parse_text(fixed, "c.net").network().nodes[-1].type).endswith("16]")

@@ -96,8 +96,12 @@ class Concat(OpDef):
     float_input = False  # any one dtype; the output keeps it
     min_inputs = 2
     max_inputs = None
-    attrs = {"axis": Attr(Int(), 0, "per-sample axis; 0 is the channel axis")}
-    doc = "Concatenate along `axis`; every other axis must be equal."
+    attrs = {"axis": Attr(Int(), None, "per-sample axis; omitted: the one axis where the sizes differ, else "
+                                       "0 (the channels of `[C, H, W]`, the features of `[F]`); rank 2 "
+                                       "(`[C, L]` or `[T, F]`) with equal shapes needs it")}
+    doc = ("Concatenate along `axis`; every other axis must be equal. Without `axis`: the axis where the "
+           "inputs' sizes differ; with equal shapes, 0 for vectors and channels-first maps, and `[T, F]` "
+           "sequences or `[C, L]` signals must say which (E302)")
     shape_rule = "sizes along axis add up"
 
     def infer(self, attrs, inputs):
@@ -106,7 +110,10 @@ class Concat(OpDef):
             raise InferError("concat needs inputs of one rank; received: " + ", ".join(map(str, inputs)),
                              code="E402")
         rank = ranks.pop()
-        axis = norm_axis(attrs["axis"], rank, "concat axis")
+        axis = attrs["axis"]
+        if axis is None:
+            axis = _concat_axis(inputs, rank)
+        axis = norm_axis(axis, rank, "concat axis")
         for i in range(rank):
             if i != axis and len({t.shape[i] for t in inputs}) > 1:
                 got = ", ".join(str(t) for t in inputs)
@@ -120,6 +127,21 @@ class Concat(OpDef):
         shape = list(inputs[0].shape)
         shape[axis] = total
         return TensorType.model_construct(dtype=inputs[0].dtype, shape=tuple(shape)), {**attrs, "axis": axis}
+
+
+def _concat_axis(inputs, rank: int) -> int:
+    """concat's axis when the spec omits it: where the sizes differ, else 0 where that is unambiguous."""
+    differ = [i for i in range(rank) if len({t.shape[i] for t in inputs}) > 1]
+    if len(differ) == 1:
+        return differ[0]
+    if differ:  # several axes differ: no axis fits; say so along the first
+        return differ[0]
+    if rank == 2:
+        got = ", ".join(str(t) for t in inputs)
+        raise InferError(f"concat of rank-2 values of equal shape needs axis=: axis=-1 joins the features of "
+                         f"[T, F] sequences, axis=0 the channels of [C, L] signals; received: {got}", code="E302",
+                         arg="axis")
+    return 0
 
 
 class Dot(OpDef):
