@@ -1553,7 +1553,7 @@ class Generator:
         for plan in em.layers.values():
             for p in next(n.params for n in net.nodes if n.layer == plan.name):
                 reg = p.regularizer
-                if not reg:
+                if not reg or not p.trainable:  # a frozen weight's penalty is no part of the loss (Keras's rule)
                     continue
                 l1 = reg.get("l1", 0.0) if reg["name"] in ("l1", "l1_l2") else 0.0
                 l2 = reg.get("l2", 0.0) if reg["name"] in ("l2", "l1_l2") else 0.0

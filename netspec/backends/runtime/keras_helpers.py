@@ -254,8 +254,14 @@ class SpecSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return self.lr * rate
 
     def get_config(self):
-        return {"lr": self.lr, "schedule": self.schedule, "decay_steps": self.decay_steps,
-                "decay_rate": self.decay_rate, "alpha": self.alpha, "warmup": self.warmup}
+        return {
+            "lr": self.lr,
+            "schedule": self.schedule,
+            "decay_steps": self.decay_steps,
+            "decay_rate": self.decay_rate,
+            "alpha": self.alpha,
+            "warmup": self.warmup,
+        }
 
 
 def kl_normal(mu, logvar):
