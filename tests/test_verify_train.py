@@ -151,3 +151,28 @@ def test_backend_exceptions_are_failure_lines(monkeypatch, capsys, tmp_path):
     assert "ERROR torch: RuntimeError" in out.out and "Traceback" not in out.err
     assert main(["verify", str(spec), "--train", "--steps", "1"]) == 1
     assert "ERROR torch: RuntimeError" in capsys.readouterr().out
+
+
+# Specs: float32 passes where the meaning is equal; UNet's float64 runs agree -------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path,network", [("siamese.net", None), ("vae.net", None), ("recommender.net", None),
+                                          ("autoencoder.net", "AutoencoderL2")])
+def test_specs_pass_verify_train_in_float32(path, network):
+    from conftest import ROOT
+
+    net = netspec.load(ROOT / "specs" / path).network(network)
+    result = v.verify_training(net, steps=3)
+    assert result.passed, result.render()
+
+
+@pytest.mark.slow
+def test_unet_agrees_in_float64():
+    """Adam's bias correction with float32-rounded betas in both backends (Keras's rule): UNet, whose
+    BatchNorm-after-conv gradients Adam amplifies, agrees to rounding in float64 (it differed by 2.8e-4)."""
+    from conftest import ROOT
+
+    net = netspec.load(ROOT / "specs" / "unet.net").network()
+    result = v.verify_training(net, steps=2, dtype="float64", atol=1e-11)
+    assert result.passed, result.render()
