@@ -112,7 +112,9 @@ class _Adam(_Optimizer):
         v = state["v"].add_((g.square() - state["v"]) * (1 - beta2))
         if group["amsgrad"]:
             v = torch.maximum(state["v_max"], v, out=state["v_max"])
-        alpha = group["lr"] * math.sqrt(1 - beta2**t) / (1 - beta1**t)
+        # the bias correction takes the betas rounded to float32 (the spec's rule)
+        b1, b2 = (torch.tensor(b, dtype=torch.float32).item() for b in (beta1, beta2))
+        alpha = group["lr"] * math.sqrt(1 - b2**t) / (1 - b1**t)
         w.sub_(m * alpha / (torch.sqrt(v) + group["eps"]))
 
 
