@@ -133,6 +133,7 @@ OPTIMIZER_CASES = [
     "adam(lr=0.015625, beta1=0.75, beta2=0.984375, eps=0.0009765625, amsgrad=true)",
     "adam(lr=0.0078125, beta1=0.875, beta2=0.9990234375, eps=0.0001220703125, weight_decay=0.015625)",
     "adamw(lr=0.00390625, beta1=0.875, beta2=0.9921875, eps=0.0001220703125, amsgrad=true, weight_decay=0.03125)",
+    "nadam(lr=0.0078125, beta1=0.875, beta2=0.984375, eps=0.0009765625, weight_decay=0.015625)",
 ]
 OPT_IDS = [f"{c.split('(')[0]}{n}" for n, c in enumerate(OPTIMIZER_CASES)]
 STEPS, BATCH = 5, 4

@@ -58,6 +58,7 @@ BASES = {
     "adadelta": "adadelta(lr=0.5, rho=0.875, eps=0.0001220703125",
     "adam": "adam(lr=0.015625, beta1=0.75, beta2=0.984375, eps=0.0009765625",
     "adamw": "adamw(lr=0.00390625, beta1=0.875, beta2=0.9921875, eps=0.0001220703125, weight_decay=0.03125",
+    "nadam": "nadam(lr=0.0078125, beta1=0.9, eps=0.0009765625",
 }
 CONTROL_CASES = {
     "clipnorm": "clipnorm=0.25",

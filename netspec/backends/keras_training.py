@@ -295,6 +295,7 @@ _OPTIMIZERS = {
     "adadelta": ("Adadelta", [("rho", "rho", 0.95), ("eps", "epsilon", 1e-7)]),
     "adam": ("Adam", [("beta1", "beta_1", 0.9), ("beta2", "beta_2", 0.999), ("eps", "epsilon", 1e-7),
                       ("amsgrad", "amsgrad", False)]),
+    "nadam": ("Nadam", [("beta1", "beta_1", 0.9), ("beta2", "beta_2", 0.999), ("eps", "epsilon", 1e-7)]),
     "adamw": ("AdamW", [("beta1", "beta_1", 0.9), ("beta2", "beta_2", 0.999), ("eps", "epsilon", 1e-7),
                         ("amsgrad", "amsgrad", False)]),
 }

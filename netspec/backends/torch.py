@@ -38,7 +38,7 @@ HELPERS = ("_expect", "_init", "_avg_pool", "_final_state", "_merge_directions",
            "_BatchNorm3d", "_binary_crossentropy", "_categorical_crossentropy",
            "_sparse_categorical_crossentropy", "_hinge", "_kl_divergence", "_cosine_similarity", "_kl_normal",
            "_decoupled_weight_decay", "_scheduled_lr", "_learning_rate_schedule", "_clip_gradients", "_Optimizer",
-           "_SGD", "_RMSprop", "_Adagrad", "_Adam")
+           "_SGD", "_RMSprop", "_Adagrad", "_Adam", "_Nadam")
 PUBLIC = ("compute_loss", "regularization_loss", "make_optimizer", "train_step")
 GLOBALS = frozenset({"math", "torch", "nn", "F", "self", *HELPERS, *PUBLIC})
 
@@ -749,7 +749,8 @@ def _optimizer_call(opt: ir.Optimizer) -> tuple[Call, float, str | None]:
     """(constructor, decoupled weight decay left to a step pre-hook (0 if none), generated class or None).
 
     ``sgd`` and ``adadelta`` are torch.optim classes (their updates are the spec's); ``rmsprop``,
-    ``adagrad``, ``adam`` and ``adamw`` are generated classes (torch.optim places eps differently).
+    ``adagrad``, ``adam``, ``adamw`` and ``nadam`` are generated classes (torch.optim places eps differently;
+    its NAdam has another momentum schedule).
     """
     a, name = opt.attrs, opt.name
     params = "model.parameters()"
@@ -772,6 +773,8 @@ def _optimizer_call(opt: ir.Optimizer) -> tuple[Call, float, str | None]:
         cls, keys = "_RMSprop", ("rho", "momentum", "centered", "eps")
     elif name == "adagrad":
         cls, keys = "_Adagrad", ("initial_accumulator", "eps")
+    elif name == "nadam":
+        cls, keys = "_Nadam", ("beta1", "beta2", "eps")
     else:  # adam, adamw
         cls, keys = "_Adam", ("beta1", "beta2", "eps", "amsgrad")
     kw = [lr, *((k, _lit(a[k])) for k in keys), ("weight_decay", _lit(wd))]

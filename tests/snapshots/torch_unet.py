@@ -77,8 +77,9 @@ class _Optimizer(torch.optim.Optimizer):
                     state["step"] = 0
                     self.init_state(w, state, group)
                 state["step"] += 1
-                if group["weight_decay"]:  # w -= lr * weight_decay * w
-                    w.sub_(w * (group["lr"] * group["weight_decay"]))
+                if group["weight_decay"]:  # w -= lr * weight_decay * w, the rate in float32
+                    rate = torch.tensor(group["weight_decay"], dtype=torch.float32).item()
+                    w.sub_(w * rate * group["lr"])
                 self.update(w, w.grad, state, group)
         return loss
 

@@ -166,7 +166,11 @@ def _kl_normal(mu, logvar):
 
 
 def _decoupled_weight_decay(rate):
-    """An optimizer step pre-hook: w -= lr * rate * w (decoupled weight decay)."""
+    """An optimizer step pre-hook: w -= lr * rate * w (decoupled weight decay).
+
+    The rate is rounded to float32, as the spec (and Keras) has it.
+    """
+    rate = torch.tensor(rate, dtype=torch.float32).item()
 
     def hook(optimizer, args, kwargs):
         with torch.no_grad():
@@ -243,8 +247,9 @@ class _Optimizer(torch.optim.Optimizer):
                     state["step"] = 0
                     self.init_state(w, state, group)
                 state["step"] += 1
-                if group["weight_decay"]:  # w -= lr * weight_decay * w
-                    w.sub_(w * (group["lr"] * group["weight_decay"]))
+                if group["weight_decay"]:  # w -= lr * weight_decay * w, the rate in float32
+                    rate = torch.tensor(group["weight_decay"], dtype=torch.float32).item()
+                    w.sub_(w * rate * group["lr"])
                 self.update(w, w.grad, state, group)
         return loss
 
@@ -356,6 +361,40 @@ class _Adam(_Optimizer):
         b1, b2 = (torch.tensor(b, dtype=torch.float32).item() for b in (beta1, beta2))
         alpha = group["lr"] * math.sqrt(1 - b2**t) / (1 - b1**t)
         w.sub_(m * alpha / (torch.sqrt(v) + group["eps"]))
+
+
+class _Nadam(_Optimizer):
+    """Nadam, Keras's: Adam with a Nesterov look-ahead and a momentum schedule.
+
+    u_k = beta1 (1 - 0.5 * 0.96^k), P_k = u_1 ... u_k; m, v as in Adam;
+    m_hat = u_(k+1) m / (1 - P_k u_(k+1)) + (1 - u_k) g / (1 - P_k);
+    w -= lr m_hat / (sqrt(v / (1 - beta2^k)) + eps).
+    The constants in u_k, m, v and the bias correction are rounded to float32, as Keras
+    has them; the running product P_k takes the spec's beta1 and 0.96 (Keras's too).
+    """
+
+    def __init__(self, params, lr, beta1, beta2, eps, weight_decay):
+        hyper = {"lr": lr, "beta1": beta1, "beta2": beta2, "eps": eps}
+        super().__init__(params, {**hyper, "weight_decay": weight_decay})
+
+    def init_state(self, w, state, group):
+        state["m"] = torch.zeros_like(w)
+        state["v"] = torch.zeros_like(w)
+        state["u_product"] = 1.0
+
+    def update(self, w, g, state, group):
+        t = state["step"]
+        b1, b2, decay = (torch.tensor(b, dtype=torch.float32).item() for b in
+                         (group["beta1"], group["beta2"], 0.96))
+        state["u_product"] *= group["beta1"] * (1 - 0.5 * 0.96**t)
+        u_t = b1 * (1 - 0.5 * decay**t)
+        u_next = b1 * (1 - 0.5 * decay ** (t + 1))
+        m = state["m"].add_((g - state["m"]) * (1 - b1))
+        v = state["v"].add_((g.square() - state["v"]) * (1 - b2))
+        p = state["u_product"]
+        m_hat = m * (u_next / (1 - p * u_next)) + g * ((1 - u_t) / (1 - p))
+        v_hat = v / (1 - b2**t)
+        w.sub_(m_hat * group["lr"] / (torch.sqrt(v_hat) + group["eps"]))
 
 
 class _BatchNorm1d(nn.BatchNorm1d):
