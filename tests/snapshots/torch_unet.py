@@ -77,9 +77,9 @@ class _Optimizer(torch.optim.Optimizer):
                     state["step"] = 0
                     self.init_state(w, state, group)
                 state["step"] += 1
-                if group["weight_decay"]:  # w -= lr * weight_decay * w, the rate in float32
-                    rate = torch.tensor(group["weight_decay"], dtype=torch.float32).item()
-                    w.sub_(w * rate * group["lr"])
+                if group["weight_decay"]:  # w -= lr * weight_decay * w, rate in float32
+                    rate = torch.tensor(group["weight_decay"], dtype=torch.float32)
+                    w.sub_(w * rate.item() * group["lr"])
                 self.update(w, w.grad, state, group)
         return loss
 

@@ -247,9 +247,9 @@ class _Optimizer(torch.optim.Optimizer):
                     state["step"] = 0
                     self.init_state(w, state, group)
                 state["step"] += 1
-                if group["weight_decay"]:  # w -= lr * weight_decay * w, the rate in float32
-                    rate = torch.tensor(group["weight_decay"], dtype=torch.float32).item()
-                    w.sub_(w * rate * group["lr"])
+                if group["weight_decay"]:  # w -= lr * weight_decay * w, rate in float32
+                    rate = torch.tensor(group["weight_decay"], dtype=torch.float32)
+                    w.sub_(w * rate.item() * group["lr"])
                 self.update(w, w.grad, state, group)
         return loss
 
@@ -384,8 +384,10 @@ class _Nadam(_Optimizer):
 
     def update(self, w, g, state, group):
         t = state["step"]
-        b1, b2, decay = (torch.tensor(b, dtype=torch.float32).item() for b in
-                         (group["beta1"], group["beta2"], 0.96))
+        b1, b2, decay = (
+            torch.tensor(b, dtype=torch.float32).item()
+            for b in (group["beta1"], group["beta2"], 0.96)
+        )
         state["u_product"] *= group["beta1"] * (1 - 0.5 * 0.96**t)
         u_t = b1 * (1 - 0.5 * decay**t)
         u_next = b1 * (1 - 0.5 * decay ** (t + 1))
