@@ -85,3 +85,10 @@ def test_concat_of_equal_sequences_needs_the_axis(a):
     assert "axis=0 the channels of [C, L] signals" in message
     fixed = text.replace("concat(a, b)", "concat(a, b, axis=-1)")
     assert str(netspec.parse_text(fixed, "c.net").network().nodes[-1].type).endswith("16]")
+
+
+def test_nadam_keeps_two_moments():
+    from netspec import ir
+    from netspec.report import optimizer_slots
+
+    assert optimizer_slots(ir.Optimizer(name="nadam", attrs={})) == ["exp_avg", "exp_avg_sq"]

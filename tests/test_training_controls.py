@@ -226,3 +226,13 @@ def test_generated_control_code_is_ruff_clean(tmp_path):
         for cmd in (["check", *config, *rules], ["format", "--check", *config]):
             proc = subprocess.run([*ruff, *cmd, "--no-cache", str(tmp_path / sub)], capture_output=True, text=True)
             assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+def test_nadam_is_written_with_each_backends_class():
+    from netspec.backends import torch as tb
+
+    net = netspec.parse_text(MLP.format(opt="nadam(lr=0.002, beta1=0.8, eps=1e-6)"), "n.net").network()
+    assert "class _Nadam(_Optimizer):" in tb.generate(net) and "torch.optim.NAdam" not in tb.generate(net)
+    config = kb.build(net).optimizer.get_config()
+    assert type(kb.build(net).optimizer).__name__ == "Nadam"
+    assert config["beta_1"] == pytest.approx(0.8) and config["epsilon"] == pytest.approx(1e-6)
