@@ -860,7 +860,7 @@ class _NetworkBuilder:
             op = OPS[inner]
             types = self.input_types(op, inputs, at)
             out, attrs = self.infer(op, inner_attrs, types, at)
-        params = tuple(op.params(attrs, types, out))
+        params = _frozen(tuple(op.params(attrs, types, out)), attrs)
         self.check_sizes(op, out, params, types, at)
         name = self.fresh(prefix, base)
         node = ir.Node.model_construct(name=name, op=op.name, attrs=attrs, inputs=tuple(inputs), type=out, layer=name,
@@ -924,7 +924,7 @@ class _NetworkBuilder:
                        f"by '{mask[0]}'", at.span, notes=("write the layer in the chain instead of as a `layer`",))
             raise _Poisoned
         out, attrs = self.infer(op, layer.attrs, types, layer.call)
-        params = tuple(op.params(attrs, types, out))
+        params = _frozen(tuple(op.params(attrs, types, out)), attrs)
         self.check_sizes(op, out, params, types, at)
         if layer.params is None:
             layer.params, layer.first_input, layer.first_use = params, types[0], at.span
@@ -1182,6 +1182,13 @@ _LOSS_ARGS = {"pair": "(prediction, target)", "normal": "(mu, logvar)", "triplet
 def _node_of(nodes: list[ir.Node], name: str) -> ir.Node:
     """The node called ``name`` (searched from the end: it is usually the last one)."""
     return next(n for n in reversed(nodes) if n.name == name)
+
+
+def _frozen(params: tuple, attrs: dict) -> tuple:
+    """A layer's weights, non-trainable when the layer says ``trainable=false``."""
+    if attrs.get("trainable", True):
+        return params
+    return tuple(p.model_copy(update={"trainable": False}) for p in params)
 
 
 def _declared(body) -> dict[str, Span | None]:

@@ -212,11 +212,17 @@ def cmd_export(args) -> int:
     check_output(args.output)
     spec = _load(args.file)
     network = _network_name(spec, args.network)
+    if args.weights and args.random_weights:
+        raise _UsageError("--weights and --random-weights exclude each other")
     weights = _read_weights(args.weights)
     from .backends import onnx as backend
 
     model = spec.to_onnx(weights, network, opset=args.opset, keep_bn=args.keep_bn, seed=args.seed)
     backend.save(model, args.output)  # netspec.files.write_atomic
+    if weights is None and not args.random_weights:
+        print(f"warning: no --weights: {args.output} holds freshly initialised weights "
+              f"(init_weights(seed={args.seed})), not trained ones; pass --weights W, or --random-weights "
+              "to mean it (the ONNX metadata 'netspec.weights' records it)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -296,19 +302,34 @@ def cmd_verify(args) -> int:
         raise _UsageError(f"--steps must be at least 1; received {args.steps}")
     if args.batch is not None and args.batch < 1:
         raise _UsageError(f"--batch must be at least 1; received {args.batch}")
+    if args.no_noise_floor and not args.train:
+        raise _UsageError("--no-noise-floor applies to --train only")
     weights = _read_weights(args.weights)
     nets = [spec.network(network)] if network else list(spec.networks)
+    dims = _parse_dims(args.dim or [])
+    from .report import dim_names
+
+    unused = [k for k in dims if not any(k in dim_names(n) for n in nets)]
+    if unused:
+        known = sorted({d for n in nets for d in dim_names(n)})
+        raise _UsageError(f"--dim {unused[0]}: no network verified has a run-time dimension '{unused[0]}' "
+                          f"(run-time dimensions: {', '.join(known) or 'none'})")
+    try:
+        bound = {n.name: v.run_dims(n, {k: s for k, s in dims.items() if k in dim_names(n)}) for n in nets}
+    except v.DimsError as exc:
+        raise _UsageError(str(exc)) from None
     for n in nets:  # located refusals of what the machine should not allocate, before any framework loads
         spec.preflight("train" if args.train else "verify", n.name, [b for b in backends if v.available(b)],
                        args.batch or (v.TRAIN_BATCH if args.train else 2))
     if args.train:
         results = [v.verify_training(n, backends, weights, steps=args.steps or v.TRAIN_STEPS, seed=args.seed,
                                      batch=args.batch or v.TRAIN_BATCH, atol=args.atol, rtol=args.rtol,
-                                     dtype="float64" if args.float64 else "float32")
+                                     dtype="float64" if args.float64 else "float32", dims=bound[n.name],
+                                     noise_floor=not args.no_noise_floor)
                    for n in nets]
     else:
         results = [v.verify(n, backends, weights, seed=args.seed, batch=args.batch or 2, atol=args.atol,
-                            rtol=args.rtol) for n in nets]
+                            rtol=args.rtol, dims=bound[n.name]) for n in nets]
     if args.format == "json":
         out = {"file": args.file, "networks": [r.to_json() for r in results]}
         if args.train:
@@ -565,6 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("file", metavar="FILE")
     e.add_argument("-o", "--output", metavar="OUT", required=True)
     e.add_argument("--weights", metavar="W", help="canonical weights (.safetensors); default: init_weights(--seed)")
+    e.add_argument("--random-weights", action="store_true",
+                   help="export freshly initialised weights on purpose (no warning); the metadata says so")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--opset", type=int, default=None)
     e.add_argument("--network", metavar="NAME")
@@ -585,6 +608,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--steps", type=int, default=None, metavar="K", help="training steps with --train (default 5)")
     v.add_argument("--float64", action="store_true",
                    help="with --train: train both backends in float64, to tell meaning from float32 rounding")
+    v.add_argument("--dim", action="append", default=[], metavar="NAME=SIZE",
+                   help="size of a run-time dimension (repeatable), e.g. --dim T=64; default: the smallest "
+                        "from 5 up that the spec's shapes allow")
+    v.add_argument("--no-noise-floor", action="store_true",
+                   help="with --train: judge float32 by --atol alone, without the reference's float64 noise floor")
     v.add_argument("--atol", type=float, default=1e-5, help="absolute tolerance, scaled by max(1, |reference|)")
     v.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0)")
     v.add_argument("--format", choices=("text", "json"), default="text")

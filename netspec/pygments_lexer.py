@@ -34,9 +34,9 @@ OPS = (
 FUNCTIONS = (
     "mse", "mae", "huber", "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
     "hinge", "kl_divergence", "cosine_similarity", "kl_normal", "contrastive", "triplet", "sgd", "rmsprop",
-    "adagrad", "adadelta", "adam", "adamw", "zeros", "ones", "constant", "normal", "uniform", "glorot_uniform",
-    "glorot_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal", "orthogonal", "l1", "l2",
-    "l1_l2",
+    "adagrad", "adadelta", "adam", "nadam", "adamw", "zeros", "ones", "constant", "normal", "uniform",
+    "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal", "orthogonal",
+    "l1", "l2", "l1_l2",
 )
 DTYPES = ("float32", "int32", "int64")
 STATEMENTS = ("input", "target", "layer", "output", "loss", "optimizer", "return")

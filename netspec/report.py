@@ -436,6 +436,8 @@ def optimizer_slots(opt: ir.Optimizer | None) -> list[str]:
         return ["momentum_buffer"] if a.get("momentum", 0.0) else []
     if opt.name in ("adam", "adamw"):
         return ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if a.get("amsgrad") else [])
+    if opt.name == "nadam":
+        return ["exp_avg", "exp_avg_sq"]
     if opt.name == "rmsprop":
         return (["square_avg"] + (["momentum_buffer"] if a.get("momentum", 0.0) else [])
                 + (["grad_avg"] if a.get("centered") else []))

@@ -172,8 +172,10 @@ def test_sparse_crossentropy_target_shapes():
 
 def test_optimizer_defaults_are_filled():
     n = net("input x: [4]\ny = x -> dense(4)\noutput y\noptimizer adam(lr=0.01)")
+    controls = {"clipnorm": 0.0, "clipvalue": 0.0, "global_clipnorm": 0.0, "schedule": "constant",
+                "decay_steps": 1000, "decay_rate": 0.5, "alpha": 0.0, "warmup": 0}
     assert n.optimizer.attrs == {"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-7, "amsgrad": False,
-                                 "weight_decay": 0.0}
+                                 "weight_decay": 0.0, **controls}
 
 
 def test_dynamic_dims():

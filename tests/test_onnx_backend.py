@@ -524,7 +524,8 @@ def test_resnet50_deterministic_bytes(resnet50):
     c, d = (spec.to_onnx(seed=0) for _ in range(2))
     assert c.SerializeToString() == d.SerializeToString()
     assert c.graph.SerializeToString() == onnx.load_from_string(a).graph.SerializeToString()
-    assert {p.key: p.value for p in c.metadata_props}["netspec.weights"] == "init_weights(seed=0)"
+    assert {p.key: p.value for p in c.metadata_props}["netspec.weights"] == \
+        "random: init_weights(seed=0), freshly initialised, not trained"
 
 
 def test_keep_bn_resnet50(resnet50):
@@ -874,7 +875,7 @@ def test_metadata_and_names():
     props = {p.key: p.value for p in model.metadata_props}
     assert props["netspec.version"] == netspec.__version__
     assert props["netspec.network"] == "VAE" == model.graph.name
-    assert props["netspec.weights"] == "init_weights(seed=3)"
+    assert props["netspec.weights"] == "random: init_weights(seed=3), freshly initialised, not trained"
     assert model.producer_name == "netspec" and model.producer_version == netspec.__version__
     assert [o.name for o in model.graph.output] == ["reconstruction", "mu", "logvar"]
     dims = model.graph.input[0].type.tensor_type.shape.dim

@@ -41,6 +41,7 @@ from netspec import verify as v  # noqa: E402
 from netspec.backends import keras as kb  # noqa: E402
 from netspec.backends import torch as tb  # noqa: E402
 from netspec.cli import main  # noqa: E402
+from netspec.ops.functions import CONTROLS as OPT_CONTROLS  # noqa: E402
 from netspec.ops.functions import INITIALIZERS, LOSSES, OPTIMIZERS  # noqa: E402
 from netspec.weights import init_weights  # noqa: E402
 
@@ -132,6 +133,7 @@ OPTIMIZER_CASES = [
     "adam(lr=0.015625, beta1=0.75, beta2=0.984375, eps=0.0009765625, amsgrad=true)",
     "adam(lr=0.0078125, beta1=0.875, beta2=0.9990234375, eps=0.0001220703125, weight_decay=0.015625)",
     "adamw(lr=0.00390625, beta1=0.875, beta2=0.9921875, eps=0.0001220703125, amsgrad=true, weight_decay=0.03125)",
+    "nadam(lr=0.0078125, beta1=0.875, beta2=0.984375, eps=0.0009765625, weight_decay=0.015625)",
 ]
 OPT_IDS = [f"{c.split('(')[0]}{n}" for n, c in enumerate(OPTIMIZER_CASES)]
 STEPS, BATCH = 5, 4
@@ -189,7 +191,8 @@ def test_the_heads_cover_every_loss_and_the_cases_every_optimizer_setting():
             assert {t.attrs["from_logits"] for t in net.loss if t.fn == fn} == {False, True}
         assert {p.regularizer["name"] for ps in net.layers().values() for p in ps if p.regularizer} == \
             {"l1", "l2", "l1_l2"}
-    moved = {(o.name, a) for o in OPTIMIZERS for a in o.attrs}  # (optimizer, hyperparameter) never varied
+    # (optimizer, hyperparameter) never varied; the shared controls: tests/test_training_controls.py
+    moved = {(o.name, a) for o in OPTIMIZERS for a in o.attrs if a not in OPT_CONTROLS}
     for case in OPTIMIZER_CASES:
         opt = network("mlp", case).optimizer
         defaults = {a: attr.default for o in OPTIMIZERS if o.name == opt.name for a, attr in o.attrs.items()}

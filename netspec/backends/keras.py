@@ -77,6 +77,11 @@ def keras_name(name: str) -> str:
     return name.replace(".", "-")
 
 
+def _frozen(node: ir.Node) -> list[str]:
+    """``trainable=False`` for a layer the spec freezes (a BatchNorm then also runs in inference mode)."""
+    return [_kw("trainable", "False")] if node.attrs.get("trainable") is False else []
+
+
 def _rank_of(node: ir.Node) -> int:
     """The spatial rank of a node's op (a lowered ``pad``: its number of padded axes)."""
     if node.op == "pad":
@@ -401,7 +406,7 @@ class KerasGenerator(TrainingMixin, Emitter):
             self.shared_native[node.layer] = native
             var = self.pyname(node.layer)
             self.shared_vars[node.layer] = var
-            args = [*plans[0].args, _kw("name", _lit(keras_name(node.layer)))]
+            args = [*plans[0].args, *_frozen(node), _kw("name", _lit(keras_name(node.layer)))]
             self.shared_lines += _call_lines(var, plans[0].cls, args, "")
         self.native = self.shared_native[node.layer]
         return fn(self, node)
@@ -420,8 +425,8 @@ class KerasGenerator(TrainingMixin, Emitter):
         if node.layer in self.shared_vars:
             self.body.append(f"    {out} = {self.shared_vars[node.layer]}({x})")
         else:
-            self.body += _call_lines(out, plan.cls, [*plan.args, _kw("name", _lit(keras_name(self.main_name(node))))],
-                                     x)
+            self.body += _call_lines(out, plan.cls, [*plan.args, *_frozen(node),
+                                                     _kw("name", _lit(keras_name(self.main_name(node))))], x)
         x = out
         for i, (cls, args, suffix) in enumerate(plan.post):
             kname = self.kname(f"{node.name}.{suffix}")

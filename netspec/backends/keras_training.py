@@ -12,6 +12,7 @@ from math import prod
 
 from .. import ir
 from ..diagnostics import Diagnostic
+from ..ops.functions import CLIPS, CONTROLS
 from ..ops.registry import FAMILIES
 from .base import literal
 from .keras_render import _kw, _lit
@@ -59,7 +60,7 @@ class TrainingMixin:
             per_output.setdefault(i, []).append(term)
         args: list[str] = []
         if net.optimizer is not None:
-            args.append(_kw("optimizer", _optimizer_expr(net.optimizer)))
+            args.append(_kw("optimizer", self.optimizer_expr(net.optimizer)))
         losses: list[str] = []
         weights: list[float] = []
         for i, value in enumerate(outputs):
@@ -94,6 +95,39 @@ class TrainingMixin:
         else:
             fit = ""
         return model_cls, args, fit
+
+    def optimizer_expr(self, opt: ir.Optimizer) -> str:
+        """The optimiser's constructor: Keras's class, a schedule helper, dense gradients for embeddings.
+
+        TensorFlow differentiates an embedding lookup into sparse slices (one per occurrence of an id),
+        which Keras's RMSprop, Adagrad, Adam, ... square slice by slice: an id repeated in a batch gets
+        the sum of the squares instead of the square of the summed gradient. A network with an
+        embedding gets a subclass that sums them into a dense gradient first, the spec's ``g``.
+        """
+        a = opt.attrs
+        cls, _ = _OPTIMIZERS[opt.name]
+        lr = literal(a["lr"])
+        if a["schedule"] != "constant" or a["warmup"]:
+            self.helpers.add("SpecSchedule")
+            keys = [k for k in ("schedule", "decay_steps", "decay_rate", "alpha", "warmup")
+                    if a[k] != CONTROLS[k].default]
+            shown = [_kw(k, _lit(a[k]) if isinstance(a[k], str) else literal(a[k])) for k in keys]
+            lr = f"SpecSchedule({', '.join([lr, *shown])})"
+        cls = f"keras.optimizers.{cls}"
+        if any(n.op == "embedding" for n in self.network.nodes):
+            name = self.pyname(f"Dense{cls.rsplit('.', 1)[1]}")
+            self.helpers.add(name)
+            self.local_helpers[name] = (
+                '@keras.saving.register_keras_serializable(package="netspec")\n'
+                f"class {name}({cls}):\n"
+                f'    """{cls.rsplit(".", 1)[1]} on dense gradients: an embedding\'s sparse gradient is summed '
+                'per id first."""\n\n'
+                "    def apply(self, grads, trainable_variables=None):\n"
+                "        grads = [dense_gradient(g) for g in grads]\n"
+                "        return super().apply(grads, trainable_variables)\n")
+            self.helpers.add("dense_gradient")
+            cls = name
+        return _optimizer_expr(opt, cls, lr)
 
     def loss_term(self, term: ir.LossTerm, rank: int, layout: str) -> tuple[str | None, str]:
         """(an entry of compile's ``loss`` list, or None; the term as a call on ``y_true, y_pred``).
@@ -271,18 +305,21 @@ _OPTIMIZERS = {
     "adadelta": ("Adadelta", [("rho", "rho", 0.95), ("eps", "epsilon", 1e-7)]),
     "adam": ("Adam", [("beta1", "beta_1", 0.9), ("beta2", "beta_2", 0.999), ("eps", "epsilon", 1e-7),
                       ("amsgrad", "amsgrad", False)]),
+    "nadam": ("Nadam", [("beta1", "beta_1", 0.9), ("beta2", "beta_2", 0.999), ("eps", "epsilon", 1e-7)]),
     "adamw": ("AdamW", [("beta1", "beta_1", 0.9), ("beta2", "beta_2", 0.999), ("eps", "epsilon", 1e-7),
                         ("amsgrad", "amsgrad", False)]),
 }
 
 
-def _optimizer_expr(opt: ir.Optimizer) -> str:
-    cls, table = _OPTIMIZERS[opt.name]
+def _optimizer_expr(opt: ir.Optimizer, cls: str | None = None, lr: str | None = None) -> str:
+    """``keras.optimizers.<Class>(...)`` (or ``cls``) with the spec's hyperparameters and clipping."""
+    name, table = _OPTIMIZERS[opt.name]
     a = opt.attrs
-    args = [_kw("learning_rate", literal(a["lr"]))]
+    args = [_kw("learning_rate", lr or literal(a["lr"]))]
     for spec, kname, default in table:
         if a[spec] != default:
             args.append(_kw(kname, literal(a[spec])))
     if opt.name == "adamw" or a["weight_decay"]:
         args.append(_kw("weight_decay", literal(a["weight_decay"])))
-    return f"keras.optimizers.{cls}({', '.join(args)})"
+    args += [_kw(k, literal(a[k])) for k in CLIPS if a[k]]  # Keras's clipping is the spec's formula
+    return f"{cls or 'keras.optimizers.' + name}({', '.join(args)})"

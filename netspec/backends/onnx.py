@@ -771,7 +771,8 @@ def export(network: ir.Network, weights=None, opset: int | None = None, keep_bn:
     graph.value_info.extend(value_info)
     for name in sorted(e.inits):
         _tensor(graph.initializer.add(), name, e.inits[name])
-    source = "canonical weights (given)" if given else f"init_weights(seed={seed})"
+    source = "canonical weights (given)" if given else \
+        f"random: init_weights(seed={seed}), freshly initialised, not trained"
     for key, value in (("netspec.version", __version__), ("netspec.network", network.name),
                        ("netspec.weights", source), ("netspec.keep_bn", str(bool(keep_bn)).lower())):
         model.metadata_props.add(key=key, value=value)

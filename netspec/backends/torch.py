@@ -28,6 +28,7 @@ from typing import Any
 from .. import ir, lower
 from ..diagnostics import Diagnostic, SpecError
 from ..liveness import INPLACE_ACTIVATIONS, inplace_nodes
+from ..ops.functions import CLIPS, CONTROLS
 from ..ops.registry import OPS
 from .base import Emitter
 from .printer import Bin, Call, Tup, def_lines, docstring, flat, fmt, identifier, lit, literal, unpack_lines  # noqa: F401
@@ -44,10 +45,10 @@ LOWERING = (lower.ceil_extra, lower.pads("asymmetric"))
 HELPERS = ("_expect", "_init", "_avg_pool", "_final_state", "_merge_directions", "_dot", "_BatchNorm1d", "_BatchNorm2d",
            "_BatchNorm3d", "_binary_crossentropy", "_categorical_crossentropy",
            "_sparse_categorical_crossentropy", "_hinge", "_kl_divergence", "_cosine_similarity", "_kl_normal",
-           "_decoupled_weight_decay", "_Optimizer",
+           "_decoupled_weight_decay", "_scheduled_lr", "_learning_rate_schedule", "_clip_gradients", "_Optimizer",
            "_gaussian_noise", "_sample_normal", "_repeat_vector", "_repeat_like", "_contrastive", "_triplet",
            "_initial_state", "_with_state", "_mask", "_masking", "_masked", "_masked_pool",
-           "_RMSprop", "_Adagrad", "_Adam")
+           "_SGD", "_RMSprop", "_Adagrad", "_Adam", "_Nadam")
 PUBLIC = ("compute_loss", "regularization_loss", "make_optimizer", "train_step")
 GLOBALS = frozenset({"math", "torch", "nn", "F", "self", *HELPERS, *PUBLIC})
 
@@ -192,6 +193,8 @@ class TorchEmitter(Emitter):
                 continue  # the constructor already initialised it so
             kw = tuple((k, _lit(v)) for k, v in p.init.items() if k != "name")
             b.inits.append((Call("_init", (mod + _torch_path(path), _lit(p.init["name"])), kw), node))
+        if node.attrs.get("trainable") is False:  # trainable=false: every weight of the layer frozen
+            b.frozen.append(mod)
         for path, (value, _) in plan.fixed.items():
             b.frozen.append(mod + _torch_path(path))
             if not (norm and _NORM_DEFAULTS.get(path) == {"name": "ones" if value == 1.0 else "zeros"}):
@@ -642,12 +645,17 @@ def _optimizer_call(opt: ir.Optimizer) -> tuple[Call, float, str | None]:
     """(constructor, decoupled weight decay left to a step pre-hook (0 if none), generated class or None).
 
     ``sgd`` and ``adadelta`` are torch.optim classes (their updates are the spec's); ``rmsprop``,
-    ``adagrad``, ``adam`` and ``adamw`` are generated classes (torch.optim places eps differently).
+    ``adagrad``, ``adam``, ``adamw`` and ``nadam`` are generated classes (torch.optim places eps differently;
+    its NAdam has another momentum schedule).
     """
     a, name = opt.attrs, opt.name
     params = "model.parameters()"
     lr = ("lr", _lit(a["lr"]))
     wd = a.get("weight_decay", 0.0)
+    if name == "sgd" and a["momentum"] and (a["schedule"] != "constant" or a["warmup"]):
+        # torch.optim.SGD's momentum form equals the spec's only at a constant learning rate
+        kw = [lr, ("momentum", _lit(a["momentum"])), ("nesterov", _lit(a["nesterov"])), ("weight_decay", _lit(wd))]
+        return Call("_SGD", (params,), tuple(kw)), 0.0, "_SGD"
     if name == "sgd":
         kw = [lr]
         if a["momentum"]:
@@ -661,6 +669,8 @@ def _optimizer_call(opt: ir.Optimizer) -> tuple[Call, float, str | None]:
         cls, keys = "_RMSprop", ("rho", "momentum", "centered", "eps")
     elif name == "adagrad":
         cls, keys = "_Adagrad", ("initial_accumulator", "eps")
+    elif name == "nadam":
+        cls, keys = "_Nadam", ("beta1", "beta2", "eps")
     else:  # adam, adamw
         cls, keys = "_Adam", ("beta1", "beta2", "eps", "amsgrad")
     kw = [lr, *((k, _lit(a[k])) for k in keys), ("weight_decay", _lit(wd))]
@@ -669,7 +679,7 @@ def _optimizer_call(opt: ir.Optimizer) -> tuple[Call, float, str | None]:
 
 def _spec_call(name: str, attrs: dict) -> str:
     def show(v):
-        return "true" if v is True else "false" if v is False else repr(v)
+        return "true" if v is True else "false" if v is False else v if isinstance(v, str) else repr(v)
 
     return f"{name}(" + ", ".join(f"{k}={show(v)}" for k, v in attrs.items()) + ")"
 
@@ -1349,6 +1359,7 @@ class Generator:
             out += ["", "    def reset_parameters(self):"]
             out += docstring("Draw every weight of this class's own layers from the spec's initialisers.", 8)
             out += resets
+        out += self.frozen_norm_lines()
         out += ["", *_def(4, "forward", ["self", *params])]
         out += body
         if net.loss:
@@ -1372,6 +1383,20 @@ class Generator:
             lines.append("from torch.nn import functional as F")
         lines += code
         return "\n".join(lines) + "\n"
+
+    def frozen_norm_lines(self) -> list[str]:
+        """A ``train`` override that keeps frozen (``trainable=false``) BatchNorm layers in inference mode."""
+        frozen = {n.layer for n in self.net.nodes if n.op == "batchnorm" and n.attrs.get("trainable") is False}
+        mods = [access("self", plan.attr.split(".")) for plan in self.em.layers.values() if plan.name in frozen]
+        if not mods:
+            return []
+        lines = ["", "    def train(self, mode=True):"]
+        lines += docstring("Training mode; frozen BatchNorm layers (trainable=false) normalise with their "
+                           "moving statistics and keep them.", 8)
+        lines.append("        super().train(mode)")
+        lines += [f"        {m}.eval()" for m in mods]
+        lines.append("        return self")
+        return lines
 
     def loss_lines(self, var: dict[str, str], intermediates: list[str]) -> list[str]:
         net, em = self.net, self.em
@@ -1438,7 +1463,7 @@ class Generator:
         for plan in em.layers.values():
             for p in next(n.params for n in net.nodes if n.layer == plan.name):
                 reg = p.regularizer
-                if not reg:
+                if not reg or not p.trainable:  # a frozen weight's penalty is no part of the loss (Keras's rule)
                     continue
                 l1 = reg.get("l1", 0.0) if reg["name"] in ("l1", "l1_l2") else 0.0
                 l2 = reg.get("l2", 0.0) if reg["name"] in ("l2", "l1_l2") else 0.0
@@ -1464,7 +1489,13 @@ class Generator:
             args.append("loss_values")
         step += fmt("loss = ", Call("compute_loss", tuple(args)), "", 4)
         step.append("    loss = loss + regularization_loss(model)")
-        step += ["    loss.backward()", "    optimizer.step()", "    return loss.detach()"]
+        step.append("    loss.backward()")
+        clips = [(k, _lit(v)) for k, v in self.net.optimizer.attrs.items() if k in CLIPS and v] \
+            if self.net.optimizer is not None else []
+        if clips:
+            em.helpers.add("_clip_gradients")
+            step += fmt("", Call("_clip_gradients", ("model.parameters()",), tuple(clips)), "", 4)
+        step += ["    optimizer.step()", "    return loss.detach()"]
         return lines, step
 
     def optimizer_lines(self) -> list[str]:
@@ -1473,8 +1504,22 @@ class Generator:
         if cls:
             self.em.helpers.update(("_Optimizer", cls))
         lines = ["", "", "def make_optimizer(model):"]
-        lines += docstring(f"The spec's optimizer: {_spec_call(opt.name, opt.attrs)}.", 4)
-        if decay:
+        shown = {k: v for k, v in opt.attrs.items() if k not in CONTROLS or v != CONTROLS[k].default}
+        lines += docstring(f"The spec's optimizer: {_spec_call(opt.name, shown)}.", 4)
+        a = opt.attrs
+        if a["schedule"] != "constant" or a["warmup"]:
+            # the schedule's hook runs before every other pre-hook and step: they read this step's rate
+            self.em.helpers.update(("_scheduled_lr", "_learning_rate_schedule"))
+            lines += fmt("optimizer = ", call, "", 4)
+            keys = ("schedule", "decay_steps", "decay_rate", "alpha", "warmup")
+            hook = Call("_learning_rate_schedule", (_lit(a["lr"]),), tuple((k, _lit(a[k])) for k in keys))
+            lines += fmt("", Call("optimizer.register_step_pre_hook", (hook,)), "", 4)
+            if decay:
+                self.em.helpers.add("_decoupled_weight_decay")
+                hook = Call("_decoupled_weight_decay", (_lit(decay),))
+                lines += fmt("", Call("optimizer.register_step_pre_hook", (hook,)), "", 4)
+            lines.append("    return optimizer")
+        elif decay:
             self.em.helpers.add("_decoupled_weight_decay")
             lines += fmt("optimizer = ", call, "", 4)
             hook = Call("_decoupled_weight_decay", (_lit(decay),))

@@ -7,7 +7,7 @@ from math import prod
 from typing import ClassVar
 
 from ..ir import TensorType
-from .base import Attr, Bool, Float, InferError, Int, IntsOrInt, OpDef, norm_axis
+from .base import Attr, AttrError, Bool, Enum, Float, InferError, Int, IntsOrInt, OpDef, norm_axis
 
 # Activations ---------------------------------------------------------------------------
 
@@ -96,8 +96,12 @@ class Concat(OpDef):
     float_input = False  # any one dtype; the output keeps it
     min_inputs = 2
     max_inputs = None
-    attrs = {"axis": Attr(Int(), 0, "per-sample axis; 0 is the channel axis")}
-    doc = "Concatenate along `axis`; every other axis must be equal."
+    attrs = {"axis": Attr(Int(), None, "per-sample axis; omitted: the one axis where the sizes differ, else "
+                                       "0 (the channels of `[C, H, W]`, the features of `[F]`); rank 2 "
+                                       "(`[C, L]` or `[T, F]`) with equal shapes needs it")}
+    doc = ("Concatenate along `axis`; every other axis must be equal. Without `axis`: the axis where the "
+           "inputs' sizes differ; with equal shapes, 0 for vectors and channels-first maps, and `[T, F]` "
+           "sequences or `[C, L]` signals must say which (E302)")
     shape_rule = "sizes along axis add up"
 
     def infer(self, attrs, inputs):
@@ -106,7 +110,10 @@ class Concat(OpDef):
             raise InferError("concat needs inputs of one rank; received: " + ", ".join(map(str, inputs)),
                              code="E402")
         rank = ranks.pop()
-        axis = norm_axis(attrs["axis"], rank, "concat axis")
+        axis = attrs["axis"]
+        if axis is None:
+            axis = _concat_axis(inputs, rank)
+        axis = norm_axis(axis, rank, "concat axis")
         for i in range(rank):
             if i != axis and len({t.shape[i] for t in inputs}) > 1:
                 got = ", ".join(str(t) for t in inputs)
@@ -120,6 +127,21 @@ class Concat(OpDef):
         shape = list(inputs[0].shape)
         shape[axis] = total
         return TensorType.model_construct(dtype=inputs[0].dtype, shape=tuple(shape)), {**attrs, "axis": axis}
+
+
+def _concat_axis(inputs, rank: int) -> int:
+    """concat's axis when the spec omits it: where the sizes differ, else 0 where that is unambiguous."""
+    differ = [i for i in range(rank) if len({t.shape[i] for t in inputs}) > 1]
+    if len(differ) == 1:
+        return differ[0]
+    if differ:  # several axes differ: no axis fits; say so along the first
+        return differ[0]
+    if rank == 2:
+        got = ", ".join(str(t) for t in inputs)
+        raise InferError(f"concat of rank-2 values of equal shape needs axis=: axis=-1 joins the features of "
+                         f"[T, F] sequences, axis=0 the channels of [C, L] signals; received: {got}", code="E302",
+                         arg="axis")
+    return 0
 
 
 class Dot(OpDef):
@@ -252,9 +274,45 @@ LOSSES = [
 ]
 
 
+class OptimizerDef(OpDef):
+    """An optimiser: its own hyperparameters, then the training controls every optimiser shares."""
+
+    category = "optimizer"
+
+    def bind_values(self, args, kwargs):
+        out = super().bind_values(args, kwargs)
+        clips = [k for k in CLIPS if out[k]]
+        if len(clips) > 1:
+            raise AttrError(f"{self.name} takes one of clipnorm, clipvalue and global_clipnorm; "
+                            f"received {' and '.join(clips)}", arg=clips[1])
+        if out["schedule"] == "constant":
+            moved = [k for k in ("decay_steps", "decay_rate", "alpha") if out[k] != CONTROLS[k].default]
+            if moved:
+                raise AttrError(f"{self.name} argument '{moved[0]}' needs a schedule (step, exponential or "
+                                "cosine); the learning rate is constant", arg=moved[0])
+        return out
+
+
+#: Gradient clipping: at most one of them, 0 is off (docs/language.md, "Training controls").
+CLIPS = ("clipnorm", "clipvalue", "global_clipnorm")
+#: The training controls every optimiser takes (docs/language.md, "Training controls").
+CONTROLS = {
+    "clipnorm": Attr(Float(0.0), 0.0, "rescale each weight's gradient to an L2 norm of at most this (0: off)"),
+    "clipvalue": Attr(Float(0.0), 0.0, "clip each gradient element to [-clipvalue, clipvalue] (0: off)"),
+    "global_clipnorm": Attr(Float(0.0), 0.0,
+                            "rescale all gradients together to a global L2 norm of at most this (0: off)"),
+    "schedule": Attr(Enum("constant", "step", "exponential", "cosine"), "constant",
+                     "learning-rate schedule after the warm-up"),
+    "decay_steps": Attr(Int(1), 1000, "steps per decay period (step, exponential) or to the end of the cosine"),
+    "decay_rate": Attr(Float(0.0, 1.0, min_open=True), 0.5,
+                       "factor per decay period (step: per completed period; exponential: continuous)"),
+    "alpha": Attr(Float(0.0, 1.0), 0.0, "cosine: the final learning rate as a fraction of lr"),
+    "warmup": Attr(Int(0), 0, "steps of linear warm-up from lr/warmup to lr before the schedule"),
+}
+
+
 def _opt(name, doc, attrs):
-    return type(f"optimizer_{name}", (OpDef,), {"name": name, "category": "optimizer", "doc": doc,
-                                                "attrs": attrs})
+    return type(f"optimizer_{name}", (OptimizerDef,), {"name": name, "doc": doc, "attrs": {**attrs, **CONTROLS}})
 
 
 _lr = lambda v: {"lr": Attr(Float(0.0, min_open=True), v, "learning rate")}  # noqa: E731
@@ -273,6 +331,9 @@ OPTIMIZERS = [
     _opt("adam", "Adam", {**_lr(0.001), "beta1": Attr(Float(0.0, 1.0, max_open=True), 0.9),
                           "beta2": Attr(Float(0.0, 1.0, max_open=True), 0.999), **_eps(1e-7),
                           "amsgrad": Attr(Bool(), False), **_wd}),
+    _opt("nadam", "Adam with Nesterov momentum (Keras's Nadam)",
+         {**_lr(0.001), "beta1": Attr(Float(0.0, 1.0, max_open=True), 0.9),
+          "beta2": Attr(Float(0.0, 1.0, max_open=True), 0.999), **_eps(1e-7), **_wd}),
     _opt("adamw", "Adam with decoupled weight decay",
          {**_lr(0.001), "beta1": Attr(Float(0.0, 1.0, max_open=True), 0.9),
           "beta2": Attr(Float(0.0, 1.0, max_open=True), 0.999), **_eps(1e-7),

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from .attention import ATTENTION_OPS
-from .base import OpDef, install
+from .base import Attr, Bool, OpDef, install
 from .functions import ACTIVATIONS, INITIALIZERS, LOSSES, MERGES, OPTIMIZERS, REGULARIZERS
 from .layers import LAYER_OPS
 from .lecture import LECTURE_LOSSES, LECTURE_OPS
+
+#: Every layer with weights takes ``trainable``; false freezes them (docs/language.md, "Training controls")
+TRAINABLE = Attr(Bool(), True, "false: freeze the weights (no updates; a batchnorm also normalises with its "
+                 "moving statistics and keeps them)")
+for _cls in LAYER_OPS:
+    if _cls.params_rule and "trainable" not in _cls.attrs:
+        _cls.attrs = {**_cls.attrs, "trainable": TRAINABLE}
 
 
 def _index(classes) -> dict[str, OpDef]:

@@ -77,8 +77,9 @@ class _Optimizer(torch.optim.Optimizer):
                     state["step"] = 0
                     self.init_state(w, state, group)
                 state["step"] += 1
-                if group["weight_decay"]:  # w -= lr * weight_decay * w
-                    w.sub_(w * (group["lr"] * group["weight_decay"]))
+                if group["weight_decay"]:  # w -= lr * weight_decay * w, rate in float32
+                    rate = torch.tensor(group["weight_decay"], dtype=torch.float32)
+                    w.sub_(w * rate.item() * group["lr"])
                 self.update(w, w.grad, state, group)
         return loss
 
@@ -112,7 +113,9 @@ class _Adam(_Optimizer):
         v = state["v"].add_((g.square() - state["v"]) * (1 - beta2))
         if group["amsgrad"]:
             v = torch.maximum(state["v_max"], v, out=state["v_max"])
-        alpha = group["lr"] * math.sqrt(1 - beta2**t) / (1 - beta1**t)
+        # the bias correction takes the betas rounded to float32 (the spec's rule)
+        b1, b2 = (torch.tensor(b, dtype=torch.float32).item() for b in (beta1, beta2))
+        alpha = group["lr"] * math.sqrt(1 - b2**t) / (1 - b1**t)
         w.sub_(m * alpha / (torch.sqrt(v) + group["eps"]))
 
 

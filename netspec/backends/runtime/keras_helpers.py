@@ -218,6 +218,52 @@ def kl_divergence(y_true, y_pred, axis=-1):
     return keras.ops.sum(t * keras.ops.log(t / p), axis=axis)
 
 
+def dense_gradient(g):
+    """A gradient as one dense tensor: TensorFlow's sparse slices (an embedding's) summed per id."""
+    if g is None or not hasattr(g, "indices"):
+        return g
+    return keras.ops.segment_sum(g.values, g.indices, num_segments=g.dense_shape[0])
+
+
+@keras.saving.register_keras_serializable(package="netspec")
+class SpecSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """The spec's learning rate after `step` completed steps: a linear warm-up, then a schedule.
+
+    step < warmup: lr (step + 1) / warmup; then, with u = step - warmup, step: lr rate^floor(u / n),
+    exponential: lr rate^(u / n), cosine: lr (alpha + (1 - alpha) (1 + cos(pi min(u, n) / n)) / 2).
+    """
+
+    def __init__(self, lr, schedule="constant", decay_steps=1000, decay_rate=0.5, alpha=0.0, warmup=0):
+        self.lr, self.schedule, self.decay_steps = lr, schedule, decay_steps
+        self.decay_rate, self.alpha, self.warmup = decay_rate, alpha, warmup
+
+    def __call__(self, step):
+        t = keras.ops.cast(step, keras.config.floatx())
+        u = keras.ops.maximum(t - self.warmup, 0.0) / self.decay_steps
+        if self.schedule == "step":
+            rate = keras.ops.power(self.decay_rate, keras.ops.floor(u))
+        elif self.schedule == "exponential":
+            rate = keras.ops.power(self.decay_rate, u)
+        elif self.schedule == "cosine":
+            cosine = 0.5 * (1.0 + keras.ops.cos(keras.ops.minimum(u, 1.0) * 3.141592653589793))
+            rate = self.alpha + (1.0 - self.alpha) * cosine
+        else:
+            rate = keras.ops.ones_like(t)
+        if self.warmup:
+            rate = keras.ops.where(t < self.warmup, (t + 1.0) / self.warmup, rate)
+        return self.lr * rate
+
+    def get_config(self):
+        return {
+            "lr": self.lr,
+            "schedule": self.schedule,
+            "decay_steps": self.decay_steps,
+            "decay_rate": self.decay_rate,
+            "alpha": self.alpha,
+            "warmup": self.warmup,
+        }
+
+
 def kl_normal(mu, logvar):
     """KL(N(mu, exp(logvar)) || N(0, 1)) summed over each sample's axes, averaged over the batch."""
     axes = tuple(range(1, len(mu.shape)))

@@ -166,7 +166,11 @@ def _kl_normal(mu, logvar):
 
 
 def _decoupled_weight_decay(rate):
-    """An optimizer step pre-hook: w -= lr * rate * w (decoupled weight decay)."""
+    """An optimizer step pre-hook: w -= lr * rate * w (decoupled weight decay).
+
+    The rate is rounded to float32, as the spec (and Keras) has it.
+    """
+    rate = torch.tensor(rate, dtype=torch.float32).item()
 
     def hook(optimizer, args, kwargs):
         with torch.no_grad():
@@ -176,6 +180,53 @@ def _decoupled_weight_decay(rate):
                         p.mul_(1 - group["lr"] * rate)
 
     return hook
+
+
+def _scheduled_lr(lr, t, schedule, decay_steps, decay_rate, alpha, warmup):
+    """The learning rate of the step after t completed steps (the spec's schedule)."""
+    if t < warmup:
+        return lr * (t + 1) / warmup
+    u = t - warmup
+    if schedule == "step":
+        return lr * decay_rate ** (u // decay_steps)
+    if schedule == "exponential":
+        return lr * decay_rate ** (u / decay_steps)
+    if schedule == "cosine":
+        c = min(u, decay_steps) / decay_steps
+        return lr * (alpha + (1 - alpha) * 0.5 * (1 + math.cos(math.pi * c)))
+    return lr
+
+
+def _learning_rate_schedule(lr, **schedule):
+    """A step pre-hook setting each step's learning rate (register it first)."""
+    steps = [0]
+
+    def hook(optimizer, args, kwargs):
+        for group in optimizer.param_groups:
+            group["lr"] = _scheduled_lr(lr, steps[0], **schedule)
+        steps[0] += 1
+
+    return hook
+
+
+def _clip_gradients(parameters, clipnorm=0.0, clipvalue=0.0, global_clipnorm=0.0):
+    """Clip the gradients in place: per weight, elementwise, or by their global norm.
+
+    clipnorm: g *= clipnorm / max(|g|, clipnorm);
+    clipvalue: g = clip(g, -clipvalue, clipvalue);
+    global_clipnorm: each g *= global_clipnorm / max(sqrt(sum |g|^2), global_clipnorm).
+    """
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if clipnorm:
+        for g in grads:
+            g.mul_(clipnorm / torch.clamp(torch.linalg.vector_norm(g), min=clipnorm))
+    elif clipvalue:
+        for g in grads:
+            g.clamp_(-clipvalue, clipvalue)
+    elif global_clipnorm and grads:
+        norm = torch.sqrt(sum(g.square().sum() for g in grads))
+        for g in grads:
+            g.mul_(global_clipnorm / torch.clamp(norm, min=global_clipnorm))
 
 
 class _Optimizer(torch.optim.Optimizer):
@@ -196,10 +247,33 @@ class _Optimizer(torch.optim.Optimizer):
                     state["step"] = 0
                     self.init_state(w, state, group)
                 state["step"] += 1
-                if group["weight_decay"]:  # w -= lr * weight_decay * w
-                    w.sub_(w * (group["lr"] * group["weight_decay"]))
+                if group["weight_decay"]:  # w -= lr * weight_decay * w, rate in float32
+                    rate = torch.tensor(group["weight_decay"], dtype=torch.float32)
+                    w.sub_(w * rate.item() * group["lr"])
                 self.update(w, w.grad, state, group)
         return loss
+
+
+class _SGD(_Optimizer):
+    """SGD with momentum in Keras's form: the spec's update also as the rate changes.
+
+    v = momentum v - lr g; w += v, or with nesterov w += momentum v - lr g.
+    """
+
+    def __init__(self, params, lr, momentum, nesterov, weight_decay):
+        hyper = {"lr": lr, "momentum": momentum, "nesterov": nesterov}
+        super().__init__(params, {**hyper, "weight_decay": weight_decay})
+
+    def init_state(self, w, state, group):
+        state["v"] = torch.zeros_like(w)
+
+    def update(self, w, g, state, group):
+        step = group["lr"] * g
+        v = state["v"].mul_(group["momentum"]).sub_(step)
+        if group["nesterov"]:
+            w.add_(v * group["momentum"] - step)
+        else:
+            w.add_(v)
 
 
 class _RMSprop(_Optimizer):
@@ -283,8 +357,46 @@ class _Adam(_Optimizer):
         v = state["v"].add_((g.square() - state["v"]) * (1 - beta2))
         if group["amsgrad"]:
             v = torch.maximum(state["v_max"], v, out=state["v_max"])
-        alpha = group["lr"] * math.sqrt(1 - beta2**t) / (1 - beta1**t)
+        # the bias correction takes the betas rounded to float32 (the spec's rule)
+        b1, b2 = (torch.tensor(b, dtype=torch.float32).item() for b in (beta1, beta2))
+        alpha = group["lr"] * math.sqrt(1 - b2**t) / (1 - b1**t)
         w.sub_(m * alpha / (torch.sqrt(v) + group["eps"]))
+
+
+class _Nadam(_Optimizer):
+    """Nadam, Keras's: Adam with a Nesterov look-ahead and a momentum schedule.
+
+    u_k = beta1 (1 - 0.5 * 0.96^k), P_k = u_1 ... u_k; m, v as in Adam;
+    m_hat = u_(k+1) m / (1 - P_k u_(k+1)) + (1 - u_k) g / (1 - P_k);
+    w -= lr m_hat / (sqrt(v / (1 - beta2^k)) + eps).
+    The constants in u_k, m, v and the bias correction are rounded to float32, as Keras
+    has them; the running product P_k takes the spec's beta1 and 0.96 (Keras's too).
+    """
+
+    def __init__(self, params, lr, beta1, beta2, eps, weight_decay):
+        hyper = {"lr": lr, "beta1": beta1, "beta2": beta2, "eps": eps}
+        super().__init__(params, {**hyper, "weight_decay": weight_decay})
+
+    def init_state(self, w, state, group):
+        state["m"] = torch.zeros_like(w)
+        state["v"] = torch.zeros_like(w)
+        state["u_product"] = 1.0
+
+    def update(self, w, g, state, group):
+        t = state["step"]
+        b1, b2, decay = (
+            torch.tensor(b, dtype=torch.float32).item()
+            for b in (group["beta1"], group["beta2"], 0.96)
+        )
+        state["u_product"] *= group["beta1"] * (1 - 0.5 * 0.96**t)
+        u_t = b1 * (1 - 0.5 * decay**t)
+        u_next = b1 * (1 - 0.5 * decay ** (t + 1))
+        m = state["m"].add_((g - state["m"]) * (1 - b1))
+        v = state["v"].add_((g.square() - state["v"]) * (1 - b2))
+        p = state["u_product"]
+        m_hat = m * (u_next / (1 - p * u_next)) + g * ((1 - u_t) / (1 - p))
+        v_hat = v / (1 - b2**t)
+        w.sub_(m_hat * group["lr"] / (torch.sqrt(v_hat) + group["eps"]))
 
 
 class _BatchNorm1d(nn.BatchNorm1d):
