@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from netspec.lsp.docs import kind_text as plain_kind_text  # noqa: E402
 from netspec.ops import base as _base  # noqa: E402
-from netspec.ops.base import REQUIRED, AttrError, Kind, OpDef  # noqa: E402
+from netspec.ops.base import REQUIRED, Kind, OpDef  # noqa: E402
 from netspec.ops.registry import FAMILIES, LOSS_FNS, OPS, OPTIMIZER_DEFS  # noqa: E402
 
 LANGUAGE = ROOT / "docs" / "language.md"
@@ -74,11 +75,6 @@ FALLBACK_DOCS = {
 }
 
 
-class _Probe:
-    """A value no attribute kind accepts: its error message carries the kind's text."""
-
-    def __str__(self) -> str:
-        return "?"
 
 
 # Values -------------------------------------------------------------------------------
@@ -102,18 +98,11 @@ def value_text(value) -> str:
 
 
 def kind_text(kind: Kind, op: OpDef) -> str:
-    """What an attribute accepts, as its own error message says it (some kinds depend on the op's rank)."""
+    """What an attribute accepts, as its own error message says it (the editor's hover says the same);
+    a family of functions links to its table."""
     if isinstance(kind, _base.Callable):
         return f"{kind.text.split()[0]} [{kind.family}]({FAMILY_LINKS[kind.family]})"
-    try:
-        kind(_Probe(), op)
-    except AttrError as exc:
-        m = re.match(r"expected (.*?); received", str(exc))
-        if m:
-            return m.group(1)
-    except Exception:  # noqa: BLE001 - a kind that cannot describe itself falls back to its text
-        pass
-    return kind.text
+    return plain_kind_text(kind, op)
 
 
 def cell(text: str) -> str:
