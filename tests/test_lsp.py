@@ -569,7 +569,8 @@ def test_op_documentation_is_the_text_of_language_md():
             for piece in (op.doc, rule, *(a.doc for a in op.attrs.values())):
                 if piece:
                     assert piece in text, (name, piece)
-                    assert piece.replace("|", "\\|") in language, (name, piece)
+                    # escaped where language.md quotes it in a table cell, as written elsewhere
+                    assert piece.replace("|", "\\|") in language or piece in language, (name, piece)
             for key in op.attrs:
                 assert f"`{key}`" in docs.attr_markdown(name, key, prefer)
 
