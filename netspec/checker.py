@@ -880,6 +880,11 @@ class _NetworkBuilder:
             self.error("E301", "bidirectional does not read a mask (not supported); the input is masked by "
                        f"'{src}'", _span_of(at), notes=("run the layer in one direction, or drop mask_zero/masking",))
             raise _Poisoned
+        if op.family == "attention" and not attrs.get("mask"):
+            self.error("E301", f"attention does not read the mask that '{src}' puts on its input; give the padding "
+                       "explicitly", _span_of(at), notes=(f"for example attention(..., mask={src}) with an id input, "
+                                                          "nonzero = attend",))
+            raise _Poisoned
         reads = (op.family == "recurrent" and axis == 0) or (op.family == "global_pool" and op.rank == 1 and axis == 1)
         if not reads:
             return attrs, inputs
