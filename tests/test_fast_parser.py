@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import test_robustness as rb
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-import test_robustness as rb
 from netspec import SpecError
 from netspec.frontend import ast, fast, net
 from netspec.frontend._larkpath import UnexpectedInput, _to_ast, grammar_keywords, parser
