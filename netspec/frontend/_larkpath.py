@@ -33,45 +33,12 @@ from ._parser import (
     VisitError,
     v_args,
 )
-from .net import MAX_DEPTH, _keywords
-
-_OPEN = {"LPAR", "LSQB"}
-_CLOSE = {"RPAR", "RSQB"}
+from .net import MAX_DEPTH, _keywords, _PostLex
 
 _HUMAN = {
     "NAME": "a name", "INT": "an integer", "FLOAT": "a float", "STRING": "a string",
     "_NL": "a new line", "_ARROW": "'->'", "$END": "the end of the file",
 }
-
-
-class _PostLex:
-    """Drop newlines inside brackets and around ``->``; fold repeated newlines."""
-
-    always_accept = ("_NL",)
-
-    def process(self, stream):
-        depth = 0
-        pending = None  # a newline waiting to see the next token
-        prev_type = None
-        for tok in stream:
-            t = tok.type
-            if t == "_NL":
-                if depth > 0 or prev_type == "_ARROW" or prev_type is None:
-                    continue
-                pending = pending or tok
-                continue
-            if pending is not None:
-                if t != "_ARROW":
-                    yield pending
-                pending = None
-            if t in _OPEN:
-                depth += 1
-            elif t in _CLOSE:
-                depth = max(depth - 1, 0)
-            prev_type = t
-            yield tok
-        if pending is not None:
-            yield pending
 
 
 @cache

@@ -24,7 +24,7 @@ MAX_DEPTH = 100
 
 #: The names that once lived here and now live with the lark parser (netspec/frontend/_larkpath.py);
 #: reading one loads lark.
-_LARK_NAMES = frozenset({"parser", "_parser", "_PostLex", "_Start", "_ToAst", "syntax_error", "_expected",
+_LARK_NAMES = frozenset({"parser", "_parser", "_Start", "_ToAst", "syntax_error", "_expected",
                          "_describe", "_too_deep", "_to_ast", "_LiteralError", "_open_brackets",
                          "grammar_keywords", "UnexpectedInput"})
 
@@ -35,6 +35,43 @@ def __getattr__(name: str):
 
         return getattr(_larkpath, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_OPEN = {"LPAR", "LSQB"}
+_CLOSE = {"RPAR", "RSQB"}
+
+
+class _PostLex:
+    """Drop newlines inside brackets and around ``->``; fold repeated newlines.
+
+    The lark parser's post-lexer (netspec/frontend/fast.py's tokenizer does the same).
+    """
+
+    always_accept = ("_NL",)
+
+    def process(self, stream):
+        depth = 0
+        pending = None  # a newline waiting to see the next token
+        prev_type = None
+        for tok in stream:
+            t = tok.type
+            if t == "_NL":
+                if depth > 0 or prev_type == "_ARROW" or prev_type is None:
+                    continue
+                pending = pending or tok
+                continue
+            if pending is not None:
+                if t != "_ARROW":
+                    yield pending
+                pending = None
+            if t in _OPEN:
+                depth += 1
+            elif t in _CLOSE:
+                depth = max(depth - 1, 0)
+            prev_type = t
+            yield tok
+        if pending is not None:
+            yield pending
 
 
 def _keywords() -> frozenset[str]:
