@@ -409,9 +409,10 @@ def test_many_generated_programs():
 # -- no lark on the common path ----------------------------------------------------------------
 
 
-def test_check_of_a_valid_spec_does_not_load_lark():
+@pytest.mark.parametrize("spec", ["specs/resnet50.net", "specs/yaml/resnet50.yaml"])
+def test_check_of_a_valid_spec_does_not_load_lark(spec):
     code = ("import sys\nfrom netspec.cli import main\n"
-            "rc = main(['check', 'specs/resnet50.net'])\n"
+            f"rc = main(['check', {spec!r}])\n"
             "loaded = [m for m in ('lark', 'regex', 'netspec.frontend._parser', 'netspec.frontend._larkpath')"
             " if m in sys.modules]\n"
             "print('LOADED', rc, loaded, file=sys.stderr)\n")

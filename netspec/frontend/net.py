@@ -80,7 +80,12 @@ def _keywords() -> frozenset[str]:
 
 
 def parse_net(source: Source) -> ast.Module:
-    """Parse .net text; raises :class:`SpecError` (E101) on a syntax error."""
+    """Parse .net text; raises :class:`SpecError` (E101) on a syntax error.
+
+    The fast parser (netspec/frontend/fast.py) parses valid text; when it is unsure
+    (any error included) lark's parser, the reference, parses the text again and
+    reports what is wrong.
+    """
     from . import check_size
 
     check_size(source)
