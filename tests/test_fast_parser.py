@@ -206,6 +206,8 @@ EDGE_BODIES = [
     ' y = x -> f("a\x00b")',
     ' y = x -> f("a\ud800b")',
     " input x: [" + "9" * 5000 + "]",
+    " y = x -> f * " + "9" * 5000,
+    " y = x -> f * " + "9" * 300,
     " output y,",
     " output",
     " y, = x",
@@ -306,6 +308,17 @@ def test_syntax_errors_are_lark_diagnostics():
     with pytest.raises(SpecError) as info:
         net.parse_net(Source("t.net", text))
     assert info.value.diagnostics == [syntax_error(Source("t.net", text), lark_exc.value)]
+
+
+def test_an_unforeseen_failure_of_the_fast_parser_falls_back_to_lark(monkeypatch):
+    text = NET.format(body=" y = x -> dense(3)")
+    expected = reference(text)
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(fast, "parse", broken)
+    assert differences(net.parse_net(Source("t.net", text)), expected) is None
 
 
 def test_constants_match_the_reference():
