@@ -33,8 +33,27 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
 PYTHON = sys.executable
 
-#: Environment of every child process: quiet TensorFlow, and nothing else changed.
-CHILD_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONDONTWRITEBYTECODE": "1"}
+
+def _bytecode_dir() -> str:
+    """Where child processes keep their compiled bytecode: a temporary folder of this run (or the one a
+    parent run already chose), not the repository's ``__pycache__``."""
+    chosen = os.environ.get("PYTHONPYCACHEPREFIX")
+    if chosen:
+        return chosen
+    import atexit
+    import shutil
+
+    folder = tempfile.mkdtemp(prefix="netspec-bench-pyc-")
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+#: Environment of every child process: quiet TensorFlow, and bytecode compiled once and reused, as an
+#: installed package runs (pip compiles it at install time). Without it (PYTHONDONTWRITEBYTECODE, as
+#: some shells and CI images set), every process would compile every module it imports from source,
+#: and a start-up figure would time the compiler. The warm-up round compiles.
+CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+CHILD_ENV.update({"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPYCACHEPREFIX": _bytecode_dir()})
 
 NOT_INSTALLED = "not installed"
 

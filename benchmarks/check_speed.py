@@ -9,8 +9,9 @@ Measures, on this machine:
 1. ``netspec check specs/resnet50.net`` as a whole fresh process: wall time and peak RSS,
    with the floors beside it (``python -c pass``; ``import netspec.api``, what check loads);
 2. parse + check in process (``netspec.api.parse_text``) of synthetic chains of 1,000 and
-   10,000 layers (``--big``: also 100,000, and that spec as a whole process): microseconds per
-   layer, and whether the cost grows linearly;
+   10,000 layers, every layer written out: microseconds per layer, and whether the cost grows
+   linearly; ``--big``: 100,000 layers (a 20-layer block repeated with ``STEP * n``: written out,
+   they would not fit the 128 KiB input limit), in process and as a whole process;
 3. the language server's analysis of ResNet-50 (``netspec.lsp.analysis.Analysis``: parse,
    check, diagnostics), cold and warm: a re-check after a one-character edit, reusing the
    previous parse where the text did not change; and the same edit sent to a ``netspec lsp``
@@ -58,12 +59,33 @@ BIG = 100_000
 
 
 def synthetic_spec(layers: int) -> str:
-    """A chain of ``dense(64) -> relu`` pairs, one binding per pair (as benchmarks/check_time.py)."""
+    """A flat chain of ``dense(64) -> relu`` pairs, five pairs (ten layers) per binding.
+
+    Every layer is written out, so parsing is measured with checking; 10,000 layers are 120 KB,
+    within the 128 KiB input limit (one pair per line would not fit).
+    """
     lines = [f"network Synthetic{layers} {{", "    input x: [64]"]
     prev = "x"
-    for i in range(layers // 2):
-        lines.append(f"    h{i} = {prev} -> dense(64) -> relu")
+    pairs = layers // 2
+    for i in range(0, pairs, 5):
+        chain = " -> ".join(["dense(64) -> relu"] * min(5, pairs - i))
+        lines.append(f"    h{i} = {prev} -> {chain}")
         prev = f"h{i}"
+    lines += [f"    output {prev}", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def repeated_spec(layers: int) -> str:
+    """``layers`` layers as a spec writes a deep model: a block of ten ``dense(64) -> relu`` pairs
+    (20 layers) repeated with ``STEP * n``, in runs of at most 2,500 (the repeat-count limit is 10,000)."""
+    uses = layers // 20
+    lines = ["block Unit() {", "    return in -> " + " -> ".join(["dense(64) -> relu"] * 10), "}", "",
+             f"network Repeated{layers} {{", "    input x: [64]"]
+    prev, i = "x", 0
+    while uses > 0:
+        n = min(uses, 2_500)
+        lines.append(f"    h{i} = {prev} -> Unit * {n}")
+        prev, i, uses = f"h{i}", i + 1, uses - n
     lines += [f"    output {prev}", "}"]
     return "\n".join(lines) + "\n"
 
@@ -271,7 +293,7 @@ def measure(args) -> dict:
     if args.big and not args.smoke:
         with tempfile.TemporaryDirectory() as tmp:
             spec = Path(tmp) / f"synthetic_{BIG}.net"
-            spec.write_text(synthetic_spec(BIG))
+            spec.write_text(repeated_spec(BIG))
             c.progress(f"check_speed: {BIG:,} layers, in process and as a process ...")
             fig[f"in process {BIG}"] = [in_process_case(spec.read_text(), spec.name, f"in process {BIG}")()
                                         for _ in range(2)]

@@ -19,8 +19,10 @@ import functools
 import keyword
 import operator
 import re
+import sys
 import textwrap
 from dataclasses import dataclass, field
+from importlib import import_module
 from math import prod
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from ..diagnostics import Diagnostic, SpecError
 from ..liveness import INPLACE_ACTIVATIONS, inplace_nodes
 from ..ops.functions import CLIPS, CONTROLS
 from ..ops.registry import OPS
-from .base import Emitter
+from .base import Backend, Built, Emitter
 from .printer import Bin, Call, Tup, def_lines, docstring, flat, fmt, identifier, lit, literal, unpack_lines  # noqa: F401
 
 LINE = 88  # ruff's default line length: the generated file passes `ruff format --check` as is
@@ -1842,3 +1844,74 @@ def _emit_global_pool_masked(self: TorchEmitter, node, x):
 
 TorchEmitter.TRANSFORMS.update({"masking": _emit_masking, "global_avgpool1d": _emit_global_pool_masked,
                                 "global_maxpool1d": _emit_global_pool_masked})
+
+
+# The backend contract ------------------------------------------------------------------------------
+
+
+class TorchBackend(Backend):
+    """PyTorch behind the contract: an adapter over ``netspec.backends.torch``'s module functions.
+
+    The weight plan (canonical name -> module tensor) is learnt while the build generates the source
+    (``model.netspec_plan``) and kept in ``Built.state``; the optimiser is the generated
+    ``make_optimizer``'s, made at the first step.
+    """
+
+    name = "torch"
+    emits_source = trains = True
+
+    @staticmethod
+    def _module():
+        return sys.modules[__name__]
+
+    @property
+    def lowering(self):
+        """The passes the PyTorch generator runs (``netspec.backends.torch.LOWERING``)."""
+        return self._module().LOWERING
+
+    def generate(self, network: ir.Network, **options) -> str:
+        return self._module().generate(network, **options)
+
+    def build(self, network: ir.Network, weights=None, dtype: str = "float32", eager: bool = False,
+              **options) -> Built:
+        if options:
+            raise TypeError(f"unknown option(s) for the torch backend: {', '.join(sorted(options))}")
+        tb = self._module()
+        model = tb.build(network, weights)
+        if dtype == "float64":
+            model.double()
+        elif dtype != "float32":
+            raise ValueError(f"dtype must be float32 or float64; received {dtype}")
+        return Built(model, network, {"plan": model.netspec_plan})  # learnt while generating: no second pass
+
+    def load_canonical(self, built: Built, weights) -> None:
+        self._module().load_canonical(built.model, built.network, weights)
+
+    def export_canonical(self, built: Built) -> dict:
+        return self._module().export_canonical(built.model, built.network, built.state["plan"])
+
+    def _tensors(self, values: dict, names) -> list:
+        import numpy as np
+        import torch
+
+        return [torch.from_numpy(np.ascontiguousarray(values[n])) for n in names]
+
+    def run(self, built: Built, inputs: dict) -> list:
+        import torch
+
+        built.model.eval()
+        with torch.no_grad():
+            result = built.model(*self._tensors(inputs, [v.name for v in built.network.inputs]))
+        result = result if isinstance(result, (tuple, list)) else (result,)
+        return [r.detach().numpy() for r in result]
+
+    def train_step(self, built: Built, inputs: dict, targets: dict) -> float:
+        module = built.model.netspec_module
+        if "optimizer" not in built.state:
+            built.state["optimizer"] = module.make_optimizer(built.model)
+        x = self._tensors(inputs, [v.name for v in built.network.inputs])
+        t = self._tensors(targets, [v.name for v in built.network.targets])
+        return float(module.train_step(built.model, built.state["optimizer"], x, t))
+
+    def seed(self, seed: int) -> None:
+        import_module("torch").manual_seed(seed)
