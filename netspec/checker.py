@@ -14,7 +14,8 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import ir, limits
+from . import ir_plain as ir  # the plain IR: checking never imports pydantic
+from . import limits
 from .diagnostics import DiagnosticBag
 from .frontend import ast
 from .limits import int_text
@@ -237,7 +238,7 @@ class _NetworkBuilder:
             return None
         nodes = self.live_nodes([v for _, v, _ in outputs] + [a for term in loss for a in term.args])
         # Everything here was validated while it was built: construct without re-validating.
-        return ir.Network.model_construct(
+        return ir.Network(
             name=self.net.name,
             inputs=tuple(self.inputs),
             targets=tuple(self.targets),
@@ -306,8 +307,8 @@ class _NetworkBuilder:
         if not ok:
             scope.values[stmt.name] = None  # poisoned: its uses stay silent
             return
-        value = ir.Value.model_construct(name=stmt.name, span=stmt.span,
-                                         type=ir.TensorType.model_construct(dtype=dtype, shape=t.dims))
+        value = ir.Value(name=stmt.name, span=stmt.span,
+                                         type=ir.TensorType(dtype=dtype, shape=t.dims))
         (self.inputs if stmt.kind == "input" else self.targets).append(value)
         self.types[stmt.name] = value.type
         scope.values[stmt.name] = stmt.name
@@ -379,9 +380,9 @@ class _NetworkBuilder:
             result = None
             if value is not None:
                 src = _node_of(self.nodes, value)
-                out = src.type if i == 0 else ir.TensorType.model_construct(shape=(src.attrs["units"],))
+                out = src.type if i == 0 else ir.TensorType(shape=(src.attrs["units"],))
                 result = self.fresh(f"{scope.path}{name}.", "result")
-                self.nodes.append(ir.Node.model_construct(name=result, op="result", attrs={"index": i},
+                self.nodes.append(ir.Node(name=result, op="result", attrs={"index": i},
                                                           inputs=(value,), type=out, layer=result, span=span))
                 self.types[result] = out
                 if i == 0 and src.attrs["return_sequences"] and src.inputs[0] in self.masks:
@@ -410,7 +411,7 @@ class _NetworkBuilder:
 
     def check_states(self, op: OpDef, attrs, states: list[str], at) -> None:
         span = next((k.value.span for k in getattr(at, "kwargs", ()) if k.name == "initial_state"), _span_of(at))
-        want = ir.TensorType.model_construct(shape=(attrs["units"],))
+        want = ir.TensorType(shape=(attrs["units"],))
         for v in states:
             t = self.types.get(v)
             if t is None:
@@ -697,7 +698,7 @@ class _NetworkBuilder:
             members = tuple(n.name for n in self.nodes[start[1]:] if n.name.startswith(prefix)
                             and "." not in n.name[len(prefix):])
             kind = "op"
-        self.repeats.append(ir.RepeatGroup.model_construct(step=step, kind=kind, members=members, span=span))
+        self.repeats.append(ir.RepeatGroup(step=step, kind=kind, members=members, span=span))
 
     def check_value_call(self, call: CallValue, at, scope: _Scope) -> None:
         """The arguments of a call passed as a block parameter, when its input was lost."""
@@ -863,7 +864,7 @@ class _NetworkBuilder:
         params = _frozen(tuple(op.params(attrs, types, out)), attrs)
         self.check_sizes(op, out, params, types, at)
         name = self.fresh(prefix, base)
-        node = ir.Node.model_construct(name=name, op=op.name, attrs=attrs, inputs=tuple(inputs), type=out, layer=name,
+        node = ir.Node(name=name, op=op.name, attrs=attrs, inputs=tuple(inputs), type=out, layer=name,
                        params=params, macs=op.macs(attrs, types, out),
                        exprs=exprs, span=_span_of(at))
         self.nodes.append(node)
@@ -942,7 +943,7 @@ class _NetworkBuilder:
             raise _Poisoned
         layer.uses += 1
         name = self.fresh(prefix, at.id)
-        node = ir.Node.model_construct(name=name, op=op.name, attrs=attrs, inputs=(value,), type=out, layer=layer.name,
+        node = ir.Node(name=name, op=op.name, attrs=attrs, inputs=(value,), type=out, layer=layer.name,
                        params=layer.params, macs=op.macs(attrs, types, out),
                        exprs=_exprs(op, layer.call, scope.params, self.c.expr_cache), span=at.span)
         self.nodes.append(node)
@@ -969,9 +970,9 @@ class _NetworkBuilder:
         slot = len(self.instances)
         self.instances.append(None)  # an enclosing instance is listed before those inside it
         if block.name not in self.block_defs:
-            self.block_defs[block.name] = ir.BlockDef.model_construct(
+            self.block_defs[block.name] = ir.BlockDef(
                 name=block.name, span=block.span,
-                params=tuple(ir.BlockParam.model_construct(name=p.name, default=None if p.default is None
+                params=tuple(ir.BlockParam(name=p.name, default=None if p.default is None
                                                            else _py_text(p.default)) for p in block.params))
         inner = _Scope(path=path, params=params, block_input=value, in_block=True,
                        stack=(*scope.stack, block.name), declared=_declared(block.body))
@@ -1001,7 +1002,7 @@ class _NetworkBuilder:
             raise _Poisoned
         if result is None:
             raise _Poisoned
-        self.instances[slot] = ir.BlockInstance.model_construct(
+        self.instances[slot] = ir.BlockInstance(
             path=path, block=block.name, args={k: _plain(v) for k, v in params.items()}, input=value,
             output=result, span=_span_of(call))
         return result
@@ -1122,7 +1123,7 @@ class _NetworkBuilder:
             self.check_loss_shapes(fn, attrs, types[0], types[2], call)
         else:
             self.check_loss_shapes(fn, attrs, types[0], types[1], call)
-        return ir.LossTerm.model_construct(fn=fn.name, args=tuple(values), attrs=attrs, weight=float(weight),
+        return ir.LossTerm(fn=fn.name, args=tuple(values), attrs=attrs, weight=float(weight),
                                            span=call.span)
 
     def check_loss_shapes(self, fn: OpDef, attrs, pred: ir.TensorType, target: ir.TensorType, call) -> None:
@@ -1177,7 +1178,7 @@ class _NetworkBuilder:
             return None
         except _Poisoned:
             return None
-        return ir.Optimizer.model_construct(name=opt.name, attrs=attrs, span=call.span)
+        return ir.Optimizer(name=opt.name, attrs=attrs, span=call.span)
 
 
 #: the value arguments of a loss kind, as messages write them
@@ -1333,7 +1334,7 @@ def _arg_span(at, op: OpDef | None, arg) -> Span | None:
 
 
 class Checker:
-    """Checks one parsed module and builds its :class:`ir.Program`."""
+    """Checks one parsed module and builds its program, as plain IR objects (:mod:`netspec.ir_plain`)."""
 
     def __init__(self, module: ast.Module, source: Source | None = None):
         self.module = module
@@ -1377,9 +1378,12 @@ class Checker:
             if built is not None:
                 networks.append(built)
         self.bag.raise_if_any()
-        return ir.Program.model_construct(file=self.module.file, networks=tuple(networks))
+        return ir.Program(file=self.module.file, networks=tuple(networks))
 
 
 def check_module(module: ast.Module, source: Source | None = None) -> ir.Program:
-    """Check a parsed module; raises :class:`SpecError` with every diagnostic found."""
+    """Check a parsed module; raises :class:`SpecError` with every diagnostic found.
+
+    The program is plain IR (:mod:`netspec.ir_plain`); :func:`netspec.ir.from_plain` gives the typed one.
+    """
     return Checker(module, source).run()

@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import os
 from math import prod
+from typing import TYPE_CHECKING
 
-from . import ir
 from .diagnostics import Diagnostic, SpecError
+
+if TYPE_CHECKING:  # the typed or the plain IR: both have these fields (netspec.ir_plain)
+    from . import ir
 
 #: Every integer an expression produces, every dimension, every element count: int64.
 MAX_INT = 2**63 - 1

@@ -11,9 +11,12 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from importlib import import_module
+from typing import TYPE_CHECKING
 
-from .. import ir
 from .base import Backend, Built
+
+if TYPE_CHECKING:  # annotations only: the registry loads without pydantic (netspec check)
+    from .. import ir
 
 
 @dataclass(frozen=True)

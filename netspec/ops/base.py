@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..ir import Dim, Param, TensorType
+from ..ir_plain import Dim, Param, TensorType
 from ..limits import MAX_INT32
 from ..source import Span
 
