@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -135,6 +136,10 @@ class Spec:
 def parse_text(text: str, name: str = "<string>.net") -> Spec:
     """Parse and check spec text; the name's extension chooses the form."""
     source = Source(name, text)
+    # The cyclic GC would scan the growing syntax tree and IR again and again while they are built
+    # (everything is alive: nothing to free), a cost that grows with the spec; it waits until the end.
+    enabled = gc.isenabled()
+    gc.disable()
     try:
         module = parse_source(source)
         checker = Checker(module, source)
@@ -142,6 +147,9 @@ def parse_text(text: str, name: str = "<string>.net") -> Spec:
     except SpecError as exc:
         exc.sources.setdefault(source.name, source)
         raise
+    finally:
+        if enabled:
+            gc.enable()
     warnings = sorted(checker.bag.warnings, key=lambda d: (d.span is not None, d.span and d.span.line,
                                                            d.span and d.span.col))
     return Spec(source, module, program, tuple(warnings))

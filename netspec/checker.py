@@ -826,9 +826,9 @@ class _NetworkBuilder:
 
     def check_sizes(self, op: OpDef, out: ir.TensorType, params, types, at) -> None:
         """The language limits on a node's output and weights: dimensions and element counts fit int64."""
-        problem = limits.shape_problem(out.shape, f"{op.name}'s output {_short(str(out), 60)}")
+        problem = limits.shape_problem(out.shape, lambda: f"{op.name}'s output {_short(str(out), 60)}")
         for p in params:
-            problem = problem or limits.shape_problem(p.shape, f"{op.name}'s weight '{p.name}'")
+            problem = problem or limits.shape_problem(p.shape, lambda p=p: f"{op.name}'s weight '{p.name}'")
         if problem:
             self.error("E401", problem, _span_of(at), notes=(f"input: {', '.join(str(t) for t in types)}",))
             raise _Poisoned

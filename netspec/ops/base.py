@@ -26,6 +26,16 @@ from ..limits import MAX_INT32
 from ..source import Span
 
 REQUIRED = object()
+_UNSET = object()
+
+
+def _fresh(value: Any) -> Any:
+    """A copy of the dicts and lists in a normalised attribute value (each node owns its attributes)."""
+    if type(value) is dict:
+        return {k: _fresh(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_fresh(v) for v in value]
+    return value
 
 #: Lookup tables filled by :mod:`netspec.ops.registry` through :func:`install` (no import back).
 _TABLES: dict[str, dict] = {"ops": {}, "families": {}}
@@ -398,6 +408,9 @@ class OpDef:
         Raises :class:`AttrError` (message names the argument) on the first problem.
         """
         bound: dict[str, Any] = {}
+        defaults = self.__dict__.get("_defaults")
+        if defaults is None:
+            defaults = self._defaults = {}
         if len(args) > len(self.positional):
             expected = len(self.positional)
             raise AttrError(f"{self.name} takes {expected} positional argument"
@@ -427,8 +440,11 @@ class OpDef:
                                 + (f" ({attr.doc})" if attr.doc else ""), "E302")
             elif attr.default is None:
                 out[key] = None
-            else:
-                out[key] = attr.kind(attr.default, self)
+            else:  # a default is a constant: validated once per op, a fresh copy for each node
+                value = defaults.get(key, _UNSET)
+                if value is _UNSET:
+                    value = defaults[key] = attr.kind(attr.default, self)
+                out[key] = _fresh(value) if type(value) in (dict, list) else value
         return out
 
     def infer(self, attrs: dict[str, Any], inputs: list[TensorType]) -> tuple[TensorType, dict[str, Any]]:
