@@ -582,15 +582,17 @@ class _NetworkBuilder:
     def eval_call(self, call: ast.Call, scope: _Scope) -> tuple[tuple, tuple]:
         """A call's positional and keyword argument values (block parameters substituted)."""
         try:
-            args = tuple(evaluate(a, scope.params) for a in call.args)
+            params = scope.params
+            args = tuple([evaluate(a, params) for a in call.args]) if call.args else ()
         except _EvalError as exc:
             self.error(exc.code, exc.message, exc.span)
             raise _Poisoned from None
-        return args, self.eval_kwargs(call, scope)
+        return args, self.eval_kwargs(call, scope) if call.kwargs else ()
 
     def eval_kwargs(self, call: ast.Call, scope: _Scope) -> tuple:
         try:
-            return tuple((k.name, evaluate(k.value, scope.params)) for k in call.kwargs)
+            params = scope.params
+            return tuple([(k.name, evaluate(k.value, params)) for k in call.kwargs])
         except _EvalError as exc:
             self.error(exc.code, exc.message, exc.span)
             raise _Poisoned from None
@@ -753,11 +755,15 @@ class _NetworkBuilder:
             raise _Poisoned from None
 
     def input_types(self, op: OpDef, inputs: list[str], at) -> list[ir.TensorType]:
-        types = [self.types.get(v) for v in inputs]
-        if any(t is None for t in types):
-            raise _Poisoned
-        multi = next((v for v in inputs if v in self.multi), None)
-        if multi is not None:
+        known = self.types
+        types = []
+        for v in inputs:
+            t = known.get(v)
+            if t is None:
+                raise _Poisoned
+            types.append(t)
+        multi = self.multi and next((v for v in inputs if v in self.multi), None)
+        if multi:
             parts = self.multi[multi]
             self.error("E301", f"'{multi}' has {len(parts)} results ({', '.join(parts)}) because of return_state=true; "
                        f"{op.name} cannot read them as one value", _span_of(at),
@@ -826,9 +832,18 @@ class _NetworkBuilder:
 
     def check_sizes(self, op: OpDef, out: ir.TensorType, params, types, at) -> None:
         """The language limits on a node's output and weights: dimensions and element counts fit int64."""
-        problem = limits.shape_problem(out.shape, lambda: f"{op.name}'s output {_short(str(out), 60)}")
+        fit = self.c.fitting_shapes  # shapes repeat: each is checked once
+        problem = None
+        if out.shape not in fit:
+            problem = limits.shape_problem(out.shape, lambda: f"{op.name}'s output {_short(str(out), 60)}")
+            if not problem:
+                fit.add(out.shape)
         for p in params:
-            problem = problem or limits.shape_problem(p.shape, lambda p=p: f"{op.name}'s weight '{p.name}'")
+            if problem or p.shape in fit:
+                continue
+            problem = limits.shape_problem(p.shape, lambda p=p: f"{op.name}'s weight '{p.name}'")
+            if not problem:
+                fit.add(p.shape)
         if problem:
             self.error("E401", problem, _span_of(at), notes=(f"input: {', '.join(str(t) for t in types)}",))
             raise _Poisoned
@@ -1344,6 +1359,7 @@ class Checker:
         self.target_names: set[str] = set()
         self._missing_return: set[str] = set()
         self.expr_cache: dict[tuple[int, str], dict[str, str]] = {}  # Node.exprs per call site
+        self.fitting_shapes: set[tuple] = set()  # shapes within the limits (limits.shape_problem)
 
     def missing_return(self, block: ast.BlockDef) -> None:
         if block.name not in self._missing_return:
