@@ -30,7 +30,8 @@ class Spec:
                  warnings: tuple[Diagnostic, ...] = ()):
         self.source = source
         self.module = module
-        #: The checked program as plain objects: the same fields and behaviour as ``program``, without pydantic.
+        #: The checked program as the checker built it: plain objects with the fields and behaviour of
+        #: ``program``, without pydantic (the typed program itself when the Spec was made from one).
         self.plain_program = program
         if not isinstance(program, ir_plain.Program):
             self.program = program  # already typed (fills the cached property)
