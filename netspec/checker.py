@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import dataclass, field
 from typing import Any
 
 from . import ir_plain as ir  # the plain IR: checking never imports pydantic
@@ -104,34 +103,40 @@ def _bounded(value, span: Span | None, arithmetic: str | None = None):
     return value
 
 
-@dataclass
 class _Shared:
     """A ``layer`` declaration: one weight owner used at several places."""
 
-    name: str  # qualified weight-owner name
-    call: ast.Call
-    op: OpDef | None  # None (and failed) when the declaration names no op
-    attrs: dict[str, Any] | None = None
-    params: tuple[ir.Param, ...] | None = None
-    first_input: ir.TensorType | None = None
-    first_use: Span | None = None
-    uses: int = 0
-    failed: bool = False
+    __slots__ = ("name", "call", "op", "attrs", "params", "first_input", "first_use", "uses", "failed")
+
+    def __init__(self, name: str, call: ast.Call, op: OpDef | None, failed: bool = False):
+        self.name = name  # qualified weight-owner name
+        self.call = call
+        self.op = op  # None (and failed) when the declaration names no op
+        self.attrs: dict[str, Any] | None = None
+        self.params: tuple[ir.Param, ...] | None = None
+        self.first_input: ir.TensorType | None = None
+        self.first_use: Span | None = None
+        self.uses = 0
+        self.failed = failed
 
 
-@dataclass
 class _Scope:
     """Names visible while expanding a network body or one block instance."""
 
-    path: str  # '' at network level, 'stage2.0.' inside a block instance
-    values: dict[str, str | None] = field(default_factory=dict)  # name -> value id (None: poisoned)
-    defined_at: dict[str, Span | None] = field(default_factory=dict)  # where each name was defined
-    declared: dict[str, Span | None] = field(default_factory=dict)  # every name the body defines, in advance
-    params: dict[str, Any] = field(default_factory=dict)
-    layers: dict[str, _Shared] = field(default_factory=dict)
-    block_input: str | None = None
-    in_block: bool = False
-    stack: tuple[str, ...] = ()
+    __slots__ = ("path", "values", "defined_at", "declared", "params", "layers", "block_input", "in_block", "stack")
+
+    def __init__(self, path: str, declared: dict[str, Span | None] | None = None,
+                 params: dict[str, Any] | None = None, block_input: str | None = None, in_block: bool = False,
+                 stack: tuple[str, ...] = ()):
+        self.path = path  # '' at network level, 'stage2.0.' inside a block instance
+        self.values: dict[str, str | None] = {}  # name -> value id (None: poisoned)
+        self.defined_at: dict[str, Span | None] = {}  # where each name was defined
+        self.declared = {} if declared is None else declared  # every name the body defines, in advance
+        self.params = {} if params is None else params
+        self.layers: dict[str, _Shared] = {}
+        self.block_input = block_input
+        self.in_block = in_block
+        self.stack = stack
 
 
 class _NetworkBuilder:

@@ -16,7 +16,6 @@ the tables ``registry`` hands to :func:`install` when it is imported; importing
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -124,6 +123,8 @@ KWARG_ALIASES = {
 
 
 def did_you_mean(name: str, choices) -> str:
+    import difflib  # only for a misspelling: not on the import path of every check
+
     match = difflib.get_close_matches(name, [c for c in choices if c != name], n=1, cutoff=0.6)
     return f"did you mean '{match[0]}'?" if match else ""
 
