@@ -837,17 +837,17 @@ class _NetworkBuilder:
 
     def check_sizes(self, op: OpDef, out: ir.TensorType, params, types, at) -> None:
         """The language limits on a node's output and weights: dimensions and element counts fit int64."""
-        fit = self.c.fitting_shapes  # shapes repeat: each is checked once
+        fit = self.c.fitting_shapes  # shapes repeat: each (tuple) is checked once
         problem = None
-        if out.shape not in fit:
+        if type(out.shape) is not tuple or out.shape not in fit:
             problem = limits.shape_problem(out.shape, lambda: f"{op.name}'s output {_short(str(out), 60)}")
-            if not problem:
+            if not problem and type(out.shape) is tuple:
                 fit.add(out.shape)
         for p in params:
-            if problem or p.shape in fit:
+            if problem or (type(p.shape) is tuple and p.shape in fit):
                 continue
             problem = limits.shape_problem(p.shape, lambda p=p: f"{op.name}'s weight '{p.name}'")
-            if not problem:
+            if not problem and type(p.shape) is tuple:
                 fit.add(p.shape)
         if problem:
             self.error("E401", problem, _span_of(at), notes=(f"input: {', '.join(str(t) for t in types)}",))
