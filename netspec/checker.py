@@ -312,8 +312,7 @@ class _NetworkBuilder:
         if not ok:
             scope.values[stmt.name] = None  # poisoned: its uses stay silent
             return
-        value = ir.Value(name=stmt.name, span=stmt.span,
-                                         type=ir.TensorType(dtype=dtype, shape=t.dims))
+        value = ir.Value(name=stmt.name, span=stmt.span, type=ir.TensorType(dtype=dtype, shape=t.dims))
         (self.inputs if stmt.kind == "input" else self.targets).append(value)
         self.types[stmt.name] = value.type
         scope.values[stmt.name] = stmt.name
@@ -388,7 +387,7 @@ class _NetworkBuilder:
                 out = src.type if i == 0 else ir.TensorType(shape=(src.attrs["units"],))
                 result = self.fresh(f"{scope.path}{name}.", "result")
                 self.nodes.append(ir.Node(name=result, op="result", attrs={"index": i},
-                                                          inputs=(value,), type=out, layer=result, span=span))
+                                          inputs=(value,), type=out, layer=result, span=span))
                 self.types[result] = out
                 if i == 0 and src.attrs["return_sequences"] and src.inputs[0] in self.masks:
                     self.masks[result] = self.masks[src.inputs[0]]
@@ -885,8 +884,7 @@ class _NetworkBuilder:
         self.check_sizes(op, out, params, types, at)
         name = self.fresh(prefix, base)
         node = ir.Node(name=name, op=op.name, attrs=attrs, inputs=tuple(inputs), type=out, layer=name,
-                       params=params, macs=op.macs(attrs, types, out),
-                       exprs=exprs, span=_span_of(at))
+                       params=params, macs=op.macs(attrs, types, out), exprs=exprs, span=_span_of(at))
         self.nodes.append(node)
         self.types[name] = out
         if attrs.get("return_state"):
@@ -993,7 +991,7 @@ class _NetworkBuilder:
             self.block_defs[block.name] = ir.BlockDef(
                 name=block.name, span=block.span,
                 params=tuple(ir.BlockParam(name=p.name, default=None if p.default is None
-                                                           else _py_text(p.default)) for p in block.params))
+                                           else _py_text(p.default)) for p in block.params))
         inner = _Scope(path=path, params=params, block_input=value, in_block=True,
                        stack=(*scope.stack, block.name), declared=_declared(block.body))
         result = None
@@ -1143,8 +1141,7 @@ class _NetworkBuilder:
             self.check_loss_shapes(fn, attrs, types[0], types[2], call)
         else:
             self.check_loss_shapes(fn, attrs, types[0], types[1], call)
-        return ir.LossTerm(fn=fn.name, args=tuple(values), attrs=attrs, weight=float(weight),
-                                           span=call.span)
+        return ir.LossTerm(fn=fn.name, args=tuple(values), attrs=attrs, weight=float(weight), span=call.span)
 
     def check_loss_shapes(self, fn: OpDef, attrs, pred: ir.TensorType, target: ir.TensorType, call) -> None:
         if fn.kind == "triplet" and target.is_integer:

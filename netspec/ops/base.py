@@ -35,7 +35,17 @@ def _fresh(value: Any) -> Any:
         return {k: _fresh(v) for k, v in value.items()}
     if type(value) is list:
         return [_fresh(v) for v in value]
+    if type(value) is tuple and _mutable(value):
+        return tuple(_fresh(v) for v in value)
     return value
+
+
+def _mutable(value: Any) -> bool:
+    """Whether a value is, or holds, a dict or a list."""
+    if type(value) in (dict, list):
+        return True
+    return type(value) is tuple and any(_mutable(v) for v in value)
+
 
 #: Lookup tables filled by :mod:`netspec.ops.registry` through :func:`install` (no import back).
 _TABLES: dict[str, dict] = {"ops": {}, "families": {}}
@@ -464,15 +474,15 @@ class OpDef:
                 continue
             try:
                 value = attr.kind(attr.default, self)
-            except AttrError:
+            except Exception:  # raised again where it was: when the default is used
                 plan.append((key, attr, _EACH_TIME, None))
                 continue
-            if type(value) is dict and not any(type(v) in (dict, list) for v in value.values()):
-                how = _SHALLOW
-            elif type(value) in (dict, list):
-                how = _DEEP
-            else:
+            if not _mutable(value):
                 how = _AS_IS
+            elif type(value) is dict and not any(_mutable(v) for v in value.values()):
+                how = _SHALLOW
+            else:
+                how = _DEEP
             plan.append((key, attr, how, value))
         return tuple(plan)
 
