@@ -123,3 +123,15 @@ def test_a_typed_program_passed_to_spec_is_kept():
     again = Spec(spec.source, spec.module, spec.program)
     assert again.program is spec.program and again.plain_program is spec.program
     assert str(again.check()) == str(spec.check())
+
+
+def test_each_node_owns_its_default_attributes():
+    """Defaults are validated once per op (ops/base.py), but no two nodes share a dict of attributes."""
+    spec = netspec.parse_text("network N {\n  input x: [4, 8]\n  y = x -> dense(4) -> dense(4)\n"
+                              "  z = y -> bidirectional(lstm(3, return_sequences=true)) -> bidirectional(lstm(3))\n"
+                              "  output z\n}\n")
+    a, b, c, d = spec.plain_program.networks[0].nodes
+    assert a.attrs == b.attrs and a.attrs["kernel_init"] is not b.attrs["kernel_init"]
+    inner_c, inner_d = c.attrs["layer"]["attrs"], d.attrs["layer"]["attrs"]
+    assert inner_c["units"] == inner_d["units"] and inner_c is not inner_d
+    assert inner_c["kernel_init"] == inner_d["kernel_init"] and inner_c["kernel_init"] is not inner_d["kernel_init"]
