@@ -182,10 +182,11 @@ class _NetworkBuilder:
         stem = prefix + base
         k = self.counters.get(stem, 0)
         name = stem if k == 0 else f"{stem}_{k}"
-        while name in self.used_names:
-            k += 1
-            name = f"{stem}_{k}"
-        self.counters[stem] = k
+        if name in self.used_names:
+            while name in self.used_names:
+                k += 1
+                name = f"{stem}_{k}"
+            self.counters[stem] = k
         self.used_names.add(name)
         return name
 
@@ -683,6 +684,8 @@ class _NetworkBuilder:
             self.bind_attrs(op, args, kwargs, target)
             return None
         self.budget(step, nodes=count)  # `relu * 10000` past the limit: refused before the first node
+        if count == 1:
+            return self.apply(op, args, kwargs, [value, *extra], target, scope, prefix, base=name)
         start = self.mark(prefix)
         for _ in range(count):
             value = self.apply(op, args, kwargs, [value, *extra], target, scope, prefix, base=name)
