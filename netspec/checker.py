@@ -9,6 +9,7 @@ mistake is reported exactly once.
 
 from __future__ import annotations
 
+import gc
 import math
 import operator
 from typing import Any
@@ -1373,6 +1374,20 @@ class Checker:
             self.bag.error("E206", f"block '{block.name}' has no 'return'", span)
 
     def run(self) -> ir.Program:
+        """The program; raises :class:`SpecError` with every diagnostic found.
+
+        The cyclic GC waits until the end: every object built here stays alive, and its passes over
+        the growing IR would make the check superlinear in the spec's size.
+        """
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run()
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _run(self) -> ir.Program:
         names: dict[str, Span | None] = {}
         for decl in self.module.decls:
             if decl.name in names:
