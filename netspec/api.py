@@ -2,25 +2,48 @@
 
 from __future__ import annotations
 
+import gc
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import ir
+from . import ir_plain
 from .checker import Checker
 from .diagnostics import Diagnostic, SpecError
 from .frontend import form_of, parse_source, read_source
 from .source import Source
 
+if TYPE_CHECKING:
+    from . import ir
+
 
 class Spec:
-    """A checked spec: its source, syntax tree and IR."""
+    """A checked spec: its source, syntax tree and IR.
 
-    def __init__(self, source: Source, module, program: ir.Program, warnings: tuple[Diagnostic, ...] = ()):
+    ``program`` (and ``networks``, ``network()``) is the typed pydantic IR (:mod:`netspec.ir`), built on
+    first use from ``plain_program``, the same data as the checker built it (:mod:`netspec.ir_plain`);
+    the report (``check()``) reads the plain one, so checking a spec never imports pydantic.
+    """
+
+    def __init__(self, source: Source, module, program: ir.Program | ir_plain.Program,
+                 warnings: tuple[Diagnostic, ...] = ()):
         self.source = source
         self.module = module
-        self.program = program
+        #: The checked program as the checker built it: plain objects with the fields and behaviour of
+        #: ``program``, without pydantic (the typed program itself when the Spec was made from one).
+        self.plain_program = program
+        if not isinstance(program, ir_plain.Program):
+            self.program = program  # already typed (fills the cached property)
         #: Warnings of the check (E208: an unused value, left out of the model), in source order.
         self.warnings = tuple(warnings)
+
+    @cached_property
+    def program(self) -> ir.Program:
+        """The typed IR (built once, without re-validating: the checker validated every value)."""
+        from .ir import from_plain
+
+        return from_plain(self.plain_program)
 
     def render_warnings(self) -> str:
         """The warnings as ``netspec check`` prints them ('' when there are none)."""
@@ -38,7 +61,7 @@ class Spec:
         """The report (shapes, parameters, MACs) as an object."""
         from .report import build_report
 
-        return build_report(self.program)
+        return build_report(self.plain_program)
 
     def compile(self, target: str, network: str | None = None, **options) -> str:
         """Generated source for ``target`` ("torch" or "keras"); the code ``netspec compile`` writes."""
@@ -114,6 +137,10 @@ class Spec:
 def parse_text(text: str, name: str = "<string>.net") -> Spec:
     """Parse and check spec text; the name's extension chooses the form."""
     source = Source(name, text)
+    # The cyclic GC would scan the growing syntax tree and IR again and again while they are built
+    # (everything is alive: nothing to free), a cost that grows with the spec; it waits until the end.
+    enabled = gc.isenabled()
+    gc.disable()
     try:
         module = parse_source(source)
         checker = Checker(module, source)
@@ -121,6 +148,9 @@ def parse_text(text: str, name: str = "<string>.net") -> Spec:
     except SpecError as exc:
         exc.sources.setdefault(source.name, source)
         raise
+    finally:
+        if enabled:
+            gc.enable()
     warnings = sorted(checker.bag.warnings, key=lambda d: (d.span is not None, d.span and d.span.line,
                                                            d.span and d.span.col))
     return Spec(source, module, program, tuple(warnings))

@@ -9,12 +9,13 @@ mistake is reported exactly once.
 
 from __future__ import annotations
 
+import gc
 import math
 import operator
-from dataclasses import dataclass, field
 from typing import Any
 
-from . import ir, limits
+from . import ir_plain as ir  # the plain IR: checking never imports pydantic
+from . import limits
 from .diagnostics import DiagnosticBag
 from .frontend import ast
 from .limits import int_text
@@ -103,34 +104,40 @@ def _bounded(value, span: Span | None, arithmetic: str | None = None):
     return value
 
 
-@dataclass
 class _Shared:
     """A ``layer`` declaration: one weight owner used at several places."""
 
-    name: str  # qualified weight-owner name
-    call: ast.Call
-    op: OpDef | None  # None (and failed) when the declaration names no op
-    attrs: dict[str, Any] | None = None
-    params: tuple[ir.Param, ...] | None = None
-    first_input: ir.TensorType | None = None
-    first_use: Span | None = None
-    uses: int = 0
-    failed: bool = False
+    __slots__ = ("name", "call", "op", "attrs", "params", "first_input", "first_use", "uses", "failed")
+
+    def __init__(self, name: str, call: ast.Call, op: OpDef | None, failed: bool = False):
+        self.name = name  # qualified weight-owner name
+        self.call = call
+        self.op = op  # None (and failed) when the declaration names no op
+        self.attrs: dict[str, Any] | None = None
+        self.params: tuple[ir.Param, ...] | None = None
+        self.first_input: ir.TensorType | None = None
+        self.first_use: Span | None = None
+        self.uses = 0
+        self.failed = failed
 
 
-@dataclass
 class _Scope:
     """Names visible while expanding a network body or one block instance."""
 
-    path: str  # '' at network level, 'stage2.0.' inside a block instance
-    values: dict[str, str | None] = field(default_factory=dict)  # name -> value id (None: poisoned)
-    defined_at: dict[str, Span | None] = field(default_factory=dict)  # where each name was defined
-    declared: dict[str, Span | None] = field(default_factory=dict)  # every name the body defines, in advance
-    params: dict[str, Any] = field(default_factory=dict)
-    layers: dict[str, _Shared] = field(default_factory=dict)
-    block_input: str | None = None
-    in_block: bool = False
-    stack: tuple[str, ...] = ()
+    __slots__ = ("path", "values", "defined_at", "declared", "params", "layers", "block_input", "in_block", "stack")
+
+    def __init__(self, path: str, declared: dict[str, Span | None] | None = None,
+                 params: dict[str, Any] | None = None, block_input: str | None = None, in_block: bool = False,
+                 stack: tuple[str, ...] = ()):
+        self.path = path  # '' at network level, 'stage2.0.' inside a block instance
+        self.values: dict[str, str | None] = {}  # name -> value id (None: poisoned)
+        self.defined_at: dict[str, Span | None] = {}  # where each name was defined
+        self.declared = {} if declared is None else declared  # every name the body defines, in advance
+        self.params = {} if params is None else params
+        self.layers: dict[str, _Shared] = {}
+        self.block_input = block_input
+        self.in_block = in_block
+        self.stack = stack
 
 
 class _NetworkBuilder:
@@ -176,10 +183,11 @@ class _NetworkBuilder:
         stem = prefix + base
         k = self.counters.get(stem, 0)
         name = stem if k == 0 else f"{stem}_{k}"
-        while name in self.used_names:
-            k += 1
-            name = f"{stem}_{k}"
-        self.counters[stem] = k
+        if name in self.used_names:
+            while name in self.used_names:
+                k += 1
+                name = f"{stem}_{k}"
+            self.counters[stem] = k
         self.used_names.add(name)
         return name
 
@@ -237,7 +245,7 @@ class _NetworkBuilder:
             return None
         nodes = self.live_nodes([v for _, v, _ in outputs] + [a for term in loss for a in term.args])
         # Everything here was validated while it was built: construct without re-validating.
-        return ir.Network.model_construct(
+        return ir.Network(
             name=self.net.name,
             inputs=tuple(self.inputs),
             targets=tuple(self.targets),
@@ -306,8 +314,7 @@ class _NetworkBuilder:
         if not ok:
             scope.values[stmt.name] = None  # poisoned: its uses stay silent
             return
-        value = ir.Value.model_construct(name=stmt.name, span=stmt.span,
-                                         type=ir.TensorType.model_construct(dtype=dtype, shape=t.dims))
+        value = ir.Value(name=stmt.name, span=stmt.span, type=ir.TensorType(dtype=dtype, shape=t.dims))
         (self.inputs if stmt.kind == "input" else self.targets).append(value)
         self.types[stmt.name] = value.type
         scope.values[stmt.name] = stmt.name
@@ -379,10 +386,10 @@ class _NetworkBuilder:
             result = None
             if value is not None:
                 src = _node_of(self.nodes, value)
-                out = src.type if i == 0 else ir.TensorType.model_construct(shape=(src.attrs["units"],))
+                out = src.type if i == 0 else ir.TensorType(shape=(src.attrs["units"],))
                 result = self.fresh(f"{scope.path}{name}.", "result")
-                self.nodes.append(ir.Node.model_construct(name=result, op="result", attrs={"index": i},
-                                                          inputs=(value,), type=out, layer=result, span=span))
+                self.nodes.append(ir.Node(name=result, op="result", attrs={"index": i},
+                                          inputs=(value,), type=out, layer=result, span=span))
                 self.types[result] = out
                 if i == 0 and src.attrs["return_sequences"] and src.inputs[0] in self.masks:
                     self.masks[result] = self.masks[src.inputs[0]]
@@ -410,7 +417,7 @@ class _NetworkBuilder:
 
     def check_states(self, op: OpDef, attrs, states: list[str], at) -> None:
         span = next((k.value.span for k in getattr(at, "kwargs", ()) if k.name == "initial_state"), _span_of(at))
-        want = ir.TensorType.model_construct(shape=(attrs["units"],))
+        want = ir.TensorType(shape=(attrs["units"],))
         for v in states:
             t = self.types.get(v)
             if t is None:
@@ -581,15 +588,17 @@ class _NetworkBuilder:
     def eval_call(self, call: ast.Call, scope: _Scope) -> tuple[tuple, tuple]:
         """A call's positional and keyword argument values (block parameters substituted)."""
         try:
-            args = tuple(evaluate(a, scope.params) for a in call.args)
+            params = scope.params
+            args = tuple([evaluate(a, params) for a in call.args]) if call.args else ()
         except _EvalError as exc:
             self.error(exc.code, exc.message, exc.span)
             raise _Poisoned from None
-        return args, self.eval_kwargs(call, scope)
+        return args, self.eval_kwargs(call, scope) if call.kwargs else ()
 
     def eval_kwargs(self, call: ast.Call, scope: _Scope) -> tuple:
         try:
-            return tuple((k.name, evaluate(k.value, scope.params)) for k in call.kwargs)
+            params = scope.params
+            return tuple([(k.name, evaluate(k.value, params)) for k in call.kwargs])
         except _EvalError as exc:
             self.error(exc.code, exc.message, exc.span)
             raise _Poisoned from None
@@ -676,6 +685,8 @@ class _NetworkBuilder:
             self.bind_attrs(op, args, kwargs, target)
             return None
         self.budget(step, nodes=count)  # `relu * 10000` past the limit: refused before the first node
+        if count == 1:
+            return self.apply(op, args, kwargs, [value, *extra], target, scope, prefix, base=name)
         start = self.mark(prefix)
         for _ in range(count):
             value = self.apply(op, args, kwargs, [value, *extra], target, scope, prefix, base=name)
@@ -697,7 +708,7 @@ class _NetworkBuilder:
             members = tuple(n.name for n in self.nodes[start[1]:] if n.name.startswith(prefix)
                             and "." not in n.name[len(prefix):])
             kind = "op"
-        self.repeats.append(ir.RepeatGroup.model_construct(step=step, kind=kind, members=members, span=span))
+        self.repeats.append(ir.RepeatGroup(step=step, kind=kind, members=members, span=span))
 
     def check_value_call(self, call: CallValue, at, scope: _Scope) -> None:
         """The arguments of a call passed as a block parameter, when its input was lost."""
@@ -752,11 +763,15 @@ class _NetworkBuilder:
             raise _Poisoned from None
 
     def input_types(self, op: OpDef, inputs: list[str], at) -> list[ir.TensorType]:
-        types = [self.types.get(v) for v in inputs]
-        if any(t is None for t in types):
-            raise _Poisoned
-        multi = next((v for v in inputs if v in self.multi), None)
-        if multi is not None:
+        known = self.types
+        types = []
+        for v in inputs:
+            t = known.get(v)
+            if t is None:
+                raise _Poisoned
+            types.append(t)
+        multi = self.multi and next((v for v in inputs if v in self.multi), None)
+        if multi:
             parts = self.multi[multi]
             self.error("E301", f"'{multi}' has {len(parts)} results ({', '.join(parts)}) because of return_state=true; "
                        f"{op.name} cannot read them as one value", _span_of(at),
@@ -825,9 +840,18 @@ class _NetworkBuilder:
 
     def check_sizes(self, op: OpDef, out: ir.TensorType, params, types, at) -> None:
         """The language limits on a node's output and weights: dimensions and element counts fit int64."""
-        problem = limits.shape_problem(out.shape, f"{op.name}'s output {_short(str(out), 60)}")
+        fit = self.c.fitting_shapes  # shapes repeat: each (tuple) is checked once
+        problem = None
+        if type(out.shape) is not tuple or out.shape not in fit:
+            problem = limits.shape_problem(out.shape, lambda: f"{op.name}'s output {_short(str(out), 60)}")
+            if not problem and type(out.shape) is tuple:
+                fit.add(out.shape)
         for p in params:
-            problem = problem or limits.shape_problem(p.shape, f"{op.name}'s weight '{p.name}'")
+            if problem or (type(p.shape) is tuple and p.shape in fit):
+                continue
+            problem = limits.shape_problem(p.shape, lambda p=p: f"{op.name}'s weight '{p.name}'")
+            if not problem and type(p.shape) is tuple:
+                fit.add(p.shape)
         if problem:
             self.error("E401", problem, _span_of(at), notes=(f"input: {', '.join(str(t) for t in types)}",))
             raise _Poisoned
@@ -863,9 +887,8 @@ class _NetworkBuilder:
         params = _frozen(tuple(op.params(attrs, types, out)), attrs)
         self.check_sizes(op, out, params, types, at)
         name = self.fresh(prefix, base)
-        node = ir.Node.model_construct(name=name, op=op.name, attrs=attrs, inputs=tuple(inputs), type=out, layer=name,
-                       params=params, macs=op.macs(attrs, types, out),
-                       exprs=exprs, span=_span_of(at))
+        node = ir.Node(name=name, op=op.name, attrs=attrs, inputs=tuple(inputs), type=out, layer=name,
+                       params=params, macs=op.macs(attrs, types, out), exprs=exprs, span=_span_of(at))
         self.nodes.append(node)
         self.types[name] = out
         if attrs.get("return_state"):
@@ -942,7 +965,7 @@ class _NetworkBuilder:
             raise _Poisoned
         layer.uses += 1
         name = self.fresh(prefix, at.id)
-        node = ir.Node.model_construct(name=name, op=op.name, attrs=attrs, inputs=(value,), type=out, layer=layer.name,
+        node = ir.Node(name=name, op=op.name, attrs=attrs, inputs=(value,), type=out, layer=layer.name,
                        params=layer.params, macs=op.macs(attrs, types, out),
                        exprs=_exprs(op, layer.call, scope.params, self.c.expr_cache), span=at.span)
         self.nodes.append(node)
@@ -969,10 +992,10 @@ class _NetworkBuilder:
         slot = len(self.instances)
         self.instances.append(None)  # an enclosing instance is listed before those inside it
         if block.name not in self.block_defs:
-            self.block_defs[block.name] = ir.BlockDef.model_construct(
+            self.block_defs[block.name] = ir.BlockDef(
                 name=block.name, span=block.span,
-                params=tuple(ir.BlockParam.model_construct(name=p.name, default=None if p.default is None
-                                                           else _py_text(p.default)) for p in block.params))
+                params=tuple(ir.BlockParam(name=p.name, default=None if p.default is None
+                                           else _py_text(p.default)) for p in block.params))
         inner = _Scope(path=path, params=params, block_input=value, in_block=True,
                        stack=(*scope.stack, block.name), declared=_declared(block.body))
         result = None
@@ -1001,7 +1024,7 @@ class _NetworkBuilder:
             raise _Poisoned
         if result is None:
             raise _Poisoned
-        self.instances[slot] = ir.BlockInstance.model_construct(
+        self.instances[slot] = ir.BlockInstance(
             path=path, block=block.name, args={k: _plain(v) for k, v in params.items()}, input=value,
             output=result, span=_span_of(call))
         return result
@@ -1122,8 +1145,7 @@ class _NetworkBuilder:
             self.check_loss_shapes(fn, attrs, types[0], types[2], call)
         else:
             self.check_loss_shapes(fn, attrs, types[0], types[1], call)
-        return ir.LossTerm.model_construct(fn=fn.name, args=tuple(values), attrs=attrs, weight=float(weight),
-                                           span=call.span)
+        return ir.LossTerm(fn=fn.name, args=tuple(values), attrs=attrs, weight=float(weight), span=call.span)
 
     def check_loss_shapes(self, fn: OpDef, attrs, pred: ir.TensorType, target: ir.TensorType, call) -> None:
         if fn.kind == "triplet" and target.is_integer:
@@ -1177,7 +1199,7 @@ class _NetworkBuilder:
             return None
         except _Poisoned:
             return None
-        return ir.Optimizer.model_construct(name=opt.name, attrs=attrs, span=call.span)
+        return ir.Optimizer(name=opt.name, attrs=attrs, span=call.span)
 
 
 #: the value arguments of a loss kind, as messages write them
@@ -1333,7 +1355,7 @@ def _arg_span(at, op: OpDef | None, arg) -> Span | None:
 
 
 class Checker:
-    """Checks one parsed module and builds its :class:`ir.Program`."""
+    """Checks one parsed module and builds its program, as plain IR objects (:mod:`netspec.ir_plain`)."""
 
     def __init__(self, module: ast.Module, source: Source | None = None):
         self.module = module
@@ -1343,6 +1365,7 @@ class Checker:
         self.target_names: set[str] = set()
         self._missing_return: set[str] = set()
         self.expr_cache: dict[tuple[int, str], dict[str, str]] = {}  # Node.exprs per call site
+        self.fitting_shapes: set[tuple] = set()  # shapes within the limits (limits.shape_problem)
 
     def missing_return(self, block: ast.BlockDef) -> None:
         if block.name not in self._missing_return:
@@ -1351,6 +1374,20 @@ class Checker:
             self.bag.error("E206", f"block '{block.name}' has no 'return'", span)
 
     def run(self) -> ir.Program:
+        """The program; raises :class:`SpecError` with every diagnostic found.
+
+        The cyclic GC waits until the end: every object built here stays alive, and its passes over
+        the growing IR would make the check superlinear in the spec's size.
+        """
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run()
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _run(self) -> ir.Program:
         names: dict[str, Span | None] = {}
         for decl in self.module.decls:
             if decl.name in names:
@@ -1377,9 +1414,12 @@ class Checker:
             if built is not None:
                 networks.append(built)
         self.bag.raise_if_any()
-        return ir.Program.model_construct(file=self.module.file, networks=tuple(networks))
+        return ir.Program(file=self.module.file, networks=tuple(networks))
 
 
 def check_module(module: ast.Module, source: Source | None = None) -> ir.Program:
-    """Check a parsed module; raises :class:`SpecError` with every diagnostic found."""
+    """Check a parsed module; raises :class:`SpecError` with every diagnostic found.
+
+    The program is plain IR (:mod:`netspec.ir_plain`); :func:`netspec.ir.from_plain` gives the typed one.
+    """
     return Checker(module, source).run()

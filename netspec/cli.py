@@ -129,13 +129,13 @@ def _check_report(spec, args):
     from .report import build_report, dim_names
 
     if len(getattr(args, "files", ())) > 1:  # several files: each binds the names it uses
-        used = {d for n in spec.networks for d in dim_names(n)}
+        used = {d for n in spec.plain_program.networks for d in dim_names(n)}
         dims = {k: v for k, v in dims.items() if k in used}
     if not training and not dims:
         return spec.check()
 
     try:
-        return build_report(spec.program, training_batch=(batch or 1) if training else None, dims=dims,
+        return build_report(spec.plain_program, training_batch=(batch or 1) if training else None, dims=dims,
                             show_slots=getattr(args, "optimizer_state", False))
     except ValueError as exc:
         raise _UsageError(str(exc)) from None

@@ -13,50 +13,43 @@ on each node the source text of the arguments that depend on block
 parameters (``Node.exprs``). The nodes alone define the computation; the
 structure is how the spec wrote it, so :meth:`Program.meaning` leaves it out
 (renaming a block parameter or inlining a block changes no meaning).
+
+The checker builds the same data as the plain objects of :mod:`netspec.ir_plain`
+(``netspec check`` never imports pydantic); :func:`from_plain` turns them into
+these models, and the behaviour (``rank``, ``type_of``, ``param_counts``, ...) is
+written once there, in mixins both kinds inherit.
 """
 
 from __future__ import annotations
 
-from math import prod
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from . import ir_plain
+from .ir_plain import (
+    Dim,
+    NetworkBehaviour,
+    NodeBehaviour,
+    ParamBehaviour,
+    ProgramBehaviour,
+    TensorTypeBehaviour,
+)
 from .source import Span
 
-Dim = int | str
+__all__ = ["BlockDef", "BlockInstance", "BlockParam", "Dim", "LossTerm", "Network", "Node", "Optimizer", "Param",
+           "Program", "RepeatGroup", "TensorType", "Value", "from_plain"]
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True, defer_build=True)
 
 
-class TensorType(_Frozen):
+class TensorType(TensorTypeBehaviour, _Frozen):
     """A per-sample tensor type: dtype and shape (ints, or names for run-time sizes)."""
 
     dtype: str = "float32"
     shape: tuple[Dim, ...] = ()
-
-    @property
-    def rank(self) -> int:
-        return len(self.shape)
-
-    @property
-    def is_static(self) -> bool:
-        return all(isinstance(d, int) for d in self.shape)
-
-    @property
-    def size(self) -> int | None:
-        """Number of elements per sample, or None when a dimension is dynamic."""
-        return prod(self.shape) if self.is_static else None
-
-    @property
-    def is_integer(self) -> bool:
-        return self.dtype.startswith(("int", "uint"))
-
-    def __str__(self) -> str:
-        dims = ", ".join(str(d) for d in self.shape)
-        return f"[{dims}]" if self.dtype == "float32" else f"{self.dtype}[{dims}]"
 
 
 class Value(_Frozen):
@@ -67,7 +60,7 @@ class Value(_Frozen):
     span: Span | None = Field(default=None, exclude=True, repr=False)
 
 
-class Param(_Frozen):
+class Param(ParamBehaviour, _Frozen):
     """One weight tensor of a layer, in the canonical layout (see docs/weights.md)."""
 
     name: str
@@ -76,12 +69,8 @@ class Param(_Frozen):
     init: dict[str, Any] = Field(default_factory=lambda: {"name": "zeros"})
     regularizer: dict[str, Any] | None = None
 
-    @property
-    def size(self) -> int:
-        return prod(self.shape)
 
-
-class Node(_Frozen):
+class Node(NodeBehaviour, _Frozen):
     """One op applied at one place in the network.
 
     ``name`` is unique and hierarchical (``stage2.0.main.conv2d``); ``inputs``
@@ -102,10 +91,6 @@ class Node(_Frozen):
     #: that use the block's parameters: ``{"filters": "width * 4", "stride": "stride"}``
     exprs: dict[str, str] = Field(default_factory=dict)
     span: Span | None = Field(default=None, exclude=True, repr=False)
-
-    @property
-    def shared(self) -> bool:
-        return self.layer != self.name
 
 
 class LossTerm(_Frozen):
@@ -166,7 +151,7 @@ class RepeatGroup(_Frozen):
     span: Span | None = Field(default=None, exclude=True, repr=False)
 
 
-class Network(_Frozen):
+class Network(NetworkBehaviour, _Frozen):
     """One network: inputs, targets, nodes in topological order, outputs, training setup."""
 
     name: str
@@ -183,64 +168,12 @@ class Network(_Frozen):
     repeats: tuple[RepeatGroup, ...] = ()
     span: Span | None = Field(default=None, exclude=True, repr=False)
 
-    def type_of(self, value: str) -> TensorType:
-        """The type of a node output, input or target."""
-        for v in (*self.inputs, *self.targets):
-            if v.name == value:
-                return v.type
-        return self.node(value).type
 
-    def node(self, name: str) -> Node:
-        return _node_index(self.nodes)[name]
-
-    def layers(self) -> dict[str, tuple[Param, ...]]:
-        """Weight owners and their params, each shared layer once, in first-use order."""
-        out: dict[str, tuple[Param, ...]] = {}
-        for n in self.nodes:
-            if n.params and n.layer not in out:
-                out[n.layer] = n.params
-        return out
-
-    def param_counts(self) -> tuple[int, int]:
-        """(trainable, non-trainable) parameter counts, shared layers counted once."""
-        trainable = non = 0
-        for params in self.layers().values():
-            for p in params:
-                if p.trainable:
-                    trainable += p.size
-                else:
-                    non += p.size
-        return trainable, non
-
-
-_INDEXES: dict[int, tuple[tuple[Node, ...], dict[str, Node]]] = {}
-
-
-def _node_index(nodes: tuple[Node, ...]) -> dict[str, Node]:
-    """name -> node for a node tuple, cached by the tuple's identity (networks are immutable)."""
-    hit = _INDEXES.get(id(nodes))
-    if hit is not None and hit[0] is nodes:
-        return hit[1]
-    if len(_INDEXES) >= 64:
-        _INDEXES.clear()
-    index = {n.name: n for n in nodes}
-    _INDEXES[id(nodes)] = (nodes, index)
-    return index
-
-
-class Program(_Frozen):
+class Program(ProgramBehaviour, _Frozen):
     """Every network of one spec file."""
 
     file: str
     networks: tuple[Network, ...]
-
-    def network(self, name: str | None = None) -> Network:
-        if name is None:
-            return self.networks[0]
-        for n in self.networks:
-            if n.name == name:
-                return n
-        raise KeyError(name)
 
     def meaning(self) -> dict:
         """A plain dump without file names, spans and structure: two specs mean the same iff equal.
@@ -250,3 +183,35 @@ class Program(_Frozen):
         """
         structure = {"blocks": True, "instances": True, "repeats": True, "nodes": {"__all__": {"exprs"}}}
         return self.model_dump(exclude={"file": True, "networks": {"__all__": structure}})
+
+
+#: plain class -> its typed twin (same name, same fields)
+_TWINS: dict[type, type[_Frozen]] = {cls: globals()[name] for name, cls in ir_plain.CLASSES.items()}
+
+
+def from_plain(obj):
+    """The typed IR of a plain IR object (:mod:`netspec.ir_plain`), built without re-validating.
+
+    The checker validated every value while it built it, so each model is made with
+    ``model_construct``; an object reached twice (a shared layer's weights) is converted once.
+    Typed objects pass through unchanged.
+    """
+    memo: dict[int, Any] = {}
+
+    def convert(value):
+        cls = _TWINS.get(type(value))
+        if cls is not None:
+            hit = memo.get(id(value))
+            if hit is None:
+                fields = {f: convert(getattr(value, f)) for f in value._fields}
+                hit = memo[id(value)] = cls.model_construct(**fields)
+            return hit
+        if type(value) is tuple and value and type(value[0]) in _TWINS:
+            key = id(value)
+            hit = memo.get(key)
+            if hit is None:
+                hit = memo[key] = tuple(convert(v) for v in value)
+            return hit
+        return value
+
+    return convert(obj)

@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import os
 from math import prod
+from typing import TYPE_CHECKING
 
-from . import ir
 from .diagnostics import Diagnostic, SpecError
+
+if TYPE_CHECKING:  # the typed or the plain IR: both have these fields (netspec.ir_plain)
+    from . import ir
 
 #: Every integer an expression produces, every dimension, every element count: int64.
 MAX_INT = 2**63 - 1
@@ -78,13 +81,21 @@ def elements(shape) -> int:
     return prod(d if isinstance(d, int) else 1 for d in shape)
 
 
-def shape_problem(shape, what: str) -> str | None:
-    """Why a shape breaks the language limits (a dimension or the element count beyond int64), or None."""
+def shape_problem(shape, what) -> str | None:
+    """Why a shape breaks the language limits (a dimension or the element count beyond int64), or None.
+
+    ``what`` names the tensor: a string, or a function that returns one (called only for a problem,
+    so that the checker formats nothing for the shapes that fit).
+    """
+    n = 1
     for d in shape:
-        if isinstance(d, int) and d > MAX_INT:
-            return f"{what}: dimension {int_text(d)} is too large; a dimension is at most 2**63 - 1 ({MAX_INT})"
-    n = elements(shape)
+        if isinstance(d, int):
+            if d > MAX_INT:
+                what = what() if callable(what) else what
+                return f"{what}: dimension {int_text(d)} is too large; a dimension is at most 2**63 - 1 ({MAX_INT})"
+            n *= d
     if n > MAX_INT:
+        what = what() if callable(what) else what
         return f"{what} would hold {int_text(n)} elements; a tensor holds at most 2**63 - 1 ({MAX_INT})"
     return None
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from math import prod
+from typing import TYPE_CHECKING
 
-from . import ir
+if TYPE_CHECKING:  # the typed or the plain IR: both have these fields (netspec.ir_plain)
+    from . import ir
+
 
 DTYPE_BYTES = {"float16": 2, "float32": 4, "float64": 8, "int8": 1, "int16": 2, "int32": 4, "int64": 8,
                "uint8": 1, "bool": 1}
@@ -295,7 +298,7 @@ def bind_dims(net: ir.Network, dims: dict[str, int]) -> ir.Network:
         return net
 
     def bound(t: ir.TensorType) -> ir.TensorType:
-        return ir.TensorType.model_construct(dtype=t.dtype, shape=tuple(eval_dim(d, dims) for d in t.shape))
+        return t.model_copy(update={"shape": tuple(eval_dim(d, dims) for d in t.shape)})
 
     types: dict[str, ir.TensorType] = {}
     inputs = tuple(v.model_copy(update={"type": bound(v.type)}) for v in net.inputs)

@@ -129,11 +129,11 @@ def init_weights(spec, seed: int = 0, network: str | None = None) -> Weights:
 
 
 def _network(spec, name: str | None) -> ir.Network:
-    from . import ir
+    from . import ir, ir_plain
 
-    if isinstance(spec, ir.Network):
+    if isinstance(spec, (ir.Network, ir_plain.Network)):
         return spec
-    program = spec if isinstance(spec, ir.Program) else spec.program
+    program = spec if isinstance(spec, (ir.Program, ir_plain.Program)) else spec.program
     return program.network(name)
 
 

@@ -77,3 +77,42 @@ def test_lsp_core_imports_no_framework_and_no_lsp_library():
     core, server = (json.loads(line) for line in proc.stdout.splitlines()[-2:])
     assert core == []
     assert [m for m in server if m.split(".")[0] in FRAMEWORKS] == []
+
+
+NO_PYDANTIC_PROBE = """
+import json, sys
+from pathlib import Path
+from netspec.cli import main
+codes = [main(args) for args in (["check", "specs/resnet50.net"], ["check", "--format", "json", "specs/yaml/vae.yaml"],
+                                 ["check", "--training", "--batch", "8", "specs/resnet50.net"],
+                                 ["check", "--dim", "T=16", "specs/translator.net"],
+                                 ["fmt", "--check", "specs/mlp.net"])]
+import netspec
+netspec.load("specs/gpt2_small.net").check()
+from netspec.lsp.analysis import Analysis
+from netspec.lsp import features
+a = Analysis("specs/unet.net", Path("specs/unet.net").read_text())
+features.hover(a, 3, 5)
+print(json.dumps({"codes": codes, "loaded": sorted(m for m in sys.modules
+                                                   if m.split(".")[0] in ("pydantic", "pydantic_core")
+                                                   or m == "netspec.ir")}), file=sys.stderr)
+"""
+
+
+def test_check_fmt_and_lsp_analysis_import_no_pydantic():
+    """Checking works on the plain IR (netspec/ir_plain.py): pydantic and the typed IR load only for what reads
+    ``Spec.program`` (compile, export, verify, train), not for check, fmt or the editor loop (issue 18)."""
+    proc = subprocess.run([sys.executable, "-c", NO_PYDANTIC_PROBE], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert result["codes"] == [0, 0, 0, 0, 0]
+    assert result["loaded"] == []
+
+
+def test_python_m_netspec_check_imports_no_pydantic():
+    probe = ("import runpy, sys\nsys.argv = ['netspec', 'check', 'specs/resnet50.net']\n"
+             "try:\n    runpy.run_module('netspec', run_name='__main__')\nexcept SystemExit as exc:\n"
+             "    code = exc.code\nelse:\n    code = 0\n"
+             "print(code, sorted(m for m in sys.modules if m.startswith('pydantic')), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
+    assert proc.stderr.strip().splitlines()[-1] == "0 []", proc.stderr[-2000:]

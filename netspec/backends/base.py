@@ -15,11 +15,13 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from .. import ir
 from ..diagnostics import Diagnostic, SpecError
 from .printer import identifier, literal  # noqa: F401  (their home is the shared printer)
+
+if TYPE_CHECKING:  # annotations only: the registry loads without pydantic (netspec check)
+    from .. import ir
 
 
 def unsupported(backend: str, node: ir.Node, what: str | None = None) -> Diagnostic:

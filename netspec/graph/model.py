@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from .. import ir
 from ..ops.registry import MERGE_OPS
+
+if TYPE_CHECKING:  # the typed or the plain IR (netspec.ir_plain): both have these fields
+    from .. import ir
 
 _INDEX = re.compile(r"^[0-9]+$")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import ir
+from .. import ir_plain as ir
 from ..checker import Checker, _NetworkBuilder
 from ..diagnostics import _order
 from ..frontend import ast
@@ -32,7 +32,7 @@ def check_partial(module: ast.Module, source) -> tuple[list[ir.Network], list]:
         builder = _NetworkBuilder(checker, net)
         built = builder.build()
         if built is None:
-            built = ir.Network.model_construct(
+            built = ir.Network(
                 name=net.name, inputs=tuple(builder.inputs), targets=tuple(builder.targets),
                 nodes=tuple(builder.nodes), outputs=(), output_names=(), loss=(), optimizer=None, span=net.span)
         networks.append(built)

@@ -18,7 +18,7 @@ import gc
 import re
 from dataclasses import dataclass, field
 
-from .. import ir
+from .. import ir_plain as ir  # the checker's plain IR (netspec.ir_plain): no pydantic in the editor loop
 from ..checker import check_module, evaluate
 from ..diagnostics import Diagnostic, SpecError, source_lines
 from ..frontend import ast, form_of, parse_source

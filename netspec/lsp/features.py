@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .. import ir
+from .. import ir_plain as ir  # the checker's plain IR (netspec.ir_plain): no pydantic in the editor loop
 from ..diagnostics import SpecError
 from ..frontend import ast
 from ..ops.base import Callable as CallableKind

@@ -14,7 +14,7 @@ see ``layers.Embedding``.
 
 from __future__ import annotations
 
-from ..ir import Param, TensorType
+from ..ir_plain import Param, TensorType
 from .base import Attr, Bool, Callable, Float, InferError, Int, OpDef, norm_axis, static
 
 
@@ -98,7 +98,7 @@ class Attention(OpDef):
             key_dim = dq // heads
         value_dim = attrs["value_dim"] or key_dim
         units = attrs["units"] or dq
-        out = TensorType.model_construct(shape=(q.shape[0], units))
+        out = TensorType(shape=(q.shape[0], units))
         return out, {**attrs, "key_dim": key_dim, "value_dim": value_dim, "units": units}
 
     def params(self, attrs, inputs, out):
@@ -109,10 +109,10 @@ class Attention(OpDef):
         shapes = {"q": (h * kd, dq), "k": (h * kd, dkv), "v": (h * vd, dkv), "o": (units, h * vd)}
         ps = []
         for p, shape in shapes.items():
-            ps.append(Param.model_construct(name=f"{p}_kernel", shape=shape, init=attrs["kernel_init"]))
+            ps.append(Param(name=f"{p}_kernel", shape=shape, init=attrs["kernel_init"]))
         if attrs["use_bias"]:
             for p, shape in shapes.items():
-                ps.append(Param.model_construct(name=f"{p}_bias", shape=shape[:1], init=attrs["bias_init"]))
+                ps.append(Param(name=f"{p}_bias", shape=shape[:1], init=attrs["bias_init"]))
         return ps
 
     def macs(self, attrs, inputs, out):
@@ -147,7 +147,7 @@ class PositionEmbedding(OpDef):
         return t, attrs
 
     def params(self, attrs, inputs, out):
-        return [Param.model_construct(name="embeddings", shape=(attrs["max_len"], inputs[0].shape[1]),
+        return [Param(name="embeddings", shape=(attrs["max_len"], inputs[0].shape[1]),
                                       init=attrs["embeddings_init"])]
 
 
@@ -181,10 +181,10 @@ class ClassToken(OpDef):
     def infer(self, attrs, inputs):
         (t,) = inputs
         _seq(t, "class_token's input")
-        return TensorType.model_construct(shape=(_plus(t.shape[0], 1), t.shape[1])), attrs
+        return TensorType(shape=(_plus(t.shape[0], 1), t.shape[1])), attrs
 
     def params(self, attrs, inputs, out):
-        return [Param.model_construct(name="token", shape=(inputs[0].shape[1],), init=attrs["init"])]
+        return [Param(name="token", shape=(inputs[0].shape[1],), init=attrs["init"])]
 
 
 class Select(OpDef):
@@ -210,7 +210,7 @@ class Select(OpDef):
             raise InferError(f"select index {i} is out of range for an axis of size {n}", code="E405",
                              arg="index")
         shape = t.shape[:axis] + t.shape[axis + 1:]
-        return TensorType.model_construct(dtype=t.dtype, shape=shape), {**attrs, "axis": axis}
+        return TensorType(dtype=t.dtype, shape=shape), {**attrs, "axis": axis}
 
 
 ATTENTION_OPS = [Attention, PositionEmbedding, SinusoidalPosition, ClassToken, Select]

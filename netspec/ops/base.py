@@ -16,16 +16,36 @@ the tables ``registry`` hands to :func:`install` when it is imported; importing
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..ir import Dim, Param, TensorType
+from ..ir_plain import Dim, Param, TensorType
 from ..limits import MAX_INT32
 from ..source import Span
 
 REQUIRED = object()
+# how bind_values fills an attribute that was not given (see OpDef._defaults_plan)
+_REQUIRED, _AS_IS, _SHALLOW, _DEEP, _EACH_TIME = (object() for _ in range(5))
+
+
+def _fresh(value: Any) -> Any:
+    """A copy of the dicts and lists in a normalised attribute value (each node owns its attributes)."""
+    if type(value) is dict:
+        return {k: _fresh(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_fresh(v) for v in value]
+    if type(value) is tuple and _mutable(value):
+        return tuple(_fresh(v) for v in value)
+    return value
+
+
+def _mutable(value: Any) -> bool:
+    """Whether a value is, or holds, a dict or a list."""
+    if type(value) in (dict, list):
+        return True
+    return type(value) is tuple and any(_mutable(v) for v in value)
+
 
 #: Lookup tables filled by :mod:`netspec.ops.registry` through :func:`install` (no import back).
 _TABLES: dict[str, dict] = {"ops": {}, "families": {}}
@@ -113,6 +133,8 @@ KWARG_ALIASES = {
 
 
 def did_you_mean(name: str, choices) -> str:
+    import difflib  # only for a misspelling: not on the import path of every check
+
     match = difflib.get_close_matches(name, [c for c in choices if c != name], n=1, cutoff=0.6)
     return f"did you mean '{match[0]}'?" if match else ""
 
@@ -397,39 +419,72 @@ class OpDef:
 
         Raises :class:`AttrError` (message names the argument) on the first problem.
         """
-        bound: dict[str, Any] = {}
+        attrs = self.attrs
+        plan = self.__dict__.get("_plan")
+        if plan is None or plan[0] is not attrs:
+            plan = self._plan = (attrs, self._defaults_plan())
         if len(args) > len(self.positional):
             expected = len(self.positional)
             raise AttrError(f"{self.name} takes {expected} positional argument"
                             f"{'' if expected == 1 else 's'}; received: {len(args)}", arg=expected)
-        for key, val in zip(self.positional, args):
-            bound[key] = val
+        bound = dict(zip(self.positional, args)) if args else {}
         for key, val in kwargs:
-            if key not in self.attrs:
+            if key not in attrs:
                 alias = KWARG_ALIASES.get(key)
-                hint = (f"did you mean '{alias}'?" if alias in self.attrs
-                        else did_you_mean(key, self.attrs))
-                notes = (f"{self.name}'s arguments: {', '.join(self.attrs)}",) if self.attrs else ()
+                hint = (f"did you mean '{alias}'?" if alias in attrs
+                        else did_you_mean(key, attrs))
+                notes = (f"{self.name}'s arguments: {', '.join(attrs)}",) if attrs else ()
                 raise AttrError(f"{self.name} has no argument '{key}'" + (f"; {hint}" if hint else ""),
                                 "E303", key, notes if not hint else ())
             if key in bound:
                 raise AttrError(f"{self.name} got argument '{key}' twice", arg=key)
             bound[key] = val
         out: dict[str, Any] = {}
-        for key, attr in self.attrs.items():
+        for key, attr, how, value in plan[1]:
             if key in bound:
                 try:
                     out[key] = attr.kind(bound[key], self)
                 except AttrError as exc:
                     raise AttrError(f"{self.name} argument '{key}': {exc}", exc.code, key, exc.notes) from None
+            elif how is _AS_IS:
+                out[key] = value
+            elif how is _SHALLOW:
+                out[key] = value.copy()
+            elif how is _DEEP:
+                out[key] = _fresh(value)
             elif attr.required:
                 raise AttrError(f"{self.name} needs argument '{key}'"
                                 + (f" ({attr.doc})" if attr.doc else ""), "E302")
-            elif attr.default is None:
-                out[key] = None
-            else:
+            else:  # a default its kind refuses: validated (and refused) at each use, as written
                 out[key] = attr.kind(attr.default, self)
         return out
+
+    def _defaults_plan(self) -> tuple:
+        """Per attribute: (key, attr, how to fill it when not given, the validated default).
+
+        A default is a constant: validated once per op; each node gets its own copy of a dict or list.
+        """
+        plan = []
+        for key, attr in self.attrs.items():
+            if attr.required:
+                plan.append((key, attr, _REQUIRED, None))
+                continue
+            if attr.default is None:
+                plan.append((key, attr, _AS_IS, None))
+                continue
+            try:
+                value = attr.kind(attr.default, self)
+            except Exception:  # raised again where it was: when the default is used
+                plan.append((key, attr, _EACH_TIME, None))
+                continue
+            if not _mutable(value):
+                how = _AS_IS
+            elif type(value) is dict and not any(_mutable(v) for v in value.values()):
+                how = _SHALLOW
+            else:
+                how = _DEEP
+            plan.append((key, attr, how, value))
+        return tuple(plan)
 
     def infer(self, attrs: dict[str, Any], inputs: list[TensorType]) -> tuple[TensorType, dict[str, Any]]:
         """Output type and the attributes to store in the IR (normalised)."""

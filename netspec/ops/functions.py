@@ -6,7 +6,7 @@ from collections.abc import Callable
 from math import prod
 from typing import ClassVar
 
-from ..ir import TensorType
+from ..ir_plain import TensorType
 from .base import Attr, AttrError, Bool, Enum, Float, InferError, Int, IntsOrInt, OpDef, norm_axis
 
 # Activations ---------------------------------------------------------------------------
@@ -20,7 +20,7 @@ class _Activation(OpDef):
 
     def infer(self, attrs, inputs):
         t = inputs[0]
-        return TensorType.model_construct(shape=t.shape), attrs
+        return TensorType(shape=t.shape), attrs
 
 
 def _act(name, formula, attrs=None, positional=(), infer=None):
@@ -33,7 +33,7 @@ def _act(name, formula, attrs=None, positional=(), infer=None):
 def _softmax_infer(self, attrs, inputs):
     t = inputs[0]
     axis = norm_axis(attrs["axis"], t.rank, "softmax axis")
-    return TensorType.model_construct(shape=t.shape), {**attrs, "axis": axis}
+    return TensorType(shape=t.shape), {**attrs, "axis": axis}
 
 
 ACTIVATIONS = [
@@ -81,7 +81,7 @@ class _Elementwise(OpDef):
         if shape is None:
             got = ", ".join(str(t) for t in inputs)
             raise InferError(f"{self.name} needs equal or broadcastable shapes; received: {got}", code="E402")
-        return TensorType.model_construct(shape=shape), attrs
+        return TensorType(shape=shape), attrs
 
 
 def _merge(name, doc, max_inputs=None):
@@ -126,7 +126,7 @@ class Concat(OpDef):
             total = "+".join(str(s) for s in sizes)
         shape = list(inputs[0].shape)
         shape[axis] = total
-        return TensorType.model_construct(dtype=inputs[0].dtype, shape=tuple(shape)), {**attrs, "axis": axis}
+        return TensorType(dtype=inputs[0].dtype, shape=tuple(shape)), {**attrs, "axis": axis}
 
 
 def _concat_axis(inputs, rank: int) -> int:
@@ -167,7 +167,7 @@ class Dot(OpDef):
             raise InferError(f"dot contracts axis {ia} of {a} with axis {ib} of {b}: sizes "
                              f"{a.shape[ia]} and {b.shape[ib]} differ", code="E402")
         shape = a.shape[:ia] + a.shape[ia + 1:] + b.shape[:ib] + b.shape[ib + 1:]
-        return TensorType.model_construct(shape=shape or (1,)), {**attrs, "axes": (ia, ib)}
+        return TensorType(shape=shape or (1,)), {**attrs, "axes": (ia, ib)}
 
     def macs(self, attrs, inputs, out):
         a = inputs[0]

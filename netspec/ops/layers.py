@@ -5,7 +5,7 @@ from __future__ import annotations
 from math import prod
 
 from .. import shapes
-from ..ir import Param, TensorType
+from ..ir_plain import Param, TensorType
 from .base import (
     Attr,
     Bool,
@@ -38,18 +38,18 @@ WEIGHTS = {
 
 
 def _float(t: TensorType, shape) -> TensorType:
-    return TensorType.model_construct(dtype="float32", shape=tuple(shape))
+    return TensorType(dtype="float32", shape=tuple(shape))
 
 
 def _kernel(name, shape, attrs, key="kernel") -> Param:
-    return Param.model_construct(name=name, shape=tuple(shape), init=attrs[f"{key}_init"],
+    return Param(name=name, shape=tuple(shape), init=attrs[f"{key}_init"],
                  regularizer=attrs.get(f"{key}_regularizer"))
 
 
 def _bias(shape, attrs) -> list[Param]:
     if not attrs.get("use_bias", True):
         return []
-    return [Param.model_construct(name="bias", shape=tuple(shape), init=attrs["bias_init"],
+    return [Param(name="bias", shape=tuple(shape), init=attrs["bias_init"],
                   regularizer=attrs.get("bias_regularizer"))]
 
 
@@ -413,7 +413,7 @@ class Flatten(OpDef):
         (t,) = inputs
         for d in t.shape:
             static(d, "flatten's input")
-        return TensorType.model_construct(dtype=t.dtype, shape=(prod(t.shape),)), attrs
+        return TensorType(dtype=t.dtype, shape=(prod(t.shape),)), attrs
 
 
 class Reshape(OpDef):
@@ -441,7 +441,7 @@ class Reshape(OpDef):
         elif known != total:
             raise InferError(f"reshape to {list(attrs['shape'])} needs {known} elements; the input {t} has {total}",
                              formula=f"{_product(t.shape)} != {_product(target)}")
-        return TensorType.model_construct(dtype=t.dtype, shape=tuple(target)), {**attrs, "shape": tuple(target)}
+        return TensorType(dtype=t.dtype, shape=tuple(target)), {**attrs, "shape": tuple(target)}
 
 
 class Permute(OpDef):
@@ -465,7 +465,7 @@ class Permute(OpDef):
         norm = tuple(norm_axis(d, t.rank, "permute axis") for d in dims)
         if sorted(norm) != list(range(t.rank)):
             raise InferError(f"permute needs a permutation of 0..{t.rank - 1}; received: {dims}", code="E405")
-        return TensorType.model_construct(dtype=t.dtype, shape=tuple(t.shape[i] for i in norm)), {"dims": norm}
+        return TensorType(dtype=t.dtype, shape=tuple(t.shape[i] for i in norm)), {"dims": norm}
 
 
 class Dropout(OpDef):
@@ -492,7 +492,7 @@ class _ZeroPad(OpDef):
             raise InferError(f"{self.name} takes explicit padding, not same", code="E301", arg="padding")
         c, sizes = _spatial_input(self, inputs[0])
         out = tuple(s + b + e if isinstance(s, int) else f"{s}+{b + e}" for s, (b, e) in zip(sizes, attrs["padding"]))
-        return TensorType.model_construct(dtype=inputs[0].dtype, shape=(c, *out)), attrs
+        return TensorType(dtype=inputs[0].dtype, shape=(c, *out)), attrs
 
 
 class _Upsample(OpDef):
@@ -551,11 +551,11 @@ class BatchNorm(OpDef):
         c = (inputs[0].shape[attrs["axis"]],)
         ps = []
         if attrs["scale"]:
-            ps.append(Param.model_construct(name="gamma", shape=c, init=attrs["gamma_init"]))
+            ps.append(Param(name="gamma", shape=c, init=attrs["gamma_init"]))
         if attrs["center"]:
-            ps.append(Param.model_construct(name="beta", shape=c, init=attrs["beta_init"]))
-        ps.append(Param.model_construct(name="moving_mean", shape=c, trainable=False, init={"name": "zeros"}))
-        ps.append(Param.model_construct(name="moving_variance", shape=c, trainable=False, init={"name": "ones"}))
+            ps.append(Param(name="beta", shape=c, init=attrs["beta_init"]))
+        ps.append(Param(name="moving_mean", shape=c, trainable=False, init={"name": "zeros"}))
+        ps.append(Param(name="moving_variance", shape=c, trainable=False, init={"name": "ones"}))
         return ps
 
 
@@ -590,9 +590,9 @@ class LayerNorm(OpDef):
         shape = tuple(inputs[0].shape[a] for a in attrs["axis"])
         ps = []
         if attrs["scale"]:
-            ps.append(Param.model_construct(name="gamma", shape=shape, init=attrs["gamma_init"]))
+            ps.append(Param(name="gamma", shape=shape, init=attrs["gamma_init"]))
         if attrs["center"]:
-            ps.append(Param.model_construct(name="beta", shape=shape, init=attrs["beta_init"]))
+            ps.append(Param(name="beta", shape=shape, init=attrs["beta_init"]))
         return ps
 
 
@@ -623,18 +623,18 @@ class Embedding(OpDef):
         (t,) = inputs
         if not t.is_integer:
             if t.rank and t.shape[-1] == attrs["dim"]:  # tying: x E^T
-                return TensorType.model_construct(shape=t.shape[:-1] + (attrs["vocab"],)), {**attrs, "reverse": True}
+                return TensorType(shape=t.shape[:-1] + (attrs["vocab"],)), {**attrs, "reverse": True}
             raise InferError(f"embedding expects integer ids; received: {t}", code="E403",
                              notes=("declare the input with an integer dtype, e.g. `input ids: int64[T]`",
                                     f"on float vectors [..., {attrs['dim']}] it projects onto the vocabulary "
                                     "(weight tying)"))
-        return TensorType.model_construct(shape=t.shape + (attrs["dim"],)), attrs
+        return TensorType(shape=t.shape + (attrs["dim"],)), attrs
 
     def macs(self, attrs, inputs, out):
         return _count(out.shape) * attrs["dim"] if attrs.get("reverse") else 0
 
     def params(self, attrs, inputs, out):
-        return [Param.model_construct(name="embeddings", shape=(attrs["vocab"], attrs["dim"]),
+        return [Param(name="embeddings", shape=(attrs["vocab"], attrs["dim"]),
                                       init=attrs["embeddings_init"], regularizer=attrs["embeddings_regularizer"])]
 
 
@@ -675,12 +675,12 @@ class _Recurrent(OpDef):
 
     def params(self, attrs, inputs, out):
         f, u, g = inputs[0].shape[1], attrs["units"], self.gates
-        ps = [Param.model_construct(name="kernel", shape=(g * u, f), init=attrs["kernel_init"],
+        ps = [Param(name="kernel", shape=(g * u, f), init=attrs["kernel_init"],
                     regularizer=attrs["kernel_regularizer"]),
-              Param.model_construct(name="recurrent_kernel", shape=(g * u, u), init=attrs["recurrent_init"],
+              Param(name="recurrent_kernel", shape=(g * u, u), init=attrs["recurrent_init"],
                     regularizer=attrs["recurrent_regularizer"])]
         if attrs["use_bias"]:
-            ps.append(Param.model_construct(name="bias", shape=(g * u,), init=self._bias_init(attrs),
+            ps.append(Param(name="bias", shape=(g * u,), init=self._bias_init(attrs),
                             regularizer=attrs["bias_regularizer"]))
         return ps
 
@@ -732,7 +732,7 @@ class GRU(_Recurrent):
     def params(self, attrs, inputs, out):
         ps = super().params(attrs, inputs, out)
         if attrs["use_bias"]:
-            ps.append(Param.model_construct(name="recurrent_bias", shape=(3 * attrs["units"],), init=attrs["bias_init"],
+            ps.append(Param(name="recurrent_bias", shape=(3 * attrs["units"],), init=attrs["bias_init"],
                             regularizer=attrs["bias_regularizer"]))
         return ps
 

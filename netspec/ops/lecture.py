@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ..ir import TensorType
+from ..ir_plain import TensorType
 from .base import Attr, Float, InferError, Int, Layer, OpDef, static
 from .functions import _Loss
 
@@ -32,7 +32,7 @@ class _Math(OpDef):
     formula: ClassVar[str] = ""
 
     def infer(self, attrs, inputs):
-        return TensorType.model_construct(shape=inputs[0].shape), attrs
+        return TensorType(shape=inputs[0].shape), attrs
 
 
 def _math(name, formula, attrs=None, positional=()):
@@ -81,7 +81,7 @@ class SampleNormal(OpDef):
         mu, logvar = inputs
         if mu.shape != logvar.shape:
             raise InferError(f"sample_normal needs mu and logvar of one shape; received: {mu}, {logvar}", code="E402")
-        return TensorType.model_construct(shape=mu.shape), attrs
+        return TensorType(shape=mu.shape), attrs
 
 
 # Sequences -----------------------------------------------------------------------------------------
@@ -101,7 +101,7 @@ class RepeatVector(OpDef):
         if t.rank != 1:
             raise InferError(f"repeat_vector expects a vector [F]; received: {t}",
                              notes=("flatten it first, or pool a sequence to its last state",))
-        return TensorType.model_construct(shape=(attrs["n"], t.shape[0])), attrs
+        return TensorType(shape=(attrs["n"], t.shape[0])), attrs
 
 
 class RepeatLike(OpDef):
@@ -122,7 +122,7 @@ class RepeatLike(OpDef):
         if seq.rank < 1:
             raise InferError(f"repeat_like takes its length from a sequence [T, ...]; received: {seq}")
         static(v.shape[0], "repeat_like's vector")
-        return TensorType.model_construct(shape=(seq.shape[0], v.shape[0])), attrs
+        return TensorType(shape=(seq.shape[0], v.shape[0])), attrs
 
 
 class TimeDistributed(OpDef):
@@ -164,7 +164,7 @@ class Masking(OpDef):
         (t,) = inputs
         if t.rank != 2:
             raise InferError(f"masking expects a sequence [T, F]; received: {t}")
-        return TensorType.model_construct(shape=t.shape), attrs
+        return TensorType(shape=t.shape), attrs
 
 
 #: families through which a mask follows a value (the time axis stays where it is), docs/language.md "Masking"
