@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -12,6 +11,7 @@ from . import ir_plain
 from .checker import Checker
 from .diagnostics import Diagnostic, SpecError
 from .frontend import form_of, parse_source, read_source
+from .gcpause import building
 from .source import Source
 
 if TYPE_CHECKING:
@@ -137,20 +137,15 @@ class Spec:
 def parse_text(text: str, name: str = "<string>.net") -> Spec:
     """Parse and check spec text; the name's extension chooses the form."""
     source = Source(name, text)
-    # The cyclic GC would scan the growing syntax tree and IR again and again while they are built
-    # (everything is alive: nothing to free), a cost that grows with the spec; it waits until the end.
-    enabled = gc.isenabled()
-    gc.disable()
+    # the cyclic GC waits while the syntax tree and the IR grow (see netspec.gcpause)
     try:
-        module = parse_source(source)
-        checker = Checker(module, source)
-        program = checker.run()
+        with building():
+            module = parse_source(source)
+            checker = Checker(module, source)
+            program = checker.run()
     except SpecError as exc:
         exc.sources.setdefault(source.name, source)
         raise
-    finally:
-        if enabled:
-            gc.enable()
     warnings = sorted(checker.bag.warnings, key=lambda d: (d.span is not None, d.span and d.span.line,
                                                            d.span and d.span.col))
     return Spec(source, module, program, tuple(warnings))

@@ -9,7 +9,6 @@ mistake is reported exactly once.
 
 from __future__ import annotations
 
-import gc
 import math
 import operator
 from typing import Any
@@ -18,6 +17,7 @@ from . import ir_plain as ir  # the plain IR: checking never imports pydantic
 from . import limits
 from .diagnostics import DiagnosticBag
 from .frontend import ast
+from .gcpause import building
 from .limits import int_text
 from .ops.base import AttrError, CallValue, InferError, OpDef, Sym, brief, did_you_mean, show
 from .ops.lecture import MASK_KEEPING, STATE_RESULTS
@@ -1379,13 +1379,8 @@ class Checker:
         The cyclic GC waits until the end: every object built here stays alive, and its passes over
         the growing IR would make the check superlinear in the spec's size.
         """
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with building():
             return self._run()
-        finally:
-            if enabled:
-                gc.enable()
 
     def _run(self) -> ir.Program:
         names: dict[str, Span | None] = {}

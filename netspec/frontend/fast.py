@@ -29,10 +29,10 @@ characters, with only ``\\n`` starting a line.
 
 from __future__ import annotations
 
-import gc
 import math
 import re
 
+from ..gcpause import building
 from ..source import Span
 from . import ast
 
@@ -662,15 +662,11 @@ class _Parser:
 
 def parse(text: str, file: str) -> ast.Module:
     """The syntax tree of a .net text (a byte-order mark already replaced); :class:`Unsure` otherwise."""
-    paused = gc.isenabled()
-    gc.disable()  # a tree is no garbage: collections while it grows cost time that grows with it
     try:
-        return _Parser(text, file).module()
+        with building():  # a tree is no garbage: collections while it grows cost time that grows with it
+            return _Parser(text, file).module()
     except RecursionError:
         raise Unsure("nested too deeply") from None
-    finally:
-        if paused:
-            gc.enable()
 
 
 #: The fragments a YAML spec holds, by the grammar's start symbol.
