@@ -30,8 +30,8 @@ UNSUPPORTED_DTYPES = ("float16", "bfloat16", "float64", "int8", "int16", "uint8"
 
 #: Expansion limits: a spec that asks for more is an error, not a hang.
 MAX_REPEAT = 10_000  # `STEP * n`
-MAX_NODES = 20_000  # nodes in one network once blocks and repeats are expanded
-MAX_BLOCK_USES = 20_000  # block expansions in one network (a block may add no node)
+MAX_NODES = 20_000  # nodes in one file (all its networks) once blocks and repeats are expanded
+MAX_BLOCK_USES = 20_000  # block expansions in one file (a block may add no node)
 MAX_BLOCK_DEPTH = 64  # blocks used inside blocks
 
 #: Loss names from Keras and PyTorch, and what netspec calls them.
@@ -808,18 +808,28 @@ class _NetworkBuilder:
             raise _Poisoned from None
 
     def budget(self, at, nodes: int = 1, uses: int = 0, notes: tuple[str, ...] = ()) -> None:
-        """Stop expanding a network that would grow past MAX_NODES nodes or MAX_BLOCK_USES
-        block expansions once ``nodes`` more nodes and ``uses`` more expansions are added
-        (reported once)."""
-        if len(self.nodes) + nodes <= MAX_NODES and self.block_uses + uses <= MAX_BLOCK_USES:
+        """Stop expanding once the spec would grow past MAX_NODES nodes or MAX_BLOCK_USES block
+        expansions, counting this network's ``nodes`` and ``uses`` more and every network before it
+        in the file (reported once)."""
+        before_nodes, before_uses = self.c.spent_nodes, self.c.spent_uses
+        if (before_nodes + len(self.nodes) + nodes <= MAX_NODES
+                and before_uses + self.block_uses + uses <= MAX_BLOCK_USES):
             return
-        if not self.too_big:
-            self.too_big = True
-            if len(self.nodes) + nodes > MAX_NODES:
-                what = f"more than {MAX_NODES} layers"
+        if not self.too_big and not self.c.too_big:  # once per file: the later networks cannot fit either
+            self.too_big = self.c.too_big = True
+            alone = len(self.nodes) + nodes > MAX_NODES or self.block_uses + uses > MAX_BLOCK_USES
+            if before_nodes + len(self.nodes) + nodes > MAX_NODES:
+                what, limit = "layers", MAX_NODES
             else:
-                what = f"more than {MAX_BLOCK_USES} uses of blocks"
-            self.error("E304", f"network '{self.net.name}' expands to {what}", _span_of(at),
+                what, limit = "uses of blocks", MAX_BLOCK_USES
+            if alone:
+                message = f"network '{self.net.name}' expands to more than {limit} {what}"
+            else:
+                earlier = before_nodes if what == "layers" else before_uses
+                message = (f"network '{self.net.name}' brings the file to more than {limit} {what}, with "
+                           f"the {earlier} {what} of the networks before it")
+                notes = (*notes, f"a spec file expands to at most {limit} {what}, all its networks together")
+            self.error("E304", message, _span_of(at),
                        notes=(*notes, "check the repeat counts (`STEP * n`) and the blocks used here"))
         raise _Poisoned
 
@@ -1366,6 +1376,9 @@ class Checker:
         self._missing_return: set[str] = set()
         self.expr_cache: dict[tuple[int, str], dict[str, str]] = {}  # Node.exprs per call site
         self.fitting_shapes: set[tuple] = set()  # shapes within the limits (limits.shape_problem)
+        self.spent_nodes = 0  # nodes and block expansions of the networks checked so far (MAX_NODES...)
+        self.spent_uses = 0
+        self.too_big = False  # the file's E304 for MAX_NODES or MAX_BLOCK_USES was reported
 
     def missing_return(self, block: ast.BlockDef) -> None:
         if block.name not in self._missing_return:
@@ -1405,9 +1418,13 @@ class Checker:
                            notes=("a spec needs at least one `network NAME { ... }`",))
         for net in self.module.networks:
             self.target_names = set()
-            built = _NetworkBuilder(self, net).build()
+            builder = _NetworkBuilder(self, net)
+            built = builder.build()
             if built is not None:
                 networks.append(built)
+            # the limits hold for the whole file: each network spends from what the ones before it left
+            self.spent_nodes += len(builder.nodes)
+            self.spent_uses += builder.block_uses
         self.bag.raise_if_any()
         return ir.Program(file=self.module.file, networks=tuple(networks))
 

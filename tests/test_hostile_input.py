@@ -307,6 +307,24 @@ def test_doubling_block_bomb_without_layers_is_refused(tmp_path):
     assert "more than 20000 uses of blocks" in proc.stderr
 
 
+def test_many_networks_share_one_layer_limit(tmp_path):
+    """1,350 networks of 19,000 layers each fit in 128 KiB: 25.6 million layers, when the limit held per
+    network (40 of them, 3.7 KB, took 16 s and 1.3 GB). The limit holds for the file: one E304."""
+    net = "network n{i} {{\n input x: [4]\n y = x -> dense(4) * 10000\n z = y -> dense(4) * 9000\n output z\n}}\n"
+    text = "".join(net.format(i=i) for i in range(1_350))
+    assert len(text.encode()) <= 128 << 10
+    proc = check_file(tmp_path, text)
+    assert proc.returncode == 1 and codes(proc) == ["E304"], proc.stderr[-2000:]
+    assert "network 'n1' brings the file to more than 20000 layers, with the 19000 layers" in proc.stderr
+    assert "a spec file expands to at most 20000 layers, all its networks together" in proc.stderr
+
+
+def test_networks_within_the_limit_together_are_accepted():
+    net = "network n{i} {{\n input x: [3]\n y = x -> relu * 5000\n output y\n}}\n"
+    report = netspec.parse_text("".join(net.format(i=i) for i in range(4)), "a.net").check()
+    assert sum(len(n.rows) for n in report.networks) == 20_000
+
+
 def test_network_at_the_layer_limit_is_accepted():
     text = "network a {\n input x: [3]\n y = x -> relu * 10000 -> relu * 10000\n output y\n}\n"
     report = netspec.parse_text(text, "a.net").check()
