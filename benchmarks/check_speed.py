@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/check_speed.py [--quick | --smoke] [--rounds N] [--json OUT]
                                         [--baseline PATH] [--update-baseline] [--no-compare]
-                                        [--write-doc] [--big]
+                                        [--write-doc]
 
 Measures, on this machine:
 
@@ -10,8 +10,9 @@ Measures, on this machine:
    with the floors beside it (``python -c pass``; ``import netspec.api``, what check loads);
 2. parse + check in process (``netspec.api.parse_text``) of synthetic chains of 1,000 and
    10,000 layers, every layer written out: microseconds per layer, and whether the cost grows
-   linearly; ``--big``: 100,000 layers (a 20-layer block repeated with ``STEP * n``: written out,
-   they would not fit the 128 KiB input limit), in process and as a whole process;
+   linearly; and 100,000 layers (a 20-layer block repeated with ``STEP * n``: written out, they
+   would not fit the 128 KiB input limit) in process and as a whole process, with the layer limit
+   (20,000) lifted in the measuring process only (not with ``--smoke``);
 3. the language server's analysis of ResNet-50 (``netspec.lsp.analysis.Analysis``: parse,
    check, diagnostics), cold and warm: a re-check after a one-character edit, reusing the
    previous parse where the text did not change; and the same edit sent to a ``netspec lsp``
@@ -56,6 +57,10 @@ TARGET_WARM_MS = 20.0
 
 SIZES = (1_000, 10_000)
 BIG = 100_000
+#: ``netspec check SPEC`` as a whole process, with the layer limit (20,000 since issue 11, so that any
+#: input within the limits is answered in under 2 s) lifted to BIG in that process only.
+BIG_CHECK = ("import sys; import netspec.checker as k; k.MAX_NODES = k.MAX_BLOCK_USES = {limit}; "
+             "from netspec.cli import main; sys.exit(main(['check', sys.argv[1]]))")
 
 
 def synthetic_spec(layers: int) -> str:
@@ -290,17 +295,28 @@ def measure(args) -> dict:
     c.progress("check_speed: edits over the protocol, to a netspec lsp process ...")
     fig["lsp protocol"] = protocol_latency(3 if args.smoke else 3 * n_rounds)
     big = {}
-    if args.big and not args.smoke:
+    if not args.smoke:
         with tempfile.TemporaryDirectory() as tmp:
-            spec = Path(tmp) / f"synthetic_{BIG}.net"
+            spec = Path(tmp) / f"repeated_{BIG}.net"
             spec.write_text(repeated_spec(BIG))
             c.progress(f"check_speed: {BIG:,} layers, in process and as a process ...")
-            fig[f"in process {BIG}"] = [in_process_case(spec.read_text(), spec.name, f"in process {BIG}")()
-                                        for _ in range(2)]
-            r = c.run_process([c.PYTHON, "-m", "netspec", "check", str(spec)])
-            if r.returncode != 0:
-                raise SystemExit(f"netspec check of {BIG:,} layers failed: {r.stderr[-2000:]}")
-            big = {"seconds": r.seconds, "peak_mib": r.peak_mib}
+            import netspec.checker as checker
+
+            saved = checker.MAX_NODES, checker.MAX_BLOCK_USES
+            checker.MAX_NODES = checker.MAX_BLOCK_USES = BIG
+            try:
+                fig[f"in process {BIG}"] = [in_process_case(spec.read_text(), spec.name, f"in process {BIG}")()
+                                            for _ in range(3)]
+            finally:
+                checker.MAX_NODES, checker.MAX_BLOCK_USES = saved
+            runs = []
+            for _ in range(3):
+                r = c.run_process([c.PYTHON, "-c", BIG_CHECK.format(limit=BIG), str(spec)])
+                if r.returncode != 0:
+                    raise SystemExit(f"netspec check of {BIG:,} layers failed: {r.stderr[-2000:]}")
+                runs.append(r)
+            runs.sort(key=lambda r: r.seconds)
+            big = {"seconds": runs[1].seconds, "peak_mib": runs[1].peak_mib}
     return {"times": fig, "cpu": dict(CPU), "peaks": peaks, "big": big, "sizes": list(sizes), "rounds": n_rounds}
 
 
@@ -428,12 +444,14 @@ def result_object(raw: dict, figs: dict, worse: list[str] | None, baseline: dict
     targets.append(c.target(f"parse + check <= {TARGET_US_PER_LAYER:.0f} us per layer ({sizes[-1]:,} layers)",
                             _with_cpu(per, TARGET_US_PER_LAYER), per["median"] <= TARGET_US_PER_LAYER))
     if raw["big"]:
-        targets.append(c.target(f"{BIG:,}-layer spec <= {TARGET_BIG_S} s, whole process",
-                                f"{raw['big']['seconds']:.2f} s", raw["big"]["seconds"] <= TARGET_BIG_S))
+        targets.append(c.target(f"{BIG:,}-layer spec <= {TARGET_BIG_S} s, whole process (the 20,000-layer limit "
+                                "lifted in the measured process)",
+                                f"{raw['big']['seconds']:.2f} s, {raw['big']['peak_mib']:.0f} MiB peak",
+                                raw["big"]["seconds"] <= TARGET_BIG_S))
     else:
         est = per["median"] * 1e-6 * BIG + proc["median"]
         targets.append(c.target(f"{BIG:,}-layer spec <= {TARGET_BIG_S} s, whole process",
-                                f"~{est:.1f} s extrapolated (run with --big to measure)", None))
+                                f"~{est:.1f} s extrapolated (measured only in full and quick runs)", None))
     warm = figs["lsp: ResNet-50 re-check after one edit (warm)"]
     targets.append(c.target(f"lsp: warm re-check of ResNet-50 after one edit <= {TARGET_WARM_MS:.0f} ms",
                             _with_cpu(warm, TARGET_WARM_MS), warm["median"] <= TARGET_WARM_MS))
@@ -446,10 +464,10 @@ def result_object(raw: dict, figs: dict, worse: list[str] | None, baseline: dict
     notes = [f"medians over {raw['rounds']} interleaved rounds, fastest - slowest beside them; calibration loop "
              f"{figs['_calibration_s']['best'] * 1e3:.1f} ms (fastest round)", *growth,
              f"where `netspec check` ResNet-50 spends its {proc['median']:.3f} s: starting Python {interp:.3f} s, "
-             f"importing netspec.api (pydantic, lark, the IR classes, the op registry) {imports:.3f} s, "
+             f"importing netspec.api (the parser, the checker, the op registry; no pydantic, no lark) {imports:.3f} s, "
              f"reading, parsing, checking and printing {work:.3f} s",
-             f"in process, per layer: parsing {parse:.0f} us (lark's LALR parser and the syntax tree), checking "
-             f"{check:.0f} us"]
+             f"in process, per layer: parsing {parse:.1f} us (netspec/frontend/fast.py, to the syntax tree), checking "
+             f"{check:.1f} us (to the plain IR, netspec/ir_plain.py)"]
     if raw["big"]:
         notes.append(f"{BIG:,} layers as a whole process: {raw['big']['seconds']:.2f} s, "
                      f"{raw['big']['peak_mib']:.0f} MiB peak")
@@ -541,7 +559,6 @@ def main(argv=None) -> int:
     p.add_argument("--update-baseline", action="store_true", help="write this run's figures as the baseline")
     p.add_argument("--no-compare", action="store_true", help="measure only; no regression gate")
     p.add_argument("--write-doc", action="store_true", help="write the section of docs/benchmarks.md")
-    p.add_argument("--big", action="store_true", help=f"also the {BIG:,}-layer spec (about a minute)")
     args = p.parse_args(argv)
     _ARGS = args
     raw = measure(args)
