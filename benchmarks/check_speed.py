@@ -366,7 +366,7 @@ def figures(raw: dict) -> dict[str, dict]:
     time_fig("lsp: ResNet-50 re-check after one edit (warm)", "lsp warm", 1e3, "ms")
     time_fig("lsp: edit -> diagnostics over the protocol, less the debounce", "lsp protocol", 1e3, "ms", gated=False)
     if f"in process {BIG}" in t:
-        time_fig(f"parse + check {BIG:,} layers, per layer", f"in process {BIG}", 1e6 / BIG, "us")
+        time_fig(f"parse + check {BIG:,} layers (a repeated block), per layer", f"in process {BIG}", 1e6 / BIG, "us")
     out["_calibration_s"] = {"kind": "info", "unit": "s", "median": calib, "best": calib}
     out["_load"] = {"kind": "info", "unit": "", "median": 0.0, "best": 0.0, "text": _load()}
     return out
@@ -504,7 +504,9 @@ NEEDED = [
     "(netspec/gcpause.py); that made the cost per layer flat from 10,000 to 40,000 layers. The CLI loads",
     "the backend registry without the backends. Processes run with compiled bytecode, as an installed",
     "netspec does: with `PYTHONDONTWRITEBYTECODE=1` and no bytecode, every run compiles netspec's modules",
-    "first, which adds about 0.05 s to `check`.",
+    "first, which adds about 0.04 s to `check`. Before this work (git eb40508, this machine, quiet, bytecode",
+    "compiled), `check` ResNet-50 took 0.128 s and 34.0 MiB, and parse + check 92 us CPU per layer at 10,000",
+    "layers (lark 55 us, the checker and pydantic's `model_construct` 28 us, the rest the cyclic GC).",
 ]
 
 

@@ -93,6 +93,22 @@ def render(results: list[dict], machine: dict, meta: dict) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+#: Sections other scripts write into the same document (between these markers), kept as they are.
+KEPT_MARKERS = (("<!-- BEGIN check_speed.py -->", "<!-- END check_speed.py -->"),)
+
+
+def _kept_section(path: Path) -> str:
+    """The sections of ``path`` that another script writes (check_speed.py --write-doc), to keep."""
+    if not path.exists():
+        return ""
+    text = path.read_text(encoding="utf-8")
+    kept = []
+    for begin, end in KEPT_MARKERS:
+        if begin in text and end in text.split(begin, 1)[1]:
+            kept.append(begin + text.split(begin, 1)[1].split(end, 1)[0] + end)
+    return "\n\n".join(kept)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = p.add_mutually_exclusive_group()
@@ -162,7 +178,11 @@ def main(argv=None) -> int:
         "load_before": machine.get("load_average", "n/a"),
         "load_after": after.get("load_average", "n/a"),
     }
-    Path(args.out).write_text(render(results, machine, meta), encoding="utf-8")
+    text = render(results, machine, meta)
+    kept = _kept_section(Path(args.out))
+    if kept:
+        text = text.rstrip("\n") + "\n\n" + kept + "\n"
+    Path(args.out).write_text(text, encoding="utf-8")
     print(f"wrote {args.out}")
     return 1 if failed else 0
 
