@@ -30,6 +30,7 @@ import tempfile
 from pathlib import Path
 
 import _common as c
+from check_speed import synthetic_spec  # one synthetic chain for both scripts (within the 128 KiB limit)
 
 MODELS = [  # label, reference_models / specs stem, keras.applications class
     ("ResNet-50", "resnet50", "ResNet50"),
@@ -85,16 +86,6 @@ def commands(stem: str, keras_class: str) -> dict[str, list[str] | str]:
     else:
         cmds["torch meta-device count"] = c.NOT_INSTALLED
     return cmds
-
-
-def synthetic_spec(layers: int) -> str:
-    lines = [f"network Synthetic{layers} {{", "    input x: [64]"]
-    prev = "x"
-    for i in range(layers // 2):
-        lines.append(f"    h{i} = {prev} -> dense(64) -> relu")
-        prev = f"h{i}"
-    lines += [f"    output {prev}", "}"]
-    return "\n".join(lines) + "\n"
 
 
 def in_process_growth(sizes, repeats: int) -> tuple[list[list[str]], dict]:
