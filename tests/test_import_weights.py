@@ -205,6 +205,172 @@ def test_torchvision_form_resnet50_state_dict(tmp_path, capsys):
     _close(session.run(None, {session.get_inputs()[0].name: x})[0], want)
 
 
+# stacked recurrent modules and separable convolutions split over two modules -----------------------------
+
+def _onnx_close(spec, weights, x, want):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(spec.to_onnx(weights).SerializeToString(), providers=["CPUExecutionProvider"])
+    _close(session.run(None, {session.get_inputs()[0].name: x})[0], want, 1e-5)
+
+
+class Stacked(nn.Module):
+    def __init__(self, cell, layers, bidirectional):
+        super().__init__()
+        self.rnn = cell(5, 6, num_layers=layers, batch_first=True, bidirectional=bidirectional)
+        self.out = nn.Linear(12 if bidirectional else 6, 2)
+
+    def forward(self, x):
+        return self.out(self.rnn(x)[0])
+
+
+@pytest.mark.parametrize(("cell", "layers", "bidirectional", "stack"), [
+    (nn.LSTM, 2, False, "lstm(6, return_sequences=true) -> lstm(6, return_sequences=true)"),
+    (nn.GRU, 3, False, "gru(6, return_sequences=true) * 3"),
+    (nn.RNN, 2, True, "bidirectional(simple_rnn(6, return_sequences=true)) * 2"),
+    (nn.LSTM, 2, True, "bidirectional(lstm(6, return_sequences=true)) "
+                       "-> bidirectional(lstm(6, return_sequences=true))"),
+])
+def test_torch_stacked_rnn_maps_layer_by_layer(tmp_path, capsys, cell, layers, bidirectional, stack):
+    """nn.LSTM/GRU/RNN(num_layers > 1): layer k's *_l<k> tensors are the spec's k-th recurrent layer."""
+    text = f"""
+    network Stack {{
+        input x: [7, 5]
+        h = x -> {stack} -> dense(2)
+        output h
+    }}
+    """
+    torch.manual_seed(2)
+    model = Stacked(cell, layers, bidirectional).eval()
+    spec = netspec.parse_text(text, "stack.net")
+    x = RNG.standard_normal((2, 7, 5)).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    path = tmp_path / "stack.pth"
+    torch.save(model.state_dict(), path)
+    live, saved = weights_from_torch(model, spec), weights_from_torch(path, spec)
+    for k in live.weights:
+        np.testing.assert_array_equal(live.weights[k], saved.weights[k])
+    _close(spec.to_torch(weights=saved.weights).eval()(torch.from_numpy(x)).detach().numpy(), want, 1e-5)
+    _onnx_close(spec, saved.weights, x, want)
+    spec_file = tmp_path / "stack.net"
+    spec_file.write_text(text)
+    assert main(["weights", "import", str(spec_file), str(path), "-o", str(tmp_path / "w.safetensors"),
+                 "--report"]) == 0
+    report = capsys.readouterr().out
+    name = cell.__name__
+    assert f"<- rnn.l{layers - 1} ({name} layer {layers} of {layers})" in report
+    assert f"= weight_ih_l{layers - 1}" + ("_reverse" if bidirectional else "") in report
+
+
+def test_torch_stacked_rnn_mismatches_name_the_layer():
+    torch.manual_seed(2)
+    state = Stacked(nn.LSTM, 2, False).eval().state_dict()
+
+    def spec(stack):
+        return netspec.parse_text(f"network S {{\n input x: [7, 5]\n h = x -> {stack} -> dense(2)\n output h\n}}",
+                                  "s.net")
+
+    with pytest.raises(WeightsImportError, match=r"spec layer 'h.lstm_1' \(lstm, kernel \[28, 6\].*'rnn.l1': "
+                                                 r"'kernel' has shape \[24, 6\]"):
+        weights_from_torch(state, spec("lstm(6, return_sequences=true) -> lstm(7, return_sequences=true)"))
+    with pytest.raises(WeightsImportError, match=r"spec layer 'h.lstm_2' \(lstm.*has no counterpart.*'out' has no "
+                                                 r"tensor 'weight_ih_l0'"):
+        weights_from_torch(state, spec("lstm(6, return_sequences=true) * 3"))
+    with pytest.raises(WeightsImportError, match=r"'rnn' is a stacked LSTM: map its layers as rnn.l0, rnn.l1"):
+        weights_from_torch(state, spec("lstm(6, return_sequences=true) * 2"), mapping={"h.lstm": "rnn"})
+    bidirectional = Stacked(nn.LSTM, 2, True).eval().state_dict()
+    with pytest.raises(WeightsImportError, match=r"'rnn.l0' has tensors the spec's lstm does not "
+                                                 r"\(bias_hh_l0_reverse"):
+        weights_from_torch(bidirectional, spec("lstm(6, return_sequences=true) * 2"))
+
+
+SEPARABLE = """
+network Sep {
+    input image: [3, 12, 12]
+    s = image -> conv2d(8, 3, padding=1)
+    main = s -> separable_conv2d(16, 3, padding=1, depth_multiplier=2) -> batchnorm(eps=1e-5) -> relu
+        -> separable_conv2d(8, 3, padding=1, use_bias=BIAS)
+    skip = s -> conv2d(8, 1)
+    y = add(main, skip) -> relu -> global_avgpool2d -> dense(4)
+    output y
+}
+"""
+
+
+class SepNet(nn.Module):
+    """The usual PyTorch spelling: a depthwise Conv2d(groups=C) then a 1x1 Conv2d, as two modules."""
+
+    def __init__(self, bias=True):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.shortcut = nn.Conv2d(8, 8, 1)  # registered before the main path
+        self.dw1 = nn.Conv2d(8, 16, 3, padding=1, groups=8)  # depth_multiplier 2, with a bias
+        self.pw1 = nn.Conv2d(16, 16, 1)
+        self.bn = nn.BatchNorm2d(16)
+        self.sep2 = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False),
+                                  nn.Conv2d(16, 8, 1, bias=bias))
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        s = self.stem(x)
+        main = self.sep2(torch.relu(self.bn(self.pw1(self.dw1(s)))))
+        return self.fc(torch.relu(main + self.shortcut(s)).mean((2, 3)))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_torch_separable_conv_from_two_modules(tmp_path, capsys, bias):
+    torch.manual_seed(3)
+    model = SepNet(bias).eval()
+    _randomise_bn(model)
+    spec = netspec.parse_text(SEPARABLE.replace("BIAS", str(bias).lower()), "sep.net")
+    x = RNG.standard_normal((2, 3, 12, 12)).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    path = tmp_path / "sep.pth"
+    torch.save(model.state_dict(), path)
+    live, saved = weights_from_torch(model, spec), weights_from_torch(path, spec)
+    for k in live.weights:
+        np.testing.assert_array_equal(live.weights[k], saved.weights[k])
+    dw1 = model.dw1.bias.detach().numpy()
+    folded = model.pw1.bias.detach().numpy() + model.pw1.weight.detach().numpy()[:, :, 0, 0] @ dw1
+    np.testing.assert_allclose(saved.weights["main.separable_conv2d.bias"], folded, rtol=1e-6, atol=1e-6)
+    _close(spec.to_torch(weights=saved.weights).eval()(torch.from_numpy(x)).detach().numpy(), want, 1e-5)
+    _onnx_close(spec, saved.weights, x, want)
+    report = live.report()
+    assert "main.separable_conv2d (separable_conv2d) <- dw1 + pw1" in report
+    assert "pw1.bias + pw1.weight @ dw1.bias (depthwise bias folded in)" in report
+    assert "main.separable_conv2d_1 (separable_conv2d) <- sep2.0 + sep2.1" in report
+    assert "skip.conv2d (conv2d) <- shortcut" in report
+
+
+def test_torch_separable_conv_mismatches_are_refused():
+    torch.manual_seed(3)
+    model = SepNet(True).eval()
+    state = model.state_dict()
+    with torch.no_grad():  # the second pair's depthwise conv gets a bias too
+        state["sep2.0.bias"] = torch.full((16,), 0.5)
+    no_bias = netspec.parse_text(SEPARABLE.replace("BIAS", "false"), "sep.net")
+    with pytest.raises(WeightsImportError, match=r"spec layer 'main.separable_conv2d_1' .*'sep2.0' has a nonzero "
+                                                 r"bias, which the spec's separable_conv2d \(use_bias=false\) "
+                                                 r"cannot hold"):
+        weights_from_torch(state, no_bias)
+    narrower = SEPARABLE.replace("BIAS", "true").replace("separable_conv2d(8,", "separable_conv2d(6,")
+    narrower = netspec.parse_text(narrower.replace("conv2d(8, 1)", "conv2d(6, 1)"), "sep.net")
+    with pytest.raises(WeightsImportError, match=r"spec layer 'main.separable_conv2d_1' .*'sep2.0 \+ sep2.1': "
+                                                 r"'pointwise_kernel' has shape \[8, 16, 1, 1\]"):
+        weights_from_torch(model.state_dict(), narrower)
+    plain = netspec.parse_text("""
+    network P {
+        input image: [8, 6, 6]
+        y = image -> separable_conv2d(4, 3)
+        output y
+    }
+    """, "p.net")
+    with pytest.raises(WeightsImportError, match=r"'c' is not a depthwise Conv2d read directly by a 1x1 Conv2d"):
+        weights_from_torch({"c.weight": torch.zeros(4, 8, 3, 3), "c.bias": torch.zeros(4)}, plain)
+
+
 # refusals -------------------------------------------------------------------------------------------------
 
 def test_mismatch_names_both_sides():
