@@ -582,3 +582,54 @@ def test_keras_applications_resnet50():
 
     session = ort.InferenceSession(spec.to_onnx(r.weights).SerializeToString(), providers=["CPUExecutionProvider"])
     _close(session.run(None, {session.get_inputs()[0].name: nchw.numpy()})[0], want)
+
+
+NESTED = """
+network Nested {
+    input image: [3, 10, 10]
+    main = image -> conv2d(6, 3, padding=same) -> batchnorm -> relu
+    skip = image -> conv2d(6, 3, padding=same)
+    y = add(main, skip) -> global_avgpool2d -> dense(8, activation=relu) -> dense(3)
+    output y
+}
+"""
+
+
+def _nested_keras_model():
+    """A functional backbone and a Sequential head used as layers, as keras.applications backbones are."""
+    inner = keras.Input((10, 10, 3))
+    x = keras.layers.Conv2D(6, 3, padding="same", name="conv")(inner)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization(name="bn")(x))
+    backbone = keras.Model(inner, x, name="backbone")
+    _randomise_keras_bn(backbone)
+    head = keras.Sequential([keras.layers.Dense(8, activation="relu", name="hidden"), keras.layers.Dense(3)],
+                            name="head")
+    inp = keras.Input((10, 10, 3))
+    x = keras.layers.Add()([backbone(inp), keras.layers.Conv2D(6, 3, padding="same", name="skip")(inp)])
+    return keras.Model(inp, head(keras.layers.GlobalAveragePooling2D()(x)))
+
+
+def test_keras_nested_models_are_flattened(tmp_path):
+    model = _nested_keras_model()
+    path = tmp_path / "nested.keras"
+    model.save(path)
+    spec = netspec.parse_text(NESTED, "nested.net")
+    r = weights_from_keras(path, spec)
+    report = r.report()
+    for line in ("main.conv2d (conv2d) <- backbone/conv", "main.batchnorm (batchnorm) <- backbone/bn",
+                 "skip.conv2d (conv2d) <- skip", "y.dense (dense) <- head/hidden"):
+        assert line in report
+    x = RNG.standard_normal((2, 10, 10, 3)).astype(np.float32)
+    want = np.asarray(model(x, training=False))
+    got = spec.to_torch(weights=r.weights).eval()(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+    _close(got.detach().numpy(), want, 1e-5)
+    _close(spec.to_keras(weights=r.weights)(x, training=False), want, 1e-5)
+    fixed = weights_from_keras(model, spec, mapping={"main.conv2d": "skip", "skip.conv2d": "backbone/conv"})
+    np.testing.assert_array_equal(fixed.weights["main.conv2d.bias"], r.weights["skip.conv2d.bias"])
+
+
+def test_keras_nested_mismatch_names_the_inner_layer():
+    spec = netspec.parse_text(NESTED.replace("dense(8,", "dense(9,"), "nested.net")
+    with pytest.raises(WeightsImportError, match=r"spec layer 'y.dense' \(dense, kernel \[9, 6\].*'head/hidden': "
+                                                 r"'kernel' has shape \[8, 6\]"):
+        weights_from_keras(_nested_keras_model(), spec)

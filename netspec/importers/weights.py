@@ -606,19 +606,40 @@ def _by_name_torch(spec, network, state) -> Result | None:
 # Keras ------------------------------------------------------------------------------------------------
 
 def _keras_groups(model) -> list[Group]:
-    """Weighted layers of a functional/sequential Keras model in data-flow order."""
-    layers = list(model.layers)
-    depth: dict[int, int] = {}
-    groups = []
-    for k, layer in enumerate(layers):
+    """Weighted layers of a functional/sequential Keras model in data-flow order.
+
+    A model used as a layer (a ``keras.applications`` backbone, a ``Sequential`` head) is
+    flattened in place: its layers are named ``<model>/<layer>`` and continue the depth
+    of whatever feeds it.
+    """
+    groups: list[Group] = []
+    _walk_keras(model, "", {}, 0, groups, [0])
+    return groups
+
+
+def _is_keras_model(layer) -> bool:
+    return hasattr(layer, "layers") and callable(getattr(layer, "get_layer", None))
+
+
+def _walk_keras(model, prefix: str, depth: dict[int, int], base: int, groups: list[Group], counter: list[int]) -> int:
+    """Adds ``model``'s weighted layers to ``groups``; returns the depth of its output.
+
+    ``base`` is the depth of the model's input: a layer whose parent is not one of its
+    model's layers (its input, or a Sequential's implicit input layer) starts there.
+    """
+    for layer in model.layers:
+        k = counter[0]
+        counter[0] += 1
         parents = []
         for node in getattr(layer, "_inbound_nodes", [])[:1]:
             for t in getattr(node, "input_tensors", []) or []:
                 hist = getattr(t, "_keras_history", None)
                 if hist is not None:
                     parents.append(id(hist[0]))
-        d = max((depth.get(p, 0) for p in parents), default=0)
-        if layer.weights:
+        d = max((depth.get(p, base) for p in parents), default=base)
+        if _is_keras_model(layer):
+            d = _walk_keras(layer, f"{prefix}{layer.name}/", depth, d, groups, counter)
+        elif layer.weights:
             d += 1
             tensors = {}
             for v in layer.weights:
@@ -627,15 +648,16 @@ def _keras_groups(model) -> list[Group]:
                 if type(layer).__name__ == "Bidirectional":
                     name = ("forward/" if "forward" in path else "backward/") + name
                 tensors[name] = np.asarray(v.numpy() if hasattr(v, "numpy") else v)
-            if type(layer).__name__ in ("Functional", "Sequential", "Model"):
-                raise WeightsImportError(f"layer '{layer.name}' is a nested model; import its layers from a "
-                                         "flat model")
-            group = Group(layer.name, type(layer).__name__, tensors, depth=d, order=k, framework="keras")
+            group = Group(prefix + layer.name, type(layer).__name__, tensors, depth=d, order=k, framework="keras")
             if group.kind == "Dense":
                 group.flattened, group.channels_last = _keras_flatten_order(layer)
             groups.append(group)
         depth[id(layer)] = d
-    return groups
+    try:
+        ends = [id(t._keras_history[0]) for t in model.outputs]
+    except (AttributeError, TypeError, ValueError):  # a subclassed model has no graph: its last layer
+        ends = [id(model.layers[-1])] if model.layers else []
+    return max((depth.get(e, base) for e in ends), default=base)
 
 
 def _keras_parent(layer):
