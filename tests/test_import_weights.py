@@ -371,6 +371,28 @@ def test_torch_separable_conv_mismatches_are_refused():
         weights_from_torch({"c.weight": torch.zeros(4, 8, 3, 3), "c.bias": torch.zeros(4)}, plain)
 
 
+def test_torch_depthwise_and_pointwise_modules_also_pair_with_separate_spec_layers():
+    """The pair is one separable_conv2d only where the spec says so: a depthwise_conv2d -> conv2d(F, 1) takes
+    the same two modules one by one, in the same spec."""
+    spec = netspec.parse_text("""
+    network P {
+        input image: [4, 8, 8]
+        y = image -> depthwise_conv2d(3, padding=1) -> conv2d(6, 1) -> separable_conv2d(5, 3)
+        output y
+    }
+    """, "p.net")
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=4), nn.Conv2d(4, 6, 1),
+                          nn.Conv2d(6, 6, 3, groups=6), nn.Conv2d(6, 5, 1)).eval()
+    x = RNG.standard_normal((2, 4, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    for source in (model, model.state_dict()):
+        r = weights_from_torch(source, spec)
+        assert "y.conv2d (conv2d) <- 1\n" in r.report() and "<- 2 + 3" in r.report()
+        _close(spec.to_torch(weights=r.weights).eval()(torch.from_numpy(x)).detach().numpy(), want, 1e-5)
+
+
 # refusals -------------------------------------------------------------------------------------------------
 
 def test_mismatch_names_both_sides():

@@ -14,7 +14,9 @@ Two ways to match a checkpoint's layers to the spec's:
   a smaller depth than the main path's last convolution in both graphs, so it pairs
   with the spec's shortcut whatever the order of declaration. A checkpoint without
   a graph (a state_dict file) is paired in its own order, with a small look-ahead for
-  shortcuts declared out of order.
+  shortcuts declared out of order. A PyTorch RNN with ``num_layers = n`` is n layers
+  (``<name>.l0`` ...), a depthwise ``Conv2d`` and the 1x1 ``Conv2d`` that reads it pair with
+  one ``separable_conv2d``, and a Keras model used as a layer is flattened (``<model>/<layer>``).
 
 ``mapping`` (``{spec layer: checkpoint layer}``) fixes pairs by hand. Any mismatch
 raises :class:`WeightsImportError` naming both sides; nothing is returned half-done.
