@@ -655,3 +655,22 @@ def test_keras_nested_mismatch_names_the_inner_layer():
     with pytest.raises(WeightsImportError, match=r"spec layer 'y.dense' \(dense, kernel \[9, 6\].*'head/hidden': "
                                                  r"'kernel' has shape \[8, 6\]"):
         weights_from_keras(_nested_keras_model(), spec)
+
+
+@pytest.mark.slow
+def test_keras_applications_backbone_nested_in_a_model(tmp_path):
+    """The usual transfer-learning form: a keras.applications backbone called as a layer, a new head."""
+    base = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(224, 224, 3))
+    _randomise_keras_bn(base)
+    inp = keras.Input((224, 224, 3))
+    model = keras.Model(inp, keras.layers.Dense(1000, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(base(inp))))
+    path = tmp_path / "transfer.keras"
+    model.save(path)
+    spec = netspec.load(ROOT / "specs" / "mobilenet_v2_keras.net")
+    r = weights_from_keras(path, spec)
+    assert len(r.pairs) == 105 and f"<- {base.name}/Conv1\n" in r.report()
+    x = RNG.standard_normal((1, 224, 224, 3)).astype(np.float32)
+    want = np.asarray(model(x, training=False))
+    nchw = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    _close(spec.to_torch(weights=r.weights).eval()(nchw).detach().numpy(), want)
