@@ -342,6 +342,13 @@ def test_torch_separable_conv_from_two_modules(tmp_path, capsys, bias):
     assert "pw1.bias + pw1.weight @ dw1.bias (depthwise bias folded in)" in report
     assert "main.separable_conv2d_1 (separable_conv2d) <- sep2.0 + sep2.1" in report
     assert "skip.conv2d (conv2d) <- shortcut" in report
+    by_hand = weights_from_torch(path, spec, mapping={"main.separable_conv2d": "dw1 + pw1",
+                                                       "main.separable_conv2d_1": "sep2.0"})
+    for k in live.weights:
+        np.testing.assert_array_equal(by_hand.weights[k], live.weights[k])
+    with pytest.raises(WeightsImportError, match=r"'skip.conv2d' \(conv2d\) <- shortcut \+ pw1: only a "
+                                                 r"separable_conv2d takes two"):
+        weights_from_torch(path, spec, mapping={"skip.conv2d": "shortcut + pw1"})
 
 
 def test_torch_separable_conv_mismatches_are_refused():

@@ -341,10 +341,13 @@ def match(network: ir.Network, groups: list[Group], mapping: dict[str, str] | No
     by_name = {g.name: g for g in groups}
     stacked = {g.name.rpartition(".")[0]: g.note.split(" layer")[0] for g in groups if g.note}
     mapping = {s: [c.strip() for c in c.split("+")] for s, c in (mapping or {}).items()}
-    known = {n.layer for n, _, _ in layers}
+    known = {n.layer: n.op for n, _, _ in layers}
     for s, cs in mapping.items():
         if s not in known:
             raise WeightsImportError(f"mapping: the spec has no weighted layer '{s}'")
+        if len(cs) > (2 if known[s] == "separable_conv2d" else 1):
+            raise WeightsImportError(f"mapping: '{s}' ({known[s]}) <- {' + '.join(cs)}: only a separable_conv2d "
+                                     "takes two checkpoint layers (depthwise + pointwise)")
         for c in cs:
             if c not in by_name:
                 hint = (f" ('{c}' is a stacked {stacked[c]}: map its layers as {c}.l0, {c}.l1, ...)"
