@@ -41,7 +41,7 @@ class WeightsImportError(Exception):
     """A checkpoint that does not fit the spec; the message names both sides."""
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: its tensors are arrays
 class Group:
     """One weighted layer of a checkpoint: its name, kind and tensors (framework layout)."""
 
