@@ -657,6 +657,33 @@ def test_keras_nested_models_are_flattened(tmp_path):
     np.testing.assert_array_equal(fixed.weights["main.conv2d.bias"], r.weights["skip.conv2d.bias"])
 
 
+
+@pytest.mark.parametrize("border", ["flatten_outside", "flatten_inside"])
+def test_keras_nested_dense_after_flatten_reads_across_the_border(border):
+    """A Dense in a nested head reading a Flatten outside it (or an outer Dense reading a Flatten that ends a
+    nested backbone) still has its rows reordered from Keras's (H, W, C) to the spec's (C, H, W)."""
+    spec = netspec.parse_text("""
+    network Flat {
+        input image: [3, 6, 5]
+        y = image -> conv2d(4, 3) -> flatten -> dense(3)
+        output y
+    }
+    """, "flat.net")
+    inp = keras.Input((6, 5, 3))
+    if border == "flatten_outside":
+        head = keras.Sequential([keras.layers.Dense(3, name="fc")], name="head")
+        model = keras.Model(inp, head(keras.layers.Flatten()(keras.layers.Conv2D(4, 3)(inp))))
+    else:
+        inner = keras.Input((6, 5, 3))
+        body = keras.Model(inner, keras.layers.Flatten()(keras.layers.Conv2D(4, 3)(inner)), name="body")
+        model = keras.Model(inp, keras.layers.Dense(3)(body(inp)))
+    r = weights_from_keras(model, spec)
+    assert "rows (*S, C) -> (C, *S)" in r.report()
+    x = RNG.standard_normal((2, 6, 5, 3)).astype(np.float32)
+    want = np.asarray(model(x, training=False))
+    got = spec.to_torch(weights=r.weights).eval()(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+    _close(got.detach().numpy(), want, 1e-5)
+
 def test_keras_nested_mismatch_names_the_inner_layer():
     spec = netspec.parse_text(NESTED.replace("dense(8,", "dense(9,"), "nested.net")
     with pytest.raises(WeightsImportError, match=r"spec layer 'y.dense' \(dense, kernel \[9, 6\].*'head/hidden': "

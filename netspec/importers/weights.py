@@ -618,7 +618,7 @@ def _keras_groups(model) -> list[Group]:
     of whatever feeds it.
     """
     groups: list[Group] = []
-    _walk_keras(model, "", {}, 0, groups, [0])
+    _walk_keras(model, "", {}, 0, groups, [0], {})
     return groups
 
 
@@ -626,11 +626,13 @@ def _is_keras_model(layer) -> bool:
     return hasattr(layer, "layers") and callable(getattr(layer, "get_layer", None))
 
 
-def _walk_keras(model, prefix: str, depth: dict[int, int], base: int, groups: list[Group], counter: list[int]) -> int:
+def _walk_keras(model, prefix: str, depth: dict[int, int], base: int, groups: list[Group], counter: list[int],
+                bridge: dict[int, Any]) -> int:
     """Adds ``model``'s weighted layers to ``groups``; returns the depth of its output.
 
     ``base`` is the depth of the model's input: a layer whose parent is not one of its
     model's layers (its input, or a Sequential's implicit input layer) starts there.
+    ``bridge`` maps a nested model's input layers to the outer layers that feed them.
     """
     for layer in model.layers:
         k = counter[0]
@@ -643,7 +645,11 @@ def _walk_keras(model, prefix: str, depth: dict[int, int], base: int, groups: li
                     parents.append(id(hist[0]))
         d = max((depth.get(p, base) for p in parents), default=base)
         if _is_keras_model(layer):
-            d = _walk_keras(layer, f"{prefix}{layer.name}/", depth, d, groups, counter)
+            inner = [getattr(t, "_keras_history", [None])[0] for t in getattr(layer, "inputs", None) or []]
+            outer = [getattr(t, "_keras_history", [None])[0] for node in getattr(layer, "_inbound_nodes", [])[:1]
+                     for t in getattr(node, "input_tensors", []) or []]
+            bridge.update((id(i), o) for i, o in zip(inner, outer) if i is not None and o is not None)
+            d = _walk_keras(layer, f"{prefix}{layer.name}/", depth, d, groups, counter, bridge)
         elif layer.weights:
             d += 1
             tensors = {}
@@ -655,7 +661,7 @@ def _walk_keras(model, prefix: str, depth: dict[int, int], base: int, groups: li
                 tensors[name] = np.asarray(v.numpy() if hasattr(v, "numpy") else v)
             group = Group(prefix + layer.name, type(layer).__name__, tensors, depth=d, order=k, framework="keras")
             if group.kind == "Dense":
-                group.flattened, group.channels_last = _keras_flatten_order(layer)
+                group.flattened, group.channels_last = _keras_flatten_order(layer, bridge)
             groups.append(group)
         depth[id(layer)] = d
     try:
@@ -665,26 +671,39 @@ def _walk_keras(model, prefix: str, depth: dict[int, int], base: int, groups: li
     return max((depth.get(e, base) for e in ends), default=base)
 
 
-def _keras_parent(layer):
-    """The layer that feeds ``layer``'s first input, or None."""
+def _keras_parent(layer, bridge: dict[int, Any] | None = None):
+    """The layer that feeds ``layer``'s first input, or None; across nested models (``bridge``
+    from a nested model's input layer to what feeds it; a nested model stands for its output layer)."""
+    parent = None
     for node in getattr(layer, "_inbound_nodes", [])[:1]:
         for t in getattr(node, "input_tensors", []) or []:
             hist = getattr(t, "_keras_history", None)
             if hist is not None:
-                return hist[0]
-    return None
+                parent = hist[0]
+                break
+    for _ in range(64):
+        if parent is not None and bridge and id(parent) in bridge:
+            parent = bridge[id(parent)]
+        elif parent is not None and _is_keras_model(parent):
+            outs = getattr(parent, "outputs", None) or []
+            parent = getattr(outs[0], "_keras_history", [None])[0] if outs else None
+        else:
+            break
+    return parent
 
 
-def _keras_flatten_order(dense) -> tuple[tuple[int, ...] | None, bool | None]:
+def _keras_flatten_order(dense, bridge: dict[int, Any] | None = None) \
+        -> tuple[tuple[int, ...] | None, bool | None]:
     """For a Dense fed by a Flatten (through weightless layers that keep the shape): the shape
     whose row-major order the flattened features follow, and whether it is channels-last
-    spatial data (the nearest layer above with a ``data_format`` says so)."""
-    layer = _keras_parent(dense)
+    spatial data (the nearest layer above with a ``data_format`` says so). The search crosses
+    the borders of nested models (``bridge``, as in :func:`_walk_keras`)."""
+    layer = _keras_parent(dense, bridge)
     while layer is not None and type(layer).__name__ != "Flatten":
         if layer.weights or not hasattr(layer.input, "shape") or \
                 tuple(layer.input.shape) != tuple(layer.output.shape):
             return None, None
-        layer = _keras_parent(layer)
+        layer = _keras_parent(layer, bridge)
     if layer is None:
         return None, None
     shape = tuple(layer.input.shape[1:])
@@ -692,13 +711,13 @@ def _keras_flatten_order(dense) -> tuple[tuple[int, ...] | None, bool | None]:
         return None, None
     if getattr(layer, "data_format", "channels_last") == "channels_first":
         return (*shape[1:], shape[0]), True
-    above = _keras_parent(layer)
+    above = _keras_parent(layer, bridge)
     for _ in range(64):
         if above is None or type(above).__name__ in ("Permute", "Reshape", "InputLayer"):
             return shape, False
         if hasattr(above, "data_format"):
             return shape, above.data_format == "channels_last"
-        above = _keras_parent(above)
+        above = _keras_parent(above, bridge)
     return shape, None
 
 
