@@ -279,6 +279,9 @@ def test_torch_stacked_rnn_mismatches_name_the_layer():
         weights_from_torch(state, spec("lstm(6, return_sequences=true) * 3"))
     with pytest.raises(WeightsImportError, match=r"'rnn' is a stacked LSTM: map its layers as rnn.l0, rnn.l1"):
         weights_from_torch(state, spec("lstm(6, return_sequences=true) * 2"), mapping={"h.lstm": "rnn"})
+    holes = {k.replace("_l1", "_l999999999"): v for k, v in state.items()}  # no billion empty layers made
+    with pytest.raises(WeightsImportError, match=r"'rnn' holds recurrent layers \[0, 999999999\], not 0 ... 1"):
+        weights_from_torch(holes, spec("lstm(6, return_sequences=true) * 2"))
     bidirectional = Stacked(nn.LSTM, 2, True).eval().state_dict()
     with pytest.raises(WeightsImportError, match=r"'rnn.l0' has tensors the spec's lstm does not "
                                                  r"\(bias_hh_l0_reverse"):

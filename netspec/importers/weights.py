@@ -412,7 +412,7 @@ def match(network: ir.Network, groups: list[Group], mapping: dict[str, str] | No
 
 # PyTorch ----------------------------------------------------------------------------------------------
 
-_RNN_KEY = re.compile(r"^(.*)_l(\d+)(_reverse)?$")
+_RNN_KEY = re.compile(r"^(.*)_l(\d{1,9})(_reverse)?$")
 
 
 def _split_stacked(g: Group) -> list[Group]:
@@ -422,9 +422,12 @@ def _split_stacked(g: Group) -> list[Group]:
         m = _RNN_KEY.match(key)
         if m and m.group(1) in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"):
             index[key] = int(m.group(2))
-    count = max(index.values(), default=0) + 1
-    if count == 1:
+    count = len(set(index.values()))
+    if count <= 1 and not any(index.values()):
         return [g]
+    if sorted(set(index.values())) != list(range(count)):
+        raise WeightsImportError(f"'{g.name}' holds recurrent layers {sorted(set(index.values()))[:8]}, not "
+                                 f"0 ... {count - 1}: not a state_dict of one nn.LSTM/GRU/RNN")
     hh = g.tensors.get("weight_hh_l0")
     kind = g.kind if g.kind != "state" else (
         {4: "LSTM", 3: "GRU", 1: "RNN"}.get(hh.shape[0] // max(hh.shape[1], 1), "RNN") if hh is not None and
