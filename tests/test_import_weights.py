@@ -205,6 +205,204 @@ def test_torchvision_form_resnet50_state_dict(tmp_path, capsys):
     _close(session.run(None, {session.get_inputs()[0].name: x})[0], want)
 
 
+# stacked recurrent modules and separable convolutions split over two modules -----------------------------
+
+def _onnx_close(spec, weights, x, want):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(spec.to_onnx(weights).SerializeToString(), providers=["CPUExecutionProvider"])
+    _close(session.run(None, {session.get_inputs()[0].name: x})[0], want, 1e-5)
+
+
+class Stacked(nn.Module):
+    def __init__(self, cell, layers, bidirectional):
+        super().__init__()
+        self.rnn = cell(5, 6, num_layers=layers, batch_first=True, bidirectional=bidirectional)
+        self.out = nn.Linear(12 if bidirectional else 6, 2)
+
+    def forward(self, x):
+        return self.out(self.rnn(x)[0])
+
+
+@pytest.mark.parametrize(("cell", "layers", "bidirectional", "stack"), [
+    (nn.LSTM, 2, False, "lstm(6, return_sequences=true) -> lstm(6, return_sequences=true)"),
+    (nn.GRU, 3, False, "gru(6, return_sequences=true) * 3"),
+    (nn.RNN, 2, True, "bidirectional(simple_rnn(6, return_sequences=true)) * 2"),
+    (nn.LSTM, 2, True, "bidirectional(lstm(6, return_sequences=true)) "
+                       "-> bidirectional(lstm(6, return_sequences=true))"),
+])
+def test_torch_stacked_rnn_maps_layer_by_layer(tmp_path, capsys, cell, layers, bidirectional, stack):
+    """nn.LSTM/GRU/RNN(num_layers > 1): layer k's *_l<k> tensors are the spec's k-th recurrent layer."""
+    text = f"""
+    network Stack {{
+        input x: [7, 5]
+        h = x -> {stack} -> dense(2)
+        output h
+    }}
+    """
+    torch.manual_seed(2)
+    model = Stacked(cell, layers, bidirectional).eval()
+    spec = netspec.parse_text(text, "stack.net")
+    x = RNG.standard_normal((2, 7, 5)).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    path = tmp_path / "stack.pth"
+    torch.save(model.state_dict(), path)
+    live, saved = weights_from_torch(model, spec), weights_from_torch(path, spec)
+    for k in live.weights:
+        np.testing.assert_array_equal(live.weights[k], saved.weights[k])
+    _close(spec.to_torch(weights=saved.weights).eval()(torch.from_numpy(x)).detach().numpy(), want, 1e-5)
+    _onnx_close(spec, saved.weights, x, want)
+    spec_file = tmp_path / "stack.net"
+    spec_file.write_text(text)
+    assert main(["weights", "import", str(spec_file), str(path), "-o", str(tmp_path / "w.safetensors"),
+                 "--report"]) == 0
+    report = capsys.readouterr().out
+    name = cell.__name__
+    assert f"<- rnn.l{layers - 1} ({name} layer {layers} of {layers})" in report
+    assert f"= weight_ih_l{layers - 1}" + ("_reverse" if bidirectional else "") in report
+
+
+def test_torch_stacked_rnn_mismatches_name_the_layer():
+    torch.manual_seed(2)
+    state = Stacked(nn.LSTM, 2, False).eval().state_dict()
+
+    def spec(stack):
+        return netspec.parse_text(f"network S {{\n input x: [7, 5]\n h = x -> {stack} -> dense(2)\n output h\n}}",
+                                  "s.net")
+
+    with pytest.raises(WeightsImportError, match=r"spec layer 'h.lstm_1' \(lstm, kernel \[28, 6\].*'rnn.l1': "
+                                                 r"'kernel' has shape \[24, 6\]"):
+        weights_from_torch(state, spec("lstm(6, return_sequences=true) -> lstm(7, return_sequences=true)"))
+    with pytest.raises(WeightsImportError, match=r"spec layer 'h.lstm_2' \(lstm.*has no counterpart.*'out' has no "
+                                                 r"tensor 'weight_ih_l0'"):
+        weights_from_torch(state, spec("lstm(6, return_sequences=true) * 3"))
+    with pytest.raises(WeightsImportError, match=r"'rnn' is a stacked LSTM: map its layers as rnn.l0, rnn.l1"):
+        weights_from_torch(state, spec("lstm(6, return_sequences=true) * 2"), mapping={"h.lstm": "rnn"})
+    holes = {k.replace("_l1", "_l999999999"): v for k, v in state.items()}  # no billion empty layers made
+    with pytest.raises(WeightsImportError, match=r"'rnn' holds recurrent layers \[0, 999999999\], not 0 ... 1"):
+        weights_from_torch(holes, spec("lstm(6, return_sequences=true) * 2"))
+    bidirectional = Stacked(nn.LSTM, 2, True).eval().state_dict()
+    with pytest.raises(WeightsImportError, match=r"'rnn.l0' has tensors the spec's lstm does not "
+                                                 r"\(bias_hh_l0_reverse"):
+        weights_from_torch(bidirectional, spec("lstm(6, return_sequences=true) * 2"))
+
+
+SEPARABLE = """
+network Sep {
+    input image: [3, 12, 12]
+    s = image -> conv2d(8, 3, padding=1)
+    main = s -> separable_conv2d(16, 3, padding=1, depth_multiplier=2) -> batchnorm(eps=1e-5) -> relu
+        -> separable_conv2d(8, 3, padding=1, use_bias=BIAS)
+    skip = s -> conv2d(8, 1)
+    y = add(main, skip) -> relu -> global_avgpool2d -> dense(4)
+    output y
+}
+"""
+
+
+class SepNet(nn.Module):
+    """The usual PyTorch spelling: a depthwise Conv2d(groups=C) then a 1x1 Conv2d, as two modules."""
+
+    def __init__(self, bias=True):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.shortcut = nn.Conv2d(8, 8, 1)  # registered before the main path
+        self.dw1 = nn.Conv2d(8, 16, 3, padding=1, groups=8)  # depth_multiplier 2, with a bias
+        self.pw1 = nn.Conv2d(16, 16, 1)
+        self.bn = nn.BatchNorm2d(16)
+        self.sep2 = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False),
+                                  nn.Conv2d(16, 8, 1, bias=bias))
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        s = self.stem(x)
+        main = self.sep2(torch.relu(self.bn(self.pw1(self.dw1(s)))))
+        return self.fc(torch.relu(main + self.shortcut(s)).mean((2, 3)))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_torch_separable_conv_from_two_modules(tmp_path, capsys, bias):
+    torch.manual_seed(3)
+    model = SepNet(bias).eval()
+    _randomise_bn(model)
+    spec = netspec.parse_text(SEPARABLE.replace("BIAS", str(bias).lower()), "sep.net")
+    x = RNG.standard_normal((2, 3, 12, 12)).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    path = tmp_path / "sep.pth"
+    torch.save(model.state_dict(), path)
+    live, saved = weights_from_torch(model, spec), weights_from_torch(path, spec)
+    for k in live.weights:
+        np.testing.assert_array_equal(live.weights[k], saved.weights[k])
+    dw1 = model.dw1.bias.detach().numpy()
+    folded = model.pw1.bias.detach().numpy() + model.pw1.weight.detach().numpy()[:, :, 0, 0] @ dw1
+    np.testing.assert_allclose(saved.weights["main.separable_conv2d.bias"], folded, rtol=1e-6, atol=1e-6)
+    _close(spec.to_torch(weights=saved.weights).eval()(torch.from_numpy(x)).detach().numpy(), want, 1e-5)
+    _onnx_close(spec, saved.weights, x, want)
+    report = live.report()
+    assert "main.separable_conv2d (separable_conv2d) <- dw1 + pw1" in report
+    assert "pw1.bias + pw1.weight @ dw1.bias (depthwise bias folded in)" in report
+    assert "main.separable_conv2d_1 (separable_conv2d) <- sep2.0 + sep2.1" in report
+    assert "skip.conv2d (conv2d) <- shortcut" in report
+    by_hand = weights_from_torch(path, spec, mapping={"main.separable_conv2d": "dw1 + pw1",
+                                                       "main.separable_conv2d_1": "sep2.0"})
+    for k in live.weights:
+        np.testing.assert_array_equal(by_hand.weights[k], live.weights[k])
+    with pytest.raises(WeightsImportError, match=r"'skip.conv2d' \(conv2d\) <- shortcut \+ pw1: only a "
+                                                 r"separable_conv2d takes two"):
+        weights_from_torch(path, spec, mapping={"skip.conv2d": "shortcut + pw1"})
+
+
+def test_torch_separable_conv_mismatches_are_refused():
+    torch.manual_seed(3)
+    model = SepNet(True).eval()
+    state = model.state_dict()
+    with torch.no_grad():  # the second pair's depthwise conv gets a bias too
+        state["sep2.0.bias"] = torch.full((16,), 0.5)
+    no_bias = netspec.parse_text(SEPARABLE.replace("BIAS", "false"), "sep.net")
+    with pytest.raises(WeightsImportError, match=r"spec layer 'main.separable_conv2d_1' .*'sep2.0' has a nonzero "
+                                                 r"bias, which the spec's separable_conv2d \(use_bias=false\) "
+                                                 r"cannot hold"):
+        weights_from_torch(state, no_bias)
+    narrower = SEPARABLE.replace("BIAS", "true").replace("separable_conv2d(8,", "separable_conv2d(6,")
+    narrower = netspec.parse_text(narrower.replace("conv2d(8, 1)", "conv2d(6, 1)"), "sep.net")
+    with pytest.raises(WeightsImportError, match=r"spec layer 'main.separable_conv2d_1' .*'sep2.0 \+ sep2.1': "
+                                                 r"'pointwise_kernel' has shape \[8, 16, 1, 1\]"):
+        weights_from_torch(model.state_dict(), narrower)
+    plain = netspec.parse_text("""
+    network P {
+        input image: [8, 6, 6]
+        y = image -> separable_conv2d(4, 3)
+        output y
+    }
+    """, "p.net")
+    with pytest.raises(WeightsImportError, match=r"'c' is not a depthwise Conv2d read directly by a 1x1 Conv2d"):
+        weights_from_torch({"c.weight": torch.zeros(4, 8, 3, 3), "c.bias": torch.zeros(4)}, plain)
+
+
+def test_torch_depthwise_and_pointwise_modules_also_pair_with_separate_spec_layers():
+    """The pair is one separable_conv2d only where the spec says so: a depthwise_conv2d -> conv2d(F, 1) takes
+    the same two modules one by one, in the same spec."""
+    spec = netspec.parse_text("""
+    network P {
+        input image: [4, 8, 8]
+        y = image -> depthwise_conv2d(3, padding=1) -> conv2d(6, 1) -> separable_conv2d(5, 3)
+        output y
+    }
+    """, "p.net")
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=4), nn.Conv2d(4, 6, 1),
+                          nn.Conv2d(6, 6, 3, groups=6), nn.Conv2d(6, 5, 1)).eval()
+    x = RNG.standard_normal((2, 4, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    for source in (model, model.state_dict()):
+        r = weights_from_torch(source, spec)
+        assert "y.conv2d (conv2d) <- 1\n" in r.report() and "<- 2 + 3" in r.report()
+        _close(spec.to_torch(weights=r.weights).eval()(torch.from_numpy(x)).detach().numpy(), want, 1e-5)
+
+
 # refusals -------------------------------------------------------------------------------------------------
 
 def test_mismatch_names_both_sides():
@@ -416,3 +614,100 @@ def test_keras_applications_resnet50():
 
     session = ort.InferenceSession(spec.to_onnx(r.weights).SerializeToString(), providers=["CPUExecutionProvider"])
     _close(session.run(None, {session.get_inputs()[0].name: nchw.numpy()})[0], want)
+
+
+NESTED = """
+network Nested {
+    input image: [3, 10, 10]
+    main = image -> conv2d(6, 3, padding=same) -> batchnorm -> relu
+    skip = image -> conv2d(6, 3, padding=same)
+    y = add(main, skip) -> global_avgpool2d -> dense(8, activation=relu) -> dense(3)
+    output y
+}
+"""
+
+
+def _nested_keras_model():
+    """A functional backbone and a Sequential head used as layers, as keras.applications backbones are."""
+    inner = keras.Input((10, 10, 3))
+    x = keras.layers.Conv2D(6, 3, padding="same", name="conv")(inner)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization(name="bn")(x))
+    backbone = keras.Model(inner, x, name="backbone")
+    _randomise_keras_bn(backbone)
+    head = keras.Sequential([keras.layers.Dense(8, activation="relu", name="hidden"), keras.layers.Dense(3)],
+                            name="head")
+    inp = keras.Input((10, 10, 3))
+    x = keras.layers.Add()([backbone(inp), keras.layers.Conv2D(6, 3, padding="same", name="skip")(inp)])
+    return keras.Model(inp, head(keras.layers.GlobalAveragePooling2D()(x)))
+
+
+def test_keras_nested_models_are_flattened(tmp_path):
+    model = _nested_keras_model()
+    path = tmp_path / "nested.keras"
+    model.save(path)
+    spec = netspec.parse_text(NESTED, "nested.net")
+    r = weights_from_keras(path, spec)
+    report = r.report()
+    for line in ("main.conv2d (conv2d) <- backbone/conv", "main.batchnorm (batchnorm) <- backbone/bn",
+                 "skip.conv2d (conv2d) <- skip", "y.dense (dense) <- head/hidden"):
+        assert line in report
+    x = RNG.standard_normal((2, 10, 10, 3)).astype(np.float32)
+    want = np.asarray(model(x, training=False))
+    got = spec.to_torch(weights=r.weights).eval()(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+    _close(got.detach().numpy(), want, 1e-5)
+    _close(spec.to_keras(weights=r.weights)(x, training=False), want, 1e-5)
+    fixed = weights_from_keras(model, spec, mapping={"main.conv2d": "skip", "skip.conv2d": "backbone/conv"})
+    np.testing.assert_array_equal(fixed.weights["main.conv2d.bias"], r.weights["skip.conv2d.bias"])
+
+
+
+@pytest.mark.parametrize("border", ["flatten_outside", "flatten_inside"])
+def test_keras_nested_dense_after_flatten_reads_across_the_border(border):
+    """A Dense in a nested head reading a Flatten outside it (or an outer Dense reading a Flatten that ends a
+    nested backbone) still has its rows reordered from Keras's (H, W, C) to the spec's (C, H, W)."""
+    spec = netspec.parse_text("""
+    network Flat {
+        input image: [3, 6, 5]
+        y = image -> conv2d(4, 3) -> flatten -> dense(3)
+        output y
+    }
+    """, "flat.net")
+    inp = keras.Input((6, 5, 3))
+    if border == "flatten_outside":
+        head = keras.Sequential([keras.layers.Dense(3, name="fc")], name="head")
+        model = keras.Model(inp, head(keras.layers.Flatten()(keras.layers.Conv2D(4, 3)(inp))))
+    else:
+        inner = keras.Input((6, 5, 3))
+        body = keras.Model(inner, keras.layers.Flatten()(keras.layers.Conv2D(4, 3)(inner)), name="body")
+        model = keras.Model(inp, keras.layers.Dense(3)(body(inp)))
+    r = weights_from_keras(model, spec)
+    assert "rows (*S, C) -> (C, *S)" in r.report()
+    x = RNG.standard_normal((2, 6, 5, 3)).astype(np.float32)
+    want = np.asarray(model(x, training=False))
+    got = spec.to_torch(weights=r.weights).eval()(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+    _close(got.detach().numpy(), want, 1e-5)
+
+def test_keras_nested_mismatch_names_the_inner_layer():
+    spec = netspec.parse_text(NESTED.replace("dense(8,", "dense(9,"), "nested.net")
+    with pytest.raises(WeightsImportError, match=r"spec layer 'y.dense' \(dense, kernel \[9, 6\].*'head/hidden': "
+                                                 r"'kernel' has shape \[8, 6\]"):
+        weights_from_keras(_nested_keras_model(), spec)
+
+
+@pytest.mark.slow
+def test_keras_applications_backbone_nested_in_a_model(tmp_path):
+    """The usual transfer-learning form: a keras.applications backbone called as a layer, a new head."""
+    base = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(224, 224, 3))
+    _randomise_keras_bn(base)
+    inp = keras.Input((224, 224, 3))
+    model = keras.Model(inp, keras.layers.Dense(1000, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(base(inp))))
+    path = tmp_path / "transfer.keras"
+    model.save(path)
+    spec = netspec.load(ROOT / "specs" / "mobilenet_v2_keras.net")
+    r = weights_from_keras(path, spec)
+    assert len(r.pairs) == 105 and f"<- {base.name}/Conv1\n" in r.report()
+    x = RNG.standard_normal((1, 224, 224, 3)).astype(np.float32)
+    want = np.asarray(model(x, training=False))
+    nchw = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    _close(spec.to_torch(weights=r.weights).eval()(nchw).detach().numpy(), want)

@@ -14,7 +14,9 @@ Two ways to match a checkpoint's layers to the spec's:
   a smaller depth than the main path's last convolution in both graphs, so it pairs
   with the spec's shortcut whatever the order of declaration. A checkpoint without
   a graph (a state_dict file) is paired in its own order, with a small look-ahead for
-  shortcuts declared out of order.
+  shortcuts declared out of order. A PyTorch RNN with ``num_layers = n`` is n layers
+  (``<name>.l0`` ...), a depthwise ``Conv2d`` and the 1x1 ``Conv2d`` that reads it pair with
+  one ``separable_conv2d``, and a Keras model used as a layer is flattened (``<model>/<layer>``).
 
 ``mapping`` (``{spec layer: checkpoint layer}``) fixes pairs by hand. Any mismatch
 raises :class:`WeightsImportError` naming both sides; nothing is returned half-done.
@@ -24,6 +26,7 @@ safetensors, HDF5 through h5py, and ``.keras`` archives with Keras's safe mode.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +41,7 @@ class WeightsImportError(Exception):
     """A checkpoint that does not fit the spec; the message names both sides."""
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: its tensors are arrays
 class Group:
     """One weighted layer of a checkpoint: its name, kind and tensors (framework layout)."""
 
@@ -52,6 +55,12 @@ class Group:
     # features follow, and whether that is spatial data with the channels last.
     flattened: tuple[int, ...] | None = None
     channels_last: bool | None = None
+    # one layer of a stacked PyTorch RNN (num_layers > 1): its index (the ``_l<k>`` of its
+    # tensors) and what the report says about it
+    rnn_layer: int = 0
+    note: str = ""
+    # a PyTorch depthwise Conv2d: the 1x1 Conv2d that reads it directly (a separable pair)
+    partner: str | None = None
 
 
 @dataclass
@@ -147,19 +156,25 @@ def _gates(w: np.ndarray, order: tuple[int, ...]) -> np.ndarray:
 def _torch_to_canonical(node: ir.Node, g: Group) -> dict[str, tuple[np.ndarray, str]]:
     t, op = g.tensors, node.op
     if op in ("simple_rnn", "lstm", "gru", "bidirectional"):
-        out = {}
+        out, used = {}, set()
         kind = node.attrs["layer"]["op"] if op == "bidirectional" else op
+        layer = g.rnn_layer
         for prefix, suffix in ((("forward.", ""), ("backward.", "_reverse")) if op == "bidirectional"
                                else (("", ""),)):
-            out[f"{prefix}kernel"] = (t[f"weight_ih_l0{suffix}"], "")
-            out[f"{prefix}recurrent_kernel"] = (t[f"weight_hh_l0{suffix}"], "")
-            if f"bias_ih_l0{suffix}" in t:
+            ih, hh, bih, bhh = (f"{w}_l{layer}{suffix}" for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            out[f"{prefix}kernel"] = (t[ih], f"= {ih}" if g.note else "")
+            out[f"{prefix}recurrent_kernel"] = (t[hh], f"= {hh}" if g.note else "")
+            used |= {ih, hh}
+            if bih in t:
+                used |= {bih, bhh}
                 if kind == "gru":
-                    out[f"{prefix}bias"] = (t[f"bias_ih_l0{suffix}"], "")
-                    out[f"{prefix}recurrent_bias"] = (t[f"bias_hh_l0{suffix}"], "")
+                    out[f"{prefix}bias"] = (t[bih], f"= {bih}" if g.note else "")
+                    out[f"{prefix}recurrent_bias"] = (t[bhh], f"= {bhh}" if g.note else "")
                 else:
-                    out[f"{prefix}bias"] = (t[f"bias_ih_l0{suffix}"] + t[f"bias_hh_l0{suffix}"],
-                                            "bias_ih + bias_hh")
+                    out[f"{prefix}bias"] = (t[bih] + t[bhh], f"{bih} + {bhh}" if g.note else "bias_ih + bias_hh")
+        extra = sorted(set(t) - used)
+        if extra:  # proj_size's weight_hr, or the other direction of a bidirectional module
+            raise WeightsImportError(f"'{g.name}' has tensors the spec's {op} does not ({', '.join(extra)})")
         return out
     names = {"batchnorm": {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
                            "moving_variance": "running_var"},
@@ -225,7 +240,7 @@ _KERAS_KINDS = {
 def _kind_fits(node: ir.Node, g: Group) -> bool:
     op, family = node.op, OPS[node.op].family
     if g.framework == "torch":
-        if family in ("conv", "conv_transpose", "depthwise_conv"):
+        if family in ("conv", "conv_transpose", "depthwise_conv", "separable_conv"):
             return g.kind == "state" or g.kind.startswith("Conv")
         if op == "bidirectional":
             return g.kind in ("state", {"lstm": "LSTM", "gru": "GRU", "simple_rnn": "RNN"}[node.attrs["layer"]["op"]])
@@ -237,70 +252,149 @@ def _kind_fits(node: ir.Node, g: Group) -> bool:
     return g.kind in _KERAS_KINDS.get(op, set())
 
 
-def _convert(node: ir.Node, g: Group, flat: tuple | None = None) -> tuple[dict[str, np.ndarray], Pair] | str:
-    """The pair's canonical tensors, or why they do not fit (``flat``: what the spec's flatten read)."""
+def _torch_separable(node: ir.Node, dw: Group, pw: Group) -> dict[str, tuple[np.ndarray, str]]:
+    """A depthwise Conv2d and the 1x1 Conv2d after it as one ``separable_conv2d``.
+
+    The pointwise bias is the op's bias. A depthwise bias ``b`` is folded into it: the 1x1
+    convolution is linear, so ``pw(dw(x) + b) = pw(dw(x)) + W @ b`` at every position.
+    Without a bias in the spec, only zero biases can be dropped.
+    """
+    for g in (dw, pw):
+        extra = sorted(set(g.tensors) - {"weight", "bias"})
+        if extra:
+            raise WeightsImportError(f"'{g.name}' has tensors a Conv2d does not ({', '.join(extra)})")
+    kd, kp = dw.tensors["weight"], pw.tensors["weight"]
+    if kd.ndim != 4 or kd.shape[1] != 1:
+        raise WeightsImportError(f"'{dw.name}' is not a depthwise convolution: its weight is {list(kd.shape)}, "
+                                 "a depthwise one [C * depth_multiplier, 1, kh, kw]")
+    out = {"depthwise_kernel": (kd, f"= {dw.name}.weight"), "pointwise_kernel": (kp, f"= {pw.name}.weight")}
+    bd, bp = dw.tensors.get("bias"), pw.tensors.get("bias")
+    if any(p.name == "bias" for p in node.params):
+        if bd is None and bp is None:
+            return out  # the caller says the bias is missing
+        bias, how = (bp, f"= {pw.name}.bias") if bp is not None else (np.zeros(kp.shape[0], np.float32), "zeros")
+        if bd is not None and np.any(bd != 0):
+            if kp.ndim != 4 or kp.shape[1] != bd.shape[0]:
+                raise WeightsImportError(f"'{pw.name}' reads {kp.shape[1]} channels, '{dw.name}' makes "
+                                         f"{bd.shape[0]}")
+            bias = (bias.astype(np.float64) + kp[:, :, 0, 0].astype(np.float64) @ bd.astype(np.float64))
+            how = (f"{pw.name}.bias + " if bp is not None else "") + f"{pw.name}.weight @ {dw.name}.bias " \
+                "(depthwise bias folded in)"
+        out["bias"] = (bias, how)
+        return out
+    for g, b in ((dw, bd), (pw, bp)):
+        if b is not None and np.any(b != 0):
+            raise WeightsImportError(f"'{g.name}' has a nonzero bias, which the spec's separable_conv2d "
+                                     "(use_bias=false) cannot hold; declare it with use_bias=true")
+    return out
+
+
+class _Unfit(str):
+    """Why a checkpoint layer is not even of the spec layer's kind (a weaker reason than a shape)."""
+
+
+def _convert(node: ir.Node, g: Group, flat: tuple | None = None,
+             partner: Group | None = None) -> tuple[dict[str, np.ndarray], Pair] | str:
+    """The pair's canonical tensors, or why they do not fit (``flat``: what the spec's flatten read;
+    ``partner``: the 1x1 conv after a PyTorch depthwise conv, for a ``separable_conv2d``)."""
     if not _kind_fits(node, g):
-        return f"'{g.name}' is a {g.kind}, the spec's layer is {node.op}"
+        return _Unfit(f"'{g.name}' is a {g.kind}, the spec's layer is {node.op}")
+    split = node.op == "separable_conv2d" and g.framework == "torch"
+    if split and partner is None:
+        return _Unfit(f"'{g.name}' is not a depthwise Conv2d read directly by a 1x1 Conv2d (the two halves of "
+                      "the spec's separable_conv2d)")
     try:
-        conv = _torch_to_canonical(node, g) if g.framework == "torch" else _keras_to_canonical(node, g, flat)
+        if split:
+            conv = _torch_separable(node, g, partner)
+        else:
+            conv = _torch_to_canonical(node, g) if g.framework == "torch" else _keras_to_canonical(node, g, flat)
     except KeyError as exc:
         return f"'{g.name}' has no tensor {exc}"
     except WeightsImportError as exc:
         return str(exc)
     want = {p.name: p.shape for p in node.params}
-    out, pair = {}, Pair(node.layer, node.op, g.name)
+    source = f"{g.name} + {partner.name}" if split else g.name
+    out, pair = {}, Pair(node.layer, node.op, source + (f" ({g.note})" if g.note else ""))
     for name, shape in want.items():
         if name not in conv:
-            return f"'{g.name}' has no tensor for '{name}' {list(shape)}"
+            return f"'{source}' has no tensor for '{name}' {list(shape)}"
         arr, how = conv[name]
         if tuple(arr.shape) != tuple(shape):
-            return f"'{g.name}': '{name}' has shape {list(arr.shape)} after conversion, the spec expects {list(shape)}"
+            return f"'{source}': '{name}' has shape {list(arr.shape)} after conversion, the spec expects {list(shape)}"
         out[f"{node.layer}.{name}"] = np.ascontiguousarray(arr, dtype=np.float32)
         pair.tensors.append((f"{node.layer}.{name}", tuple(shape), how))
     extra = sorted(set(conv) - set(want))
     if extra:
-        return f"'{g.name}' has tensors the spec's {node.op} does not ({', '.join(extra)})"
+        return f"'{source}' has tensors the spec's {node.op} does not ({', '.join(extra)})"
     return out, pair
 
 
 def match(network: ir.Network, groups: list[Group], mapping: dict[str, str] | None = None,
           ordered_by_graph: bool = True) -> Result:
-    """Pair checkpoint groups with the spec's weighted layers (see the module docstring)."""
+    """Pair checkpoint groups with the spec's weighted layers (see the module docstring).
+
+    A mapping's checkpoint side may name two PyTorch modules, ``depthwise + pointwise``, for a
+    ``separable_conv2d``; a depthwise conv alone brings the 1x1 conv that reads it.
+    """
     layers = _spec_layers(network)
     flat = _flatten_inputs(network)
     by_name = {g.name: g for g in groups}
-    mapping = dict(mapping or {})
-    known = {n.layer for n, _, _ in layers}
-    for s, c in mapping.items():
+    stacked = {g.name.rpartition(".")[0]: g.note.split(" layer")[0] for g in groups if g.note}
+    mapping = {s: [c.strip() for c in c.split("+")] for s, c in (mapping or {}).items()}
+    known = {n.layer: n.op for n, _, _ in layers}
+    for s, cs in mapping.items():
         if s not in known:
             raise WeightsImportError(f"mapping: the spec has no weighted layer '{s}'")
-        if c not in by_name:
-            raise WeightsImportError(f"mapping: the checkpoint has no weighted layer '{c}'")
+        if len(cs) > (2 if known[s] == "separable_conv2d" else 1):
+            raise WeightsImportError(f"mapping: '{s}' ({known[s]}) <- {' + '.join(cs)}: only a separable_conv2d "
+                                     "takes two checkpoint layers (depthwise + pointwise)")
+        for c in cs:
+            if c not in by_name:
+                hint = (f" ('{c}' is a stacked {stacked[c]}: map its layers as {c}.l0, {c}.l1, ...)"
+                        if c in stacked else "")
+                raise WeightsImportError(f"mapping: the checkpoint has no weighted layer '{c}'{hint}")
+    mapped = {c for cs in mapping.values() for c in cs}
     key = (lambda d, o: (d, o)) if ordered_by_graph else (lambda d, o: (0, o))
     layers.sort(key=lambda x: key(x[1], x[2]))
-    pending = sorted((g for g in groups if g.name not in mapping.values()), key=lambda g: key(g.depth, g.order))
+    pending = sorted((g for g in groups if g.name not in mapped), key=lambda g: key(g.depth, g.order))
     weights: dict[str, np.ndarray] = {}
     pairs: list[Pair] = []
     window = 8
+
+    def partner_of(node, g, names):
+        if node.op != "separable_conv2d" or g.framework != "torch":
+            return None
+        name = names[1] if len(names) > 1 else g.partner
+        return next((p for p in pending if p.name == name), by_name.get(name) if len(names) > 1 else None)
+
     for node, _, _ in layers:
         if node.layer in mapping:
-            got = _convert(node, by_name[mapping[node.layer]], flat.get(node.layer))
+            names = mapping[node.layer]
+            g = by_name[names[0]]
+            partner = partner_of(node, g, names)
+            got = _convert(node, g, flat.get(node.layer), partner)
             if isinstance(got, str):
                 raise WeightsImportError(f"spec layer '{node.layer}' ({node.op}) <- {got}")
+            if partner is not None and partner in pending:
+                pending.remove(partner)
         else:
             if not pending:
                 raise WeightsImportError(f"spec layer '{node.layer}' ({node.op}) has no counterpart: the checkpoint's "
                                          "weighted layers are used up")
             got, reasons = None, []
             for k, g in enumerate(pending[:window]):
-                attempt = _convert(node, g, flat.get(node.layer))
+                partner = partner_of(node, g, [g.name])
+                attempt = _convert(node, g, flat.get(node.layer), partner)
                 if isinstance(attempt, str):
                     reasons.append(attempt)
                     continue
                 got = attempt
                 del pending[k]
+                if partner is not None:
+                    pending.remove(partner)
                 break
-            if got is None:
+            if got is None:  # the nearest candidate's reason, unless it is not even of the kind
+                reasons.sort(key=lambda r: isinstance(r, _Unfit))
                 raise WeightsImportError(f"spec layer '{node.layer}' ({node.op}, "
                                          f"{', '.join(f'{p.name} {list(p.shape)}' for p in node.params)}) has no "
                                          f"counterpart in the checkpoint: {reasons[0]}")
@@ -318,6 +412,47 @@ def match(network: ir.Network, groups: list[Group], mapping: dict[str, str] | No
 
 # PyTorch ----------------------------------------------------------------------------------------------
 
+_RNN_KEY = re.compile(r"^(.*)_l(\d{1,9})(_reverse)?$")
+
+
+def _split_stacked(g: Group) -> list[Group]:
+    """A PyTorch RNN with ``num_layers > 1`` as one group per layer (``<name>.l<k>``), in order."""
+    index = {}
+    for key in g.tensors:
+        m = _RNN_KEY.match(key)
+        if m and m.group(1) in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"):
+            index[key] = int(m.group(2))
+    count = len(set(index.values()))
+    if count <= 1 and not any(index.values()):
+        return [g]
+    if sorted(set(index.values())) != list(range(count)):
+        raise WeightsImportError(f"'{g.name}' holds recurrent layers {sorted(set(index.values()))[:8]}, not "
+                                 f"0 ... {count - 1}: not a state_dict of one nn.LSTM/GRU/RNN")
+    hh = g.tensors.get("weight_hh_l0")
+    kind = g.kind if g.kind != "state" else (
+        {4: "LSTM", 3: "GRU", 1: "RNN"}.get(hh.shape[0] // max(hh.shape[1], 1), "RNN") if hh is not None and
+        hh.ndim == 2 else "RNN")
+    out = []
+    for k in range(count):
+        tensors = {key: v for key, v in g.tensors.items() if index.get(key, 0) == k}
+        out.append(Group(f"{g.name}.l{k}" if g.name else f"l{k}", g.kind, tensors, g.depth, g.order,
+                         g.framework, rnn_layer=k, note=f"{kind} layer {k + 1} of {count}"))
+    return out
+
+
+def _depthwise_then_pointwise(dw: np.ndarray | None, pw: np.ndarray | None) -> bool:
+    """Whether two conv weights are a depthwise [C*M, 1, kh, kw] and a 1x1 [F, C*M, 1, 1] reading it."""
+    return (dw is not None and pw is not None and dw.ndim == 4 and pw.ndim == 4 and dw.shape[1] == 1
+            and tuple(pw.shape[2:]) == (1, 1) and pw.shape[1] == dw.shape[0])
+
+
+def _pair_state_separables(groups: list[Group]) -> None:
+    """A state_dict has no graph: a depthwise conv's partner is the 1x1 conv registered right after it."""
+    for a, b in zip(groups, groups[1:]):
+        if _depthwise_then_pointwise(a.tensors.get("weight"), b.tensors.get("weight")):
+            a.partner = b.name
+
+
 def _torch_groups_from_state(state: dict[str, Any]) -> list[Group]:
     groups: dict[str, Group] = {}
     for key, value in state.items():
@@ -328,11 +463,20 @@ def _torch_groups_from_state(state: dict[str, Any]) -> list[Group]:
         if prefix not in groups:
             groups[prefix] = Group(prefix, "state", {}, order=len(groups))
         groups[prefix].tensors[leaf] = arr
-    return list(groups.values())
+    out = [sub for g in groups.values() for sub in _split_stacked(g)]
+    for k, g in enumerate(out):
+        g.order = k
+    _pair_state_separables(out)
+    return out
 
 
-def _torch_groups_from_module(module) -> tuple[list[Group], bool]:
-    """Weighted modules in data-flow order (torch.fx when the module traces; else registration order)."""
+def _torch_groups_from_module(module, fuse_separable: bool = False) -> tuple[list[Group], bool]:
+    """Weighted modules in data-flow order (torch.fx when the module traces; else registration order).
+
+    A stacked RNN counts one weighted layer per layer of its stack; with ``fuse_separable``
+    (the spec has separable convolutions) a 1x1 conv that reads a depthwise conv directly
+    counts with it as one, as the spec's ``separable_conv2d`` does.
+    """
     import torch
 
     weighted = {name: m for name, m in module.named_modules()
@@ -346,18 +490,38 @@ def _torch_groups_from_module(module) -> tuple[list[Group], bool]:
     try:
         graph = torch.fx.symbolic_trace(module).graph
     except Exception:  # untraceable modules keep registration order
-        return list(groups.values()), False
+        out = [sub for g in groups.values() for sub in _split_stacked(g)]
+        for k, g in enumerate(out):
+            g.order = k
+        _pair_state_separables(out)
+        return out, False
+    convs = {name: m for name, m in weighted.items() if isinstance(m, torch.nn.Conv2d)}
+    for n in graph.nodes:
+        if n.op == "call_module" and n.target in convs and len(n.users) == 1:
+            dw, (user,) = convs[n.target], n.users
+            pw = convs.get(user.target) if user.op == "call_module" else None
+            if dw.groups == dw.in_channels and pw is not None and pw.kernel_size == (1, 1) and pw.groups == 1 \
+                    and pw.stride == (1, 1) and pw.padding in ((0, 0), "valid") and pw.in_channels == dw.out_channels:
+                groups[n.target].partner = user.target
+    fused = {g.partner for g in groups.values() if g.partner} if fuse_separable else set()
     depth: dict[Any, int] = {}
     seen = set()
     for k, n in enumerate(graph.nodes):
         ins = [a for a in n.all_input_nodes]
         d = max((depth.get(a, 0) for a in ins), default=0)
         if n.op == "call_module" and n.target in groups and n.target not in seen:
-            d += 1
+            m = weighted[n.target]
+            d += 0 if n.target in fused else getattr(m, "num_layers", 1) if isinstance(m, torch.nn.RNNBase) else 1
             seen.add(n.target)
             groups[n.target].depth, groups[n.target].order = d, k
         depth[n] = d
-    return list(groups.values()), True
+    out = []
+    for g in groups.values():
+        subs = _split_stacked(g)
+        for k, sub in enumerate(subs):  # layer k of a stack of n ends n - 1 - k layers before the stack
+            sub.depth = g.depth - (len(subs) - 1 - k)
+        out += subs
+    return out, True
 
 
 def weights_from_torch(source, spec, network: str | None = None, mapping: dict[str, str] | None = None) -> Result:
@@ -371,7 +535,8 @@ def weights_from_torch(source, spec, network: str | None = None, mapping: dict[s
         by_name = _by_name_torch(spec, network, state)
         if by_name is not None:
             return by_name
-        groups, graph = _torch_groups_from_module(source)
+        groups, graph = _torch_groups_from_module(
+            source, fuse_separable=any(n.op == "separable_conv2d" for n in net.nodes))
     else:
         if not isinstance(source, dict):
             raise WeightsImportError(f"expected an nn.Module, a state_dict or a checkpoint path; received "
@@ -449,19 +614,46 @@ def _by_name_torch(spec, network, state) -> Result | None:
 # Keras ------------------------------------------------------------------------------------------------
 
 def _keras_groups(model) -> list[Group]:
-    """Weighted layers of a functional/sequential Keras model in data-flow order."""
-    layers = list(model.layers)
-    depth: dict[int, int] = {}
-    groups = []
-    for k, layer in enumerate(layers):
+    """Weighted layers of a functional/sequential Keras model in data-flow order.
+
+    A model used as a layer (a ``keras.applications`` backbone, a ``Sequential`` head) is
+    flattened in place: its layers are named ``<model>/<layer>`` and continue the depth
+    of whatever feeds it.
+    """
+    groups: list[Group] = []
+    _walk_keras(model, "", {}, 0, groups, [0], {})
+    return groups
+
+
+def _is_keras_model(layer) -> bool:
+    return hasattr(layer, "layers") and callable(getattr(layer, "get_layer", None))
+
+
+def _walk_keras(model, prefix: str, depth: dict[int, int], base: int, groups: list[Group], counter: list[int],
+                bridge: dict[int, Any]) -> int:
+    """Adds ``model``'s weighted layers to ``groups``; returns the depth of its output.
+
+    ``base`` is the depth of the model's input: a layer whose parent is not one of its
+    model's layers (its input, or a Sequential's implicit input layer) starts there.
+    ``bridge`` maps a nested model's input layers to the outer layers that feed them.
+    """
+    for layer in model.layers:
+        k = counter[0]
+        counter[0] += 1
         parents = []
         for node in getattr(layer, "_inbound_nodes", [])[:1]:
             for t in getattr(node, "input_tensors", []) or []:
                 hist = getattr(t, "_keras_history", None)
                 if hist is not None:
                     parents.append(id(hist[0]))
-        d = max((depth.get(p, 0) for p in parents), default=0)
-        if layer.weights:
+        d = max((depth.get(p, base) for p in parents), default=base)
+        if _is_keras_model(layer):
+            inner = [getattr(t, "_keras_history", [None])[0] for t in getattr(layer, "inputs", None) or []]
+            outer = [getattr(t, "_keras_history", [None])[0] for node in getattr(layer, "_inbound_nodes", [])[:1]
+                     for t in getattr(node, "input_tensors", []) or []]
+            bridge.update((id(i), o) for i, o in zip(inner, outer) if i is not None and o is not None)
+            d = _walk_keras(layer, f"{prefix}{layer.name}/", depth, d, groups, counter, bridge)
+        elif layer.weights:
             d += 1
             tensors = {}
             for v in layer.weights:
@@ -470,37 +662,51 @@ def _keras_groups(model) -> list[Group]:
                 if type(layer).__name__ == "Bidirectional":
                     name = ("forward/" if "forward" in path else "backward/") + name
                 tensors[name] = np.asarray(v.numpy() if hasattr(v, "numpy") else v)
-            if type(layer).__name__ in ("Functional", "Sequential", "Model"):
-                raise WeightsImportError(f"layer '{layer.name}' is a nested model; import its layers from a "
-                                         "flat model")
-            group = Group(layer.name, type(layer).__name__, tensors, depth=d, order=k, framework="keras")
+            group = Group(prefix + layer.name, type(layer).__name__, tensors, depth=d, order=k, framework="keras")
             if group.kind == "Dense":
-                group.flattened, group.channels_last = _keras_flatten_order(layer)
+                group.flattened, group.channels_last = _keras_flatten_order(layer, bridge)
             groups.append(group)
         depth[id(layer)] = d
-    return groups
+    try:
+        ends = [id(t._keras_history[0]) for t in model.outputs]
+    except (AttributeError, TypeError, ValueError):  # a subclassed model has no graph: its last layer
+        ends = [id(model.layers[-1])] if model.layers else []
+    return max((depth.get(e, base) for e in ends), default=base)
 
 
-def _keras_parent(layer):
-    """The layer that feeds ``layer``'s first input, or None."""
+def _keras_parent(layer, bridge: dict[int, Any] | None = None):
+    """The layer that feeds ``layer``'s first input, or None; across nested models (``bridge``
+    from a nested model's input layer to what feeds it; a nested model stands for its output layer)."""
+    parent = None
     for node in getattr(layer, "_inbound_nodes", [])[:1]:
         for t in getattr(node, "input_tensors", []) or []:
             hist = getattr(t, "_keras_history", None)
             if hist is not None:
-                return hist[0]
-    return None
+                parent = hist[0]
+                break
+    for _ in range(64):
+        if parent is not None and bridge and id(parent) in bridge:
+            parent = bridge[id(parent)]
+        elif parent is not None and _is_keras_model(parent):
+            outs = getattr(parent, "outputs", None) or []
+            parent = getattr(outs[0], "_keras_history", [None])[0] if outs else None
+        else:
+            break
+    return parent
 
 
-def _keras_flatten_order(dense) -> tuple[tuple[int, ...] | None, bool | None]:
+def _keras_flatten_order(dense, bridge: dict[int, Any] | None = None) \
+        -> tuple[tuple[int, ...] | None, bool | None]:
     """For a Dense fed by a Flatten (through weightless layers that keep the shape): the shape
     whose row-major order the flattened features follow, and whether it is channels-last
-    spatial data (the nearest layer above with a ``data_format`` says so)."""
-    layer = _keras_parent(dense)
+    spatial data (the nearest layer above with a ``data_format`` says so). The search crosses
+    the borders of nested models (``bridge``, as in :func:`_walk_keras`)."""
+    layer = _keras_parent(dense, bridge)
     while layer is not None and type(layer).__name__ != "Flatten":
         if layer.weights or not hasattr(layer.input, "shape") or \
                 tuple(layer.input.shape) != tuple(layer.output.shape):
             return None, None
-        layer = _keras_parent(layer)
+        layer = _keras_parent(layer, bridge)
     if layer is None:
         return None, None
     shape = tuple(layer.input.shape[1:])
@@ -508,13 +714,13 @@ def _keras_flatten_order(dense) -> tuple[tuple[int, ...] | None, bool | None]:
         return None, None
     if getattr(layer, "data_format", "channels_last") == "channels_first":
         return (*shape[1:], shape[0]), True
-    above = _keras_parent(layer)
+    above = _keras_parent(layer, bridge)
     for _ in range(64):
         if above is None or type(above).__name__ in ("Permute", "Reshape", "InputLayer"):
             return shape, False
         if hasattr(above, "data_format"):
             return shape, above.data_format == "channels_last"
-        above = _keras_parent(above)
+        above = _keras_parent(above, bridge)
     return shape, None
 
 
