@@ -182,7 +182,9 @@ class _Mirror:
     def function(self, block: ir.BlockDef, segs: list[_Seg], fn: str) -> list[str] | None:
         """The block's function, or None when its instances do not write one program."""
         params = [p.name for p in block.params]
-        if not all(_plain_parameter(p, self.taken) for p in params):
+        # a value parameter only has to avoid the names the body reads (it is local, like the variables it replaces)
+        if not all(_plain_parameter(p, self.flat.globals if p in segs[0].inst.values else self.taken)
+                   for p in params):
             return None  # a parameter Python cannot take by that name (`False`, `lambda`, `name`): stays inline
         forms = []
         for seg in segs:

@@ -986,9 +986,9 @@ class Generator:
                     for path in run:
                         seq.value.append((path, self.ctor[path]))
                     whole = len(run) == len(seq.value) == seq_size[segs[:-1]]
-                    if seq.modlist and len({tuple(var[v] for v in self.instances[p].values.values())
-                                            for p in run}) > 1:
-                        whole = False  # the copies read different values: one call each
+                    if seq.modlist and (len(run) == 1 or len({tuple(var[v] for v in self.instances[p].values.values())
+                                                              for p in run}) > 1):
+                        whole = False  # one instance, or copies that read different values: one call each
                 else:
                     for path in run:
                         b.items.append(Item("child", (escape(path[len(scope):-1]),), self.ctor[path]))
