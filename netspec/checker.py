@@ -173,7 +173,7 @@ class _Scope:
         self.in_block = in_block
         self.stack = stack
         self.defaults: set[str] = set()  # block parameters that took their default
-        self.caller: tuple[str, ...] = ()  # the value names where the block is used (for hints)
+        self.caller: dict[str, str | None] = {}  # the values where the block is used (for hints; not copied)
 
 
 class _NetworkBuilder:
@@ -543,7 +543,7 @@ class _NetworkBuilder:
         default = name.id in scope.defaults
         got = _short(show(param), 40)
         if isinstance(param, Sym) and not default:
-            hint = did_you_mean(param.name, scope.caller)
+            hint = did_you_mean(param.name, list(scope.caller))
             got += ", which names no value where the block is used" + (f"; {hint}" if hint else "")
         notes = ["expected the name of a value in the scope of the block's use: an input, a binding, `in`, "
                  "or a value parameter of the enclosing block"]
@@ -1088,7 +1088,7 @@ class _NetworkBuilder:
         inner = _Scope(path=path, params=params, block_input=value, in_block=True,
                        stack=(*scope.stack, block.name), declared=_declared(block.body))
         inner.defaults = defaults
-        inner.caller = tuple(scope.values)
+        inner.caller = scope.values
         values = {k: v.value for k, v in params.items() if isinstance(v, ValueRef)}
         for k, v in values.items():  # a value parameter reads as a value wherever a value name does
             inner.values[k] = v
