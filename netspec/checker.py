@@ -532,6 +532,10 @@ class _NetworkBuilder:
         notes = []
         if scope.in_block and name.id not in scope.values:
             notes.append("a block sees only 'in', its parameters and its own bindings")
+            if name.id in scope.caller:  # the value exists where the block is used: say how to pass it
+                block = scope.stack[-1]
+                notes.append(f"to read '{name.id}' where the block is used, make it a parameter: "
+                             f"`block {block}(..., {name.id})`, used as `{block}(..., {name.id})`")
         self.error("E201", f"unknown value '{name.id}'" + (f"; {hint}" if hint else ""), name.span,
                        notes=tuple(notes))
         return None
