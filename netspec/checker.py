@@ -1141,10 +1141,23 @@ class _NetworkBuilder:
                 raise _Poisoned
             return ValueRef(value, expr.id)
         try:
-            return evaluate(expr, scope.params)
+            value = evaluate(expr, scope.params)
         except _EvalError as exc:
             self.error(exc.code, exc.message, exc.span)
             raise _Poisoned from None
+        return self.call_values(value, scope) if isinstance(value, CallValue) else value
+
+    def call_values(self, call: CallValue, scope: _Scope) -> CallValue:
+        """A block call passed as an argument (``unit=mix(memory)``): its value names become values here."""
+        def arg(v):
+            if isinstance(v, Sym) and v.name not in scope.params and v.name in scope.values:
+                if scope.values[v.name] is None:
+                    raise _Poisoned
+                return ValueRef(scope.values[v.name], v.name)
+            return self.call_values(v, scope) if isinstance(v, CallValue) else v
+
+        return CallValue(call.name, tuple(arg(a) for a in call.args), tuple((k, arg(v)) for k, v in call.kwargs),
+                         span=call.span, arg_spans=call.arg_spans)
 
     def bind_block_args(self, block: ast.BlockDef, call, scope: _Scope,
                         defaults: set[str] | None = None) -> dict[str, Any]:

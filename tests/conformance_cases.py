@@ -266,6 +266,10 @@ block outer(memory, pad) {
     return add(in, b) -> cross(memory, mask=pad)
 }
 
+block wrap(unit) {
+    return in -> dense(8) -> unit
+}
+
 block seq_decoder(h0, c0) {
     return in -> lstm(4, return_sequences=true, initial_state=[h0, c0]) -> dense(3)
 }
@@ -282,6 +286,9 @@ CASES += [
     Case("block_value_nested", "a block passing its value parameters on to an inner block",
          "input x: [4, 8]\ninput m: [6, 8]\ninput pad: int64[6]\ny = x -> outer(m, pad) * 2\noutput y",
          _BLOCK_VALUES),
+    Case("block_value_passed_block", "a block call with a value argument passed as a block parameter",
+         "input x: [4, 8]\ninput m: [6, 8]\ninput pad: int64[6]\ny = x -> wrap(cross(m, pad)) -> wrap(relu)"
+         "\noutput y", _BLOCK_VALUES),
     Case("block_value_initial_state", "value parameters as a recurrent layer's initial_state",
          "input x: [5, 3]\ninput h: [4]\ninput c: [4]\ny = x -> seq_decoder(h, c)\noutput y", _BLOCK_VALUES),
 ]

@@ -205,6 +205,13 @@ def test_block_value_parameters_are_not_constants_steps_or_defaults():
         net("input x: [4]\ny = x -> b(x)\noutput y", "block b(m) {\n  m = in -> relu\n  return m\n}")
 
 
+def test_a_block_passed_as_a_parameter_carries_its_value_arguments():
+    n = net("input x: [4]\ninput o: [4]\ny = x -> w(mix(o))\noutput y",
+            VALUE_BLOCKS + "block w(unit) { return in -> dense(4) -> unit }")
+    assert [(i.path, i.values) for i in n.instances] == [("y.0.", {}), ("y.0.0.", {"other": "o"})]
+    assert n.node("y.0.0.add").inputs == ("y.0.dense", "o")
+
+
 def test_block_value_parameter_as_initial_state():
     n = net("input x: [5, 3]\ninput h: [4]\ninput c: [4]\ny = x -> b(h, c)\noutput y",
             "block b(h0, c0) { return in -> lstm(4, initial_state=[h0, c0]) }")

@@ -906,6 +906,14 @@ class Generator:
             while path:
                 self.members.setdefault(path, []).append(node)
                 path = self.parent[path]
+        # the values an instance reads besides its input: its value parameters, then any other value of an
+        # enclosing scope its nodes read (a block passed as a parameter with value arguments, `wrap(mix(memory))`)
+        self.reads: dict[str, list[str]] = {}
+        for inst in net.instances:
+            given = {inst.input, *inst.values.values()}
+            free = {v: None for n in self.members.get(inst.path, ()) for v in n.inputs
+                    if not v.startswith(inst.path) and v not in given}
+            self.reads[inst.path] = list(dict.fromkeys([*inst.values.values(), *free]))
         self.kids: dict[str, list[ir.BlockInstance]] = {}
         for inst in net.instances:
             self.kids.setdefault(self.parent[inst.path], []).append(inst)
@@ -935,7 +943,7 @@ class Generator:
             if not segs[:-1]:
                 continue  # in a block's return chain: a submodule of the block itself
             b.seqs.add(segs[:-1])
-            if kid.values:
+            if self.reads[kid.path]:
                 b.lists.add(segs[:-1])
             seq_size[segs[:-1]] = seq_size.get(segs[:-1], 0) + 1
         for n in nodes:  # a Sequential that also holds layers is not called as a whole
@@ -986,7 +994,7 @@ class Generator:
                     for path in run:
                         seq.value.append((path, self.ctor[path]))
                     whole = len(run) == len(seq.value) == seq_size[segs[:-1]]
-                    if seq.modlist and (len(run) == 1 or len({tuple(var[v] for v in self.instances[p].values.values())
+                    if seq.modlist and (len(run) == 1 or len({tuple(var[v] for v in self.reads[p])
                                                               for p in run}) > 1):
                         whole = False  # one instance, or copies that read different values: one call each
                 else:
@@ -996,7 +1004,7 @@ class Generator:
                 mod = access("self", segs[:-1] if whole else segs)
                 name = name_for(last.path[len(scope):] + "out", i)
                 comment = f"  # {net.type_of(last.output)}" if comments else ""
-                values = tuple(var[v] for v in first.values.values())  # the values besides its input
+                values = tuple(var[v] for v in self.reads[first.path])  # the values besides its input
                 if whole and values:  # an nn.ModuleList: a loop passes the values to each copy
                     lines += fmt(f"{name} = ", var[first.input], "", 8)
                     lines.append(f"        for layer in {mod}:")
@@ -1010,7 +1018,7 @@ class Generator:
                         inst = self.instances[path]
                         segs = tuple(escape(s) for s in inst.path[len(scope):-1].split("."))
                         lines += fmt(f"{name} = ", Call(access("self", segs),
-                                                        (name, *(var[v] for v in inst.values.values()))),
+                                                        (name, *(var[v] for v in self.reads[inst.path]))),
                                      f"  # {net.type_of(inst.output)}" if comments else "", 8)
                 continue
             x = [var[v] for v in node.inputs]
@@ -1081,10 +1089,16 @@ class Generator:
             for inst in insts:
                 # the values it reads besides its input arrive as forward() arguments named after the parameters
                 inputs = {v: vnames[k] for k, v in inst.values.items()}
+                names = set(vnames.values())
+                extras = [v for v in self.reads[inst.path] if v not in inputs]  # through a block passed as a parameter
+                for v in extras:
+                    inputs[v] = _ident(v, taken | names)
+                    names.add(inputs[v])
+                b_signature = [vnames[k] for k in inst.values] + [inputs[v] for v in extras]
                 inputs[inst.input] = "x"
                 b, var = self.body(inst.path, inputs, comments=False)
                 b.forward += [f"        return {var[inst.output]}"]
-                b.signature = [vnames[k] for k in inst.values]
+                b.signature = b_signature
                 groups.setdefault((self.skeleton(b), tuple(b.signature)), []).append((inst, b))
             base = _camel(block)
             for k, members in enumerate(groups.values()):
