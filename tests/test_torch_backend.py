@@ -1277,6 +1277,9 @@ network N {
     spec = netspec.parse_text(text, "t.net")
     net = spec.network()
     source = tb.generate(net)
+    assert source == tb.generate(spec.network())  # deterministic
+    if RUFF is not None:
+        assert ruff_problems(source) == ""
     assert "def forward(self, x, memory, pad):" in source
     assert "self.y = nn.ModuleList(DecoderLayer() for _ in range(3))" in source
     assert "for layer in self.y:\n            y = layer(y, mem, pad)" in source
@@ -1298,3 +1301,16 @@ network N {
                                    providers=["CPUExecutionProvider"])
     want = session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})[0]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(RUFF is None, reason="ruff is not installed")
+def test_value_parameter_cases_generate_ruff_clean_deterministic_source():
+    from conformance_cases import CASES
+
+    cases = [c for c in CASES if c.name.startswith("block_value")]
+    assert len(cases) >= 6
+    for case in cases:
+        text = tb.generate(netspec.parse_text(case.text(), f"{case.name}.net").network())
+        assert text == tb.generate(netspec.parse_text(case.text(), f"{case.name}.net").network())
+        compile(text, f"{case.name}.py", "exec")
+        assert ruff_problems(text) == "", case.name
