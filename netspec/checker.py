@@ -158,7 +158,7 @@ class _Scope:
     """Names visible while expanding a network body or one block instance."""
 
     __slots__ = ("path", "values", "defined_at", "declared", "params", "layers", "block_input", "in_block", "stack",
-                 "defaults", "caller")
+                 "defaults", "caller", "hparams")
 
     def __init__(self, path: str, declared: dict[str, Span | None] | None = None,
                  params: dict[str, Any] | None = None, block_input: str | None = None, in_block: bool = False,
@@ -174,6 +174,7 @@ class _Scope:
         self.stack = stack
         self.defaults: set[str] = set()  # block parameters that took their default
         self.caller: dict[str, str | None] = {}  # the values where the block is used (for hints; not copied)
+        self.hparams = self.params  # the parameters that are not values (for Node.exprs)
 
 
 class _NetworkBuilder:
@@ -969,7 +970,7 @@ class _NetworkBuilder:
         mask = self.masks.get(inputs[0]) if inputs else None
         if mask is not None:
             attrs, inputs = self.read_mask(op, attrs, inputs, mask, at)
-        exprs = _exprs(op, at, scope.params, self.c.expr_cache)
+        exprs = _exprs(op, at, scope.hparams, self.c.expr_cache)
         if op.family == "time_distributed":  # the same function as its inner layer on [T, F] (ops/lecture.py)
             inner, inner_attrs = op.inner(attrs)
             exprs = {}
@@ -1059,7 +1060,7 @@ class _NetworkBuilder:
         name = self.fresh(prefix, at.id)
         node = ir.Node(name=name, op=op.name, attrs=attrs, inputs=(value,), type=out, layer=layer.name,
                        params=layer.params, macs=op.macs(attrs, types, out),
-                       exprs=_exprs(op, layer.call, scope.params, self.c.expr_cache), span=at.span)
+                       exprs=_exprs(op, layer.call, scope.hparams, self.c.expr_cache), span=at.span)
         self.nodes.append(node)
         self.types[name] = out
         return name
@@ -1097,6 +1098,8 @@ class _NetworkBuilder:
         for k, v in values.items():  # a value parameter reads as a value wherever a value name does
             inner.values[k] = v
             inner.defined_at[k] = block.span
+        if values:  # value parameters are inputs of the nodes, not parameter expressions
+            inner.hparams = {k: v for k, v in params.items() if k not in values}
         result = None
         returned = False
         self.sites.append((block.name, _span_of(call)))
@@ -1434,9 +1437,7 @@ def _exprs(op: OpDef, at, params: dict[str, Any], cache: dict) -> dict[str, str]
     """
     if not params or not isinstance(at, ast.Call):
         return {}
-    if any(isinstance(v, ValueRef) for v in params.values()):  # value parameters are inputs, not expressions
-        params = {k: v for k, v in params.items() if not isinstance(v, ValueRef)}
-    key = (id(at), op.name, frozenset(params))
+    key = (id(at), op.name, len(params))  # hyperparameters only (_Scope.hparams): a use may pass some as values
     out = cache.get(key)
     if out is None:
         out = cache[key] = _exprs_of(op, at, params)
