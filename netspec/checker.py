@@ -193,6 +193,7 @@ class _NetworkBuilder:
         self.sites: list[tuple[str, Span | None]] = []  # the block uses being expanded, outermost first
         self.too_big = False  # MAX_NODES or MAX_BLOCK_USES was reported
         self.block_uses = 0  # block expansions so far
+        self.value_refs = False  # whether a block parameter was bound to a value (then op arguments are checked)
         # (name, value id, name span, first node, end node) of every binding, for the unused-value warning
         self.bindings: list[tuple[str, str | None, Span | None, int, int]] = []
         # recurrent nodes with return_state=true: their value is several results, read only through `result` nodes
@@ -824,7 +825,8 @@ class _NetworkBuilder:
 
     # nodes --------------------------------------------------------------------------------
     def bind_attrs(self, op: OpDef, args, kwargs, at) -> dict[str, Any]:
-        self.no_values(op, args, kwargs, at)
+        if self.value_refs:  # only once a block has received a value can an argument hold one
+            self.no_values(op, args, kwargs, at)
         try:
             return op.bind_values(args, kwargs)
         except AttrError as exc:
@@ -1137,11 +1139,13 @@ class _NetworkBuilder:
             if scope.block_input is None:
                 self.error("E205", "'in' is the input of a block; it has no meaning in a network", expr.span)
                 raise _Poisoned
+            self.value_refs = True
             return ValueRef(scope.block_input, "in")
         if isinstance(expr, ast.Name) and expr.id not in scope.params and expr.id in scope.values:
             value = self.lookup_value(expr, scope, allow_target=False)
             if value is None:
                 raise _Poisoned
+            self.value_refs = True
             return ValueRef(value, expr.id)
         try:
             value = evaluate(expr, scope.params)
@@ -1156,6 +1160,7 @@ class _NetworkBuilder:
             if isinstance(v, Sym) and v.name not in scope.params and v.name in scope.values:
                 if scope.values[v.name] is None:
                     raise _Poisoned
+                self.value_refs = True
                 return ValueRef(scope.values[v.name], v.name)
             return self.call_values(v, scope) if isinstance(v, CallValue) else v
 
