@@ -42,6 +42,39 @@ LOSS_ALIASES = {
 }
 
 
+class ValueRef:
+    """A block parameter bound to a value of the caller's scope (``decoder_layer(enc, src_pad)``).
+
+    ``value`` is the value's id in the network; ``text`` how the use wrote it (``enc``, ``in``).
+    It reads as that text in messages (``show``).
+    """
+
+    __slots__ = ("value", "text")
+
+    def __init__(self, value: str, text: str):
+        self.value, self.text = value, text
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, ValueRef) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _refs(value) -> ValueRef | None:
+    """The first value reference inside an evaluated argument (a list, a tuple, a call's arguments)."""
+    if isinstance(value, ValueRef):
+        return value
+    if isinstance(value, (list, tuple)):
+        return next((r for v in value if (r := _refs(v)) is not None), None)
+    if isinstance(value, CallValue):
+        return _refs(value.args) or _refs(tuple(v for _, v in value.kwargs))
+    return None
+
+
 class _Poisoned(Exception):
     """Raised to abandon a chain after its error was reported."""
 
@@ -124,7 +157,8 @@ class _Shared:
 class _Scope:
     """Names visible while expanding a network body or one block instance."""
 
-    __slots__ = ("path", "values", "defined_at", "declared", "params", "layers", "block_input", "in_block", "stack")
+    __slots__ = ("path", "values", "defined_at", "declared", "params", "layers", "block_input", "in_block", "stack",
+                 "defaults", "caller", "hparams")
 
     def __init__(self, path: str, declared: dict[str, Span | None] | None = None,
                  params: dict[str, Any] | None = None, block_input: str | None = None, in_block: bool = False,
@@ -138,6 +172,9 @@ class _Scope:
         self.block_input = block_input
         self.in_block = in_block
         self.stack = stack
+        self.defaults: set[str] = set()  # block parameters that took their default
+        self.caller: dict[str, str | None] = {}  # the values where the block is used (for hints; not copied)
+        self.hparams = self.params  # the parameters that are not values (for Node.exprs)
 
 
 class _NetworkBuilder:
@@ -156,6 +193,7 @@ class _NetworkBuilder:
         self.sites: list[tuple[str, Span | None]] = []  # the block uses being expanded, outermost first
         self.too_big = False  # MAX_NODES or MAX_BLOCK_USES was reported
         self.block_uses = 0  # block expansions so far
+        self.value_refs = False  # whether a block parameter was bound to a value (then op arguments are checked)
         # (name, value id, name span, first node, end node) of every binding, for the unused-value warning
         self.bindings: list[tuple[str, str | None, Span | None, int, int]] = []
         # recurrent nodes with return_state=true: their value is several results, read only through `result` nodes
@@ -406,11 +444,12 @@ class _NetworkBuilder:
         want = len(STATE_RESULTS[op.name]) - 1
         items = given[0] if isinstance(given[0], (list, tuple)) else [given[0]]
         shape = "[h, c]" if want == 2 else "h"
-        if len(items) != want or not all(isinstance(v, Sym) for v in items):
+        if len(items) != want or not all(isinstance(v, (Sym, ValueRef)) for v in items):
             self.error("E301", f"{op.name} argument 'initial_state': expected {want} value name"
                        f"{'s' if want > 1 else ''} ({shape}); received: {brief(given[0])}", span)
             raise _Poisoned
-        values = [self.lookup_value(ast.Name(v.name, span=span), scope, allow_target=False) for v in items]
+        values = [v.value if isinstance(v, ValueRef) else
+                  self.lookup_value(ast.Name(v.name, span=span), scope, allow_target=False) for v in items]
         if any(v is None for v in values):
             raise _Poisoned
         return rest, values
@@ -484,6 +523,9 @@ class _NetworkBuilder:
             self.error("E201", f"'{name.id}' is a layer, not a value: use it as a step, `x -> {name.id}`",
                            name.span)
             return None
+        if name.id in scope.params:
+            self.not_a_value(name, scope)
+            return None
         if name.id in scope.declared:
             self.used_before(name.id, name.span, scope)
             return None
@@ -492,9 +534,30 @@ class _NetworkBuilder:
         notes = []
         if scope.in_block and name.id not in scope.values:
             notes.append("a block sees only 'in', its parameters and its own bindings")
+            if name.id in scope.caller:  # the value exists where the block is used: say how to pass it
+                block = scope.stack[-1]
+                notes.append(f"to read '{name.id}' where the block is used, make it a parameter: "
+                             f"`block {block}(..., {name.id})`, used as `{block}(..., {name.id})`")
         self.error("E201", f"unknown value '{name.id}'" + (f"; {hint}" if hint else ""), name.span,
                        notes=tuple(notes))
         return None
+
+    def not_a_value(self, name: ast.Name, scope: _Scope) -> None:
+        """A block parameter read as a value whose argument is a constant (or a name of no value)."""
+        param = scope.params[name.id]
+        block = scope.stack[-1] if scope.stack else "the block"
+        default = name.id in scope.defaults
+        got = _short(show(param), 40)
+        if isinstance(param, Sym) and not default:
+            hint = did_you_mean(param.name, list(scope.caller))
+            got += ", which names no value where the block is used" + (f"; {hint}" if hint else "")
+        notes = ["expected the name of a value in the scope of the block's use: an input, a binding, `in`, "
+                 "or a value parameter of the enclosing block"]
+        if default:
+            notes.append(f"'{name.id}' took its default; a default is a constant, so a value parameter "
+                         "needs an argument at every use")
+        self.error("E301", f"block parameter '{name.id}' is read as a value, but this use of block "
+                   f"{block} gives it {got}", name.span, notes=tuple(notes))
 
     def source(self, src, scope: _Scope, prefix: str) -> str:
         if isinstance(src, ast.BlockInput):
@@ -645,6 +708,12 @@ class _NetworkBuilder:
                                     lambda v: self.apply_value(param, v, target, scope, prefix))
                 self.record_repeat(param.name, count, start, prefix, span)
                 return value
+            elif isinstance(param, ValueRef):
+                self.error("E301", f"block parameter '{name}' holds the value '{param}', not an op", span,
+                           notes=(f"a value is a chain's source: `{name} -> ...`, `add(in, {name})`",
+                                  "a name bound to a value in the scope of the block's use passes that value; "
+                                  "to pass an op of that spelling, write a call: `relu()`"))
+                raise _Poisoned
             else:
                 self.error("E301", f"block parameter '{name}' is {_short(show(param), 40)}, not an op", span)
                 raise _Poisoned
@@ -756,11 +825,27 @@ class _NetworkBuilder:
 
     # nodes --------------------------------------------------------------------------------
     def bind_attrs(self, op: OpDef, args, kwargs, at) -> dict[str, Any]:
+        if self.value_refs:  # only once a block has received a value can an argument hold one
+            self.no_values(op, args, kwargs, at)
         try:
             return op.bind_values(args, kwargs)
         except AttrError as exc:
             self.error(exc.code, str(exc), _arg_span(at, op, exc.arg), notes=exc.notes)
             raise _Poisoned from None
+
+    def no_values(self, op: OpDef, args, kwargs, at) -> None:
+        """An E301 for a value passed where an op wants a constant (``dense(memory)``, memory a value parameter)."""
+        for key, v in [*enumerate(args), *kwargs]:
+            ref = _refs(v)
+            if ref is None:
+                continue
+            attr = op.positional[key] if isinstance(key, int) and key < len(op.positional) else key
+            what = f"argument '{attr}'" if isinstance(attr, str) else f"argument {attr + 1}"
+            self.error("E301", f"{op.name} {what} takes a constant; received: a block parameter holding the "
+                       f"value '{ref}'", _arg_span(at, op, key),
+                       notes=("a value is read as a chain's source, a merge's argument, `mask=` or "
+                              "`initial_state=`; an op's other arguments are hyperparameters",))
+            raise _Poisoned
 
     def input_types(self, op: OpDef, inputs: list[str], at) -> list[ir.TensorType]:
         known = self.types
@@ -887,7 +972,7 @@ class _NetworkBuilder:
         mask = self.masks.get(inputs[0]) if inputs else None
         if mask is not None:
             attrs, inputs = self.read_mask(op, attrs, inputs, mask, at)
-        exprs = _exprs(op, at, scope.params, self.c.expr_cache)
+        exprs = _exprs(op, at, scope.hparams, self.c.expr_cache)
         if op.family == "time_distributed":  # the same function as its inner layer on [T, F] (ops/lecture.py)
             inner, inner_attrs = op.inner(attrs)
             exprs = {}
@@ -977,7 +1062,7 @@ class _NetworkBuilder:
         name = self.fresh(prefix, at.id)
         node = ir.Node(name=name, op=op.name, attrs=attrs, inputs=(value,), type=out, layer=layer.name,
                        params=layer.params, macs=op.macs(attrs, types, out),
-                       exprs=_exprs(op, layer.call, scope.params, self.c.expr_cache), span=at.span)
+                       exprs=_exprs(op, layer.call, scope.hparams, self.c.expr_cache), span=at.span)
         self.nodes.append(node)
         self.types[name] = out
         return name
@@ -995,7 +1080,8 @@ class _NetworkBuilder:
             raise _Poisoned
         self.block_uses += 1
         self.budget(call, nodes=0)
-        params = self.bind_block_args(block, call, scope)
+        defaults: set[str] = set()
+        params = self.bind_block_args(block, call, scope, defaults)
         index = self.block_counters.get(prefix, 0)
         self.block_counters[prefix] = index + 1
         path = f"{prefix}{index}."
@@ -1008,6 +1094,14 @@ class _NetworkBuilder:
                                            else _py_text(p.default)) for p in block.params))
         inner = _Scope(path=path, params=params, block_input=value, in_block=True,
                        stack=(*scope.stack, block.name), declared=_declared(block.body))
+        inner.defaults = defaults
+        inner.caller = scope.values
+        values = {k: v.value for k, v in params.items() if isinstance(v, ValueRef)}
+        for k, v in values.items():  # a value parameter reads as a value wherever a value name does
+            inner.values[k] = v
+            inner.defined_at[k] = block.span
+        if values:  # value parameters are inputs of the nodes, not parameter expressions
+            inner.hparams = {k: v for k, v in params.items() if k not in values}
         result = None
         returned = False
         self.sites.append((block.name, _span_of(call)))
@@ -1035,16 +1129,53 @@ class _NetworkBuilder:
         if result is None:
             raise _Poisoned
         self.instances[slot] = ir.BlockInstance(
-            path=path, block=block.name, args={k: _plain(v) for k, v in params.items()}, input=value,
-            output=result, span=_span_of(call))
+            path=path, block=block.name, args={k: _plain(v) for k, v in params.items() if k not in values},
+            values=values, input=value, output=result, span=_span_of(call))
         return result
 
-    def bind_block_args(self, block: ast.BlockDef, call, scope: _Scope) -> dict[str, Any]:
+    def block_arg(self, expr, scope: _Scope) -> Any:
+        """One argument of a block call: a name bound to a value (or ``in``) passes that value."""
+        if isinstance(expr, ast.BlockInput):
+            if scope.block_input is None:
+                self.error("E205", "'in' is the input of a block; it has no meaning in a network", expr.span)
+                raise _Poisoned
+            self.value_refs = True
+            return ValueRef(scope.block_input, "in")
+        if isinstance(expr, ast.Name) and expr.id not in scope.params and expr.id in scope.values:
+            value = self.lookup_value(expr, scope, allow_target=False)
+            if value is None:
+                raise _Poisoned
+            self.value_refs = True
+            return ValueRef(value, expr.id)
+        try:
+            value = evaluate(expr, scope.params)
+        except _EvalError as exc:
+            self.error(exc.code, exc.message, exc.span)
+            raise _Poisoned from None
+        return self.call_values(value, scope) if isinstance(value, CallValue) else value
+
+    def call_values(self, call: CallValue, scope: _Scope) -> CallValue:
+        """A block call passed as an argument (``unit=mix(memory)``): its value names become values here."""
+        def arg(v):
+            if isinstance(v, Sym) and v.name not in scope.params and v.name in scope.values:
+                if scope.values[v.name] is None:
+                    raise _Poisoned
+                self.value_refs = True
+                return ValueRef(scope.values[v.name], v.name)
+            return self.call_values(v, scope) if isinstance(v, CallValue) else v
+
+        return CallValue(call.name, tuple(arg(a) for a in call.args), tuple((k, arg(v)) for k, v in call.kwargs),
+                         span=call.span, arg_spans=call.arg_spans)
+
+    def bind_block_args(self, block: ast.BlockDef, call, scope: _Scope,
+                        defaults: set[str] | None = None) -> dict[str, Any]:
+        """The block's parameters bound to a use's arguments (``defaults`` collects those that took theirs)."""
         args, kwargs = (), ()
         if isinstance(call, CallValue):  # a block call passed as a block parameter
             args, kwargs = call.args, call.kwargs
         elif isinstance(call, ast.Call):
-            args, kwargs = self.eval_call(call, scope)
+            args = tuple(self.block_arg(a, scope) for a in call.args)
+            kwargs = tuple((k.name, self.block_arg(k.value, scope)) for k in call.kwargs)
         names = [p.name for p in block.params]
         span = _span_of(call)
         if len(args) > len(names):
@@ -1073,6 +1204,14 @@ class _NetworkBuilder:
             except _EvalError as exc:
                 self.error(exc.code, exc.message, exc.span)
                 raise _Poisoned from None
+            ref = _refs(bound[p.name])
+            if ref is not None:
+                self.error("E301", f"block {block.name}: the default of parameter '{p.name}' reads the value "
+                           f"'{ref}'; a default is a constant", p.default.span,
+                           notes=(f"give '{p.name}' as an argument at each use instead",))
+                raise _Poisoned
+            if defaults is not None:
+                defaults.add(p.name)
         return {n: bound[n] for n in names}
 
     # training setup -----------------------------------------------------------------------
@@ -1303,7 +1442,7 @@ def _exprs(op: OpDef, at, params: dict[str, Any], cache: dict) -> dict[str, str]
     """
     if not params or not isinstance(at, ast.Call):
         return {}
-    key = (id(at), op.name)
+    key = (id(at), op.name, len(params))  # hyperparameters only (_Scope.hparams): a use may pass some as values
     out = cache.get(key)
     if out is None:
         out = cache[key] = _exprs_of(op, at, params)

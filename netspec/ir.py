@@ -128,15 +128,20 @@ class BlockInstance(_Frozen):
     """One use of a block: every node it expanded to is named ``path + relative name``.
 
     ``path`` ends with a dot (``features.3.``; nested: ``features.3.main.0.``).
-    ``args`` are the evaluated arguments, defaults applied, in parameter order
-    (an op or block passed as an argument is kept as its spec text, ``relu()``).
-    ``input`` and ``output`` are the values it reads and returns; instances are
-    listed in expansion order, an enclosing instance before those inside it.
+    ``args`` are the evaluated hyperparameter arguments, defaults applied, in
+    parameter order (an op or block passed as an argument is kept as its spec
+    text, ``relu()``). ``values`` are its value parameters: parameter -> the id
+    of the value of the caller's scope it reads (``{"memory": "memory",
+    "pad": "source_pad"}`` for ``decoder_layer(memory, source_pad)``), in
+    parameter order; the nodes inside read those ids directly. ``input`` and
+    ``output`` are the values it reads and returns; instances are listed in
+    expansion order, an enclosing instance before those inside it.
     """
 
     path: str
     block: str
     args: dict[str, Any] = Field(default_factory=dict)
+    values: dict[str, str] = Field(default_factory=dict)
     input: str
     output: str
     span: Span | None = Field(default=None, exclude=True, repr=False)

@@ -286,13 +286,15 @@ class BlockDef(_Plain):
 class BlockInstance(_Plain):
     """One use of a block (see :class:`netspec.ir.BlockInstance`)."""
 
-    __slots__ = ("path", "block", "args", "input", "output", "span")
-    _fields = ("path", "block", "args", "input", "output", "span")
+    __slots__ = ("path", "block", "args", "values", "input", "output", "span")
+    _fields = ("path", "block", "args", "values", "input", "output", "span")
 
-    def __init__(self, path: str, block: str, input: str, output: str, args: dict | None = None, span=None):
+    def __init__(self, path: str, block: str, input: str, output: str, args: dict | None = None,
+                 values: dict | None = None, span=None):
         self.path = path
         self.block = block
         self.args = {} if args is None else args
+        self.values = {} if values is None else values
         self.input = input
         self.output = output
         self.span = span

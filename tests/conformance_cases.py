@@ -238,3 +238,57 @@ CASES += [
 
 CASES_BY_NAME = {c.name: c for c in CASES}
 assert len(CASES_BY_NAME) == len(CASES), "conformance case names must be unique"
+
+
+# ---- Blocks that read values besides `in` (value parameters) ----
+_BLOCK_VALUES = """
+block mix(other, units=4) {
+    h = add(in, other) -> dense(units, activation=tanh)
+    return multiply(h, other)
+}
+
+block decoder_layer(memory, pad, heads=2) {
+    s = in -> attention(heads, causal=true)
+    h = add(in, s) -> layernorm(eps=1e-5)
+    c = attention(h, memory, heads=heads, mask=pad)
+    h2 = add(h, c) -> layernorm(eps=1e-5)
+    m = h2 -> dense(16, activation=relu) -> dense(8)
+    return add(h2, m) -> layernorm(eps=1e-5)
+}
+
+block cross(kv, mask) {
+    return attention(in, kv, heads=2, mask=mask)
+}
+
+block outer(memory, pad) {
+    a = in -> dense(8)
+    b = a -> cross(memory, pad)
+    return add(in, b) -> cross(memory, mask=pad)
+}
+
+block wrap(unit) {
+    return in -> dense(8) -> unit
+}
+
+block seq_decoder(h0, c0) {
+    return in -> lstm(4, return_sequences=true, initial_state=[h0, c0]) -> dense(3)
+}
+"""
+CASES += [
+    Case("block_value_merge", "a block reading a second value through a merge",
+         "input x: [4]\ninput o: [4]\ny = x -> mix(o) -> mix(o, units=4)\noutput y", _BLOCK_VALUES),
+    Case("block_value_cross_attention", "a decoder block: cross-attention to a memory value with a padding mask",
+         "input x: [4, 8]\ninput m: [6, 8]\ninput pad: int64[6]\ny = x -> decoder_layer(m, pad)\noutput y",
+         _BLOCK_VALUES),
+    Case("block_value_repeat", "a repeated decoder block (* 3): every copy reads the same memory and mask",
+         "input x: [4, 8]\ninput m: [6, 8]\ninput pad: int64[6]\nmem = m -> dense(8)\n"
+         "y = x -> decoder_layer(mem, pad) * 3\noutput y", _BLOCK_VALUES),
+    Case("block_value_nested", "a block passing its value parameters on to an inner block",
+         "input x: [4, 8]\ninput m: [6, 8]\ninput pad: int64[6]\ny = x -> outer(m, pad) * 2\noutput y",
+         _BLOCK_VALUES),
+    Case("block_value_passed_block", "a block call with a value argument passed as a block parameter",
+         "input x: [4, 8]\ninput m: [6, 8]\ninput pad: int64[6]\ny = x -> wrap(cross(m, pad)) -> wrap(relu)"
+         "\noutput y", _BLOCK_VALUES),
+    Case("block_value_initial_state", "value parameters as a recurrent layer's initial_state",
+         "input x: [5, 3]\ninput h: [4]\ninput c: [4]\ny = x -> seq_decoder(h, c)\noutput y", _BLOCK_VALUES),
+]

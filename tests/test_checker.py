@@ -129,6 +129,95 @@ def test_recursive_block_is_an_error():
         net("input x: [4]\ny = x -> loop\noutput y", "block loop() {\n    return in -> loop\n}\n")
 
 
+VALUE_BLOCKS = """
+block cross(memory, pad, heads=2) {
+    c = attention(in, memory, heads=heads, mask=pad)
+    return add(in, c) -> layernorm
+}
+block outer(memory, pad) {
+    h = in -> cross(memory, pad)
+    return h -> cross(memory, pad=pad, heads=1)
+}
+block mix(other) {
+    return add(in, other)
+}
+block self_mix() {
+    return in -> dense(4) -> mix(in)
+}
+block act_or_value(act) {
+    return in -> act
+}
+"""
+
+
+def test_block_value_parameters_read_the_callers_values():
+    n = net("input x: [3, 8]\ninput m: [5, 8]\ninput pad: int64[5]\nmem = m -> dense(8)\n"
+            "y = x -> cross(mem, pad) * 3\noutput y", VALUE_BLOCKS)
+    attentions = [x for x in n.nodes if x.op == "attention"]
+    assert [a.inputs for a in attentions] == [("x", "mem.dense", "pad"), ("y.0.layernorm", "mem.dense", "pad"),
+                                              ("y.1.layernorm", "mem.dense", "pad")]  # every copy: the same values
+    assert [(i.path, i.values, i.args) for i in n.instances] == [
+        (f"y.{k}.", {"memory": "mem.dense", "pad": "pad"}, {"heads": 2}) for k in range(3)]
+    assert all(a.exprs == {"heads": "heads"} for a in attentions)  # a value is no parameter expression
+
+
+def test_block_value_parameters_pass_on_to_inner_blocks_and_in_is_a_value():
+    n = net("input x: [3, 8]\ninput m: [5, 8]\ninput pad: int64[5]\ny = x -> outer(m, pad)\noutput y", VALUE_BLOCKS)
+    assert [(i.path, i.values) for i in n.instances] == [
+        ("y.0.", {"memory": "m", "pad": "pad"}), ("y.0.h.0.", {"memory": "m", "pad": "pad"}),
+        ("y.0.0.", {"memory": "m", "pad": "pad"})]
+    assert n.instances[2].args == {"heads": 1}
+    n = net("input x: [4]\ny = x -> self_mix\noutput y", VALUE_BLOCKS)
+    assert n.instances[1].values == {"other": "x"} and n.node("y.0.0.add").inputs == ("y.0.dense", "x")
+
+
+def test_a_value_name_passes_the_value_and_a_call_passes_the_op():
+    with pytest.raises(SpecError, match="block parameter 'act' holds the value 'relu', not an op"):
+        net("input x: [4]\nrelu = x -> dense(4)\ny = x -> act_or_value(relu)\noutput y", VALUE_BLOCKS)
+    n = net("input x: [4]\nrelu = x -> dense(4)\ny = x -> act_or_value(relu())\noutput y", VALUE_BLOCKS)
+    assert [x.op for x in n.nodes if x.name.startswith("y.")] == ["relu"]
+    n = net("input x: [4]\ny = x -> act_or_value(relu)\noutput y", VALUE_BLOCKS)  # no such value: the op
+    assert [x.op for x in n.nodes] == ["relu"] and n.instances[0].values == {}
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("y = x -> mix(3)", "block parameter 'other' is read as a value, but this use of block mix gives it 3"),
+    ("y = x -> mix(xx)", "gives it xx, which names no value where the block is used; did you mean 'x'"),
+    ("y = x -> mix(other=(x, x))", r"gives it \(x, x\)"),
+    ("y = x -> mix(in)", "'in' is the input of a block"),
+])
+def test_block_value_parameter_misuse_is_located(body, message):
+    with pytest.raises(SpecError, match=message):
+        net(f"input x: [4]\n{body}\noutput y", VALUE_BLOCKS)
+
+
+def test_block_value_parameters_are_not_constants_steps_or_defaults():
+    with pytest.raises(SpecError, match="dense argument 'units' takes a constant; received: a block parameter "
+                                        "holding the value 'x'"):
+        net("input x: [4]\ny = x -> b(x)\noutput y", "block b(m) { return in -> dense(m) }")
+    with pytest.raises(SpecError, match="conv1d argument 'kernel' takes a constant"):
+        net("input x: [3, 8]\ny = x -> b(x)\noutput y", "block b(m) { return in -> conv1d(4, kernel=(m,)) }")
+    with pytest.raises(SpecError, match="the default of parameter 'o' reads the value 'x'; a default is a constant"):
+        net("input x: [4]\ny = x -> b(x)\noutput y", "block b(m, o=m) { return add(in, o) }")
+    with pytest.raises(SpecError, match="'m' took its default; a default is a constant"):
+        net("input x: [4]\ny = x -> b\noutput y", "block b(m=x) { return add(in, m) }")
+    with pytest.raises(SpecError, match="E202"):  # a value parameter is a value of the block: not rebound
+        net("input x: [4]\ny = x -> b(x)\noutput y", "block b(m) {\n  m = in -> relu\n  return m\n}")
+
+
+def test_a_block_passed_as_a_parameter_carries_its_value_arguments():
+    n = net("input x: [4]\ninput o: [4]\ny = x -> w(mix(o))\noutput y",
+            VALUE_BLOCKS + "block w(unit) { return in -> dense(4) -> unit }")
+    assert [(i.path, i.values) for i in n.instances] == [("y.0.", {}), ("y.0.0.", {"other": "o"})]
+    assert n.node("y.0.0.add").inputs == ("y.0.dense", "o")
+
+
+def test_block_value_parameter_as_initial_state():
+    n = net("input x: [5, 3]\ninput h: [4]\ninput c: [4]\ny = x -> b(h, c)\noutput y",
+            "block b(h0, c0) { return in -> lstm(4, initial_state=[h0, c0]) }")
+    assert n.node("y.0.lstm").inputs == ("x", "h", "c")
+
+
 def test_nested_merges_and_in_as_argument():
     n = net("input x: [4]\ninput y: [4]\nz = add(multiply(x, y), x, maximum(x, y))\noutput z")
     assert [x.op for x in n.nodes] == ["multiply", "maximum", "add"]

@@ -803,3 +803,38 @@ def test_mirrored_blocks_compute_the_spec():
         source = kb.generate(network, layout)
         assert "def unit(x, width, stride=1, name=\"\"):" in source and "def stage(x, width, name=\"\"):" in source
     check_network(network, "channels_last")
+
+
+VALUE_BLOCKS = """
+block decoder_layer(memory, pad, heads=2) {
+    s = in -> attention(heads, causal=true)
+    h = add(in, s) -> layernorm(eps=1e-5)
+    c = attention(h, memory, heads=heads, mask=pad)
+    return add(h, c) -> layernorm(eps=1e-5) -> dense(8, activation=relu)
+}
+block pass_on(memory, pad) {
+    return in -> decoder_layer(memory, pad) -> decoder_layer(memory, pad)
+}
+network Values {
+    input x: [4, 8]
+    input m: [6, 8]
+    input pad: int64[6]
+    mem = m -> dense(8)
+    y = x -> decoder_layer(mem, pad) * 3
+    z = y -> pass_on(mem, pad)
+    output y, z
+}
+"""
+
+
+def test_block_functions_take_value_parameters():
+    """A block that reads values besides `in` is a function of them (keras.applications style), in a loop
+    when repeated; the numbers and the canonical weight names are those of PyTorch."""
+    network = _net(VALUE_BLOCKS, "values")
+    for layout in LAYOUTS:
+        source = kb.generate(network, layout)
+        assert 'def decoder_layer(x, memory, pad, heads=2, name=""):' in source
+        assert 'def pass_on(x, memory, pad, name=""):' in source
+        assert "y_2_dense = decoder_layer_2(y_2_dense, mem_dense, pad, name=f\"y-{i}-\")" in source
+        assert "decoder_layer(x, memory, pad, name=f\"{name}0-\")" in source  # passed on
+    check_network(network, "channels_last")

@@ -504,6 +504,14 @@ def test_completion_of_block_parameters_and_values_in_scope(server, tmp_path):
     assert {"image", "stem", "add", "concat"} <= labels and "later" not in labels
 
 
+def test_completion_offers_values_for_block_value_parameters_and_mask(server, tmp_path):
+    text = SCOPE.replace("stem -> relu", "stem -> res(|)")
+    items = {i["label"]: i for i in _complete(server, tmp_path, text)}
+    assert {"image", "stem"} <= set(items) and items["stem"]["kind"] != items["width"]["kind"]  # a value to pass
+    text = SCOPE.replace("later = stem -> relu", "later = attention(stem, stem, heads=2, mask=|)")
+    assert {"image", "stem"} <= {i["label"] for i in _complete(server, tmp_path, text)}
+
+
 # Formatting ---------------------------------------------------------------------------------------------
 
 

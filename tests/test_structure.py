@@ -70,3 +70,20 @@ network N { input x: [4]
     assert b.networks[0].nodes[0].exprs == {}
     assert a.meaning() == b.meaning()
     assert "instances" in a.networks[0].model_dump()
+
+
+def test_value_parameters_are_recorded_in_both_ir_forms_and_stay_out_of_the_meaning():
+    text = """
+block mix(other, k=2) { return add(in, other) -> dense(k) }
+network N { input x: [2]
+  input o: [2]
+  y = x -> mix(o)
+  output y }"""
+    spec = netspec.parse_text(text, "a.net")
+    plain, typed = spec.plain_program.networks[0].instances[0], spec.program.networks[0].instances[0]
+    assert plain.values == typed.values == {"other": "o"} and plain.args == typed.args == {"k": 2}
+    assert typed.model_dump()["values"] == {"other": "o"}
+    # renaming the value parameter changes the structure, not the meaning
+    renamed = netspec.parse_text(text.replace("other", "second"), "b.net").program
+    assert renamed.networks[0].instances[0].values == {"second": "o"}
+    assert renamed.meaning() == spec.program.meaning()

@@ -1252,3 +1252,65 @@ def test_build_carries_the_weight_plan(monkeypatch):
     out = backends.get("torch").export_canonical(built)
     assert set(out) == {f"{p.name}.{q}" for p in built.state["plan"].values() for q in p.params}
     tb.load_canonical(built.model, net, out)
+
+
+def test_blocks_with_value_parameters_take_them_in_forward():
+    """forward(self, x, memory, pad); a repeated run is an nn.ModuleList called in a loop, with the
+    state_dict keys of an nn.Sequential (the canonical names); ONNX Runtime computes the same."""
+    ort = pytest.importorskip("onnxruntime")
+    text = """
+block decoder_layer(memory, pad, heads=2) {
+    s = in -> attention(heads, causal=true)
+    h = add(in, s) -> layernorm(eps=1e-5)
+    c = attention(h, memory, heads=heads, mask=pad)
+    return add(h, c) -> layernorm(eps=1e-5) -> dense(8, activation=relu)
+}
+network N {
+    input x: [4, 8]
+    input m: [6, 8]
+    input pad: int64[6]
+    mem = m -> dense(8)
+    y = x -> decoder_layer(mem, pad) * 3
+    output y
+}
+"""
+    spec = netspec.parse_text(text, "t.net")
+    net = spec.network()
+    source = tb.generate(net)
+    assert source == tb.generate(spec.network())  # deterministic
+    if RUFF is not None:
+        assert ruff_problems(source) == ""
+    assert "def forward(self, x, memory, pad):" in source
+    assert "self.y = nn.ModuleList(DecoderLayer() for _ in range(3))" in source
+    assert "for layer in self.y:\n            y = layer(y, mem, pad)" in source
+    weights = random_weights(net)
+    model = tb.build(net, weights).eval()
+    plans = tb.plan(net)
+    keys = set(model.state_dict())
+    assert "y.2.c.attention.q.weight" in keys and "mem.dense.weight" in keys
+    assert len(keys) == sum(len(p.params) for p in plans.values())
+    back = tb.export_canonical(model, net)
+    assert set(back) == set(weights) and all(np.array_equal(back[k], w) for k, w in weights.items())
+    rng = np.random.default_rng(0)
+    feeds = {"x": rng.standard_normal((2, 4, 8)).astype(np.float32),
+             "m": rng.standard_normal((2, 6, 8)).astype(np.float32),
+             "pad": np.array([[1, 1, 1, 0, 1, 0], [1, 0, 1, 1, 1, 1]], dtype=np.int64)}
+    with torch.no_grad():
+        got = model(*(torch.from_numpy(feeds[k]) for k in ("x", "m", "pad"))).numpy()
+    session = ort.InferenceSession(spec.to_onnx(weights=weights).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    want = session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(RUFF is None, reason="ruff is not installed")
+def test_value_parameter_cases_generate_ruff_clean_deterministic_source():
+    from conformance_cases import CASES
+
+    cases = [c for c in CASES if c.name.startswith("block_value")]
+    assert len(cases) >= 6
+    for case in cases:
+        text = tb.generate(netspec.parse_text(case.text(), f"{case.name}.net").network())
+        assert text == tb.generate(netspec.parse_text(case.text(), f"{case.name}.net").network())
+        compile(text, f"{case.name}.py", "exec")
+        assert ruff_problems(text) == "", case.name

@@ -302,8 +302,12 @@ class KerasGenerator(TrainingMixin, Emitter):
         self.raise_errors({})
         ins = inputs[0] if len(inputs) == 1 else "[" + ", ".join(inputs) + "]"
         outs = self.output_vars[0] if len(self.output_vars) == 1 else "[" + ", ".join(self.output_vars) + "]"
+        value_vars: dict[str, set[str]] = {}
+        for (value, _), var in self.vars.items():
+            value_vars.setdefault(value, set()).add(var)
         functions, self.body = structure.mirror(
-            net, structure.Flat(self.body, spans, self.output_vars, _RESERVED | self.helpers | set(self.local_helpers)),
+            net, structure.Flat(self.body, spans, self.output_vars, _RESERVED | self.helpers | set(self.local_helpers),
+                                value_vars),
             keras_name, self.pynames, _call_lines)
         lines = [*self.header(fit), "", "import keras", "from keras import layers", ""]
         for helper in sorted(self.helpers):

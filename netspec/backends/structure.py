@@ -44,6 +44,8 @@ class Flat:
     spans: dict[str, tuple[int, int]]
     outputs: list[str]  # variables read after the body (the model's outputs)
     globals: set[str]  # names the body may read that are not values (modules, helpers, shared layers)
+    #: value id -> the variables that hold it (one per layout), for blocks that read values besides their input
+    value_vars: dict[str, set[str]] | None = None
 
 
 @dataclass
@@ -54,6 +56,8 @@ class _Seg:
     defined: list[str]
     input_var: str
     output_var: str
+    values: dict[str, str]  # variable read -> the value parameter it is (a block's values besides its input)
+    value_args: list[str]  # the variables passed for the value parameters, in parameter order
 
 
 def _tokens(text: str) -> list[tokenize.TokenInfo]:
@@ -147,9 +151,20 @@ class _Mirror:
         loop_vars = {m.group(1) for line in lines if (m := _FOR.match(line))}
         read_inside = _names_read(lines) - set(defined) - self.flat.globals - loop_vars - _BUILTINS
         read_inside -= {n for n in read_inside if keyword.iskeyword(n)}
+        values: dict[str, str] = {}
+        value_args: list[str] = []
+        if inst.values:
+            known = self.flat.value_vars or {}
+            for param, value in inst.values.items():
+                held = sorted(known.get(value, ()) & read_inside)
+                if len(held) != 1 or held[0] in values:
+                    return None  # read in no or several layouts, or one value for two parameters: stays inline
+                values[held[0]] = param
+                value_args.append(held[0])
+            read_inside -= set(values)
         if len(read_outside) != 1 or len(read_inside) != 1:
             return None
-        return _Seg(inst, start, end, defined, read_inside.pop(), read_outside.pop())
+        return _Seg(inst, start, end, defined, read_inside.pop(), read_outside.pop(), values, value_args)
 
     def relative(self, seg: _Seg, params: set[str]) -> dict[str, str]:
         prefix = identifier(seg.inst.path)
@@ -182,7 +197,11 @@ class _Mirror:
     def function(self, block: ir.BlockDef, segs: list[_Seg], fn: str) -> list[str] | None:
         """The block's function, or None when its instances do not write one program."""
         params = [p.name for p in block.params]
-        if not all(_plain_parameter(p, self.taken) for p in params):
+        if len({tuple(s.inst.values) for s in segs}) > 1:
+            return None  # instances that differ in which parameters are values: one function cannot serve them
+        # a value parameter only has to avoid the names the body reads (it is local, like the variables it replaces)
+        if not all(_plain_parameter(p, self.flat.globals if p in segs[0].inst.values else self.taken)
+                   for p in params):
             return None  # a parameter Python cannot take by that name (`False`, `lambda`, `name`): stays inline
         forms = []
         for seg in segs:
@@ -197,6 +216,8 @@ class _Mirror:
                 row = t.start[0] - 1
                 if t.type == tokenize.NAME and t.string in rel:
                     toks.append((t.type, rel[t.string], row, t.start[1], t.end[1], None))
+                elif t.type == tokenize.NAME and t.string in seg.values:
+                    toks.append((t.type, seg.values[t.string], row, t.start[1], t.end[1], None))
                 elif t.type == tokenize.NAME and t.string == seg.input_var:
                     toks.append((t.type, "x", row, t.start[1], t.end[1], None))
                 elif t.type == tokenize.STRING and t.string.startswith(('"' + kprefix, 'f"' + kprefix)):
@@ -246,9 +267,11 @@ class _Mirror:
                 line = line[:a] + text + line[b:]
             out_lines.append(line)
         out_lines = _rejoin(out_lines)
-        sig = ["x"]
+        values = [p.name for p in block.params if p.name in seg.inst.values]  # after x, before the constants
+        sig = ["x", *values]
         for p in block.params:
-            sig.append(p.name if p.default is None else f"{p.name}={p.default}")
+            if p.name not in seg.inst.values:
+                sig.append(p.name if p.default is None else f"{p.name}={p.default}")
         sig.append('name=""')
         args = ", ".join(p.name if p.default is None else f"{p.name}={p.default}" for p in block.params)
         doc = f"Block `{block.name}({args})` of the spec; layers are named `name` + relative names."
@@ -260,8 +283,10 @@ class _Mirror:
 
     def call_args(self, block: ir.BlockDef, seg: _Seg) -> list[str] | None:
         """The instance's arguments: required ones positional, the others where they differ from the default."""
-        args = []
+        args = list(seg.value_args)
         for p in block.params:
+            if p.name in seg.inst.values:
+                continue
             text = _render(seg.inst.args.get(p.name))
             if text is None:
                 return None

@@ -835,6 +835,7 @@ class Item:
     value: Any = None  # the constructor (layer); [(index, Call)] (seq)
     node: ir.Node | None = None
     runs: tuple = ()  # seq: (start, count) of STEP * n runs among its members
+    modlist: bool = False  # seq: its instances read values besides their input: an nn.ModuleList and a loop
 
 
 @dataclass
@@ -847,6 +848,7 @@ class Body:
     forward: list[str] = field(default_factory=list)
     signature: list[str] = field(default_factory=list)
     seqs: set = field(default_factory=set)  # containers of block instances: nn.Sequential
+    lists: set = field(default_factory=set)  # those whose instances read values: nn.ModuleList
 
     def space(self, segs: tuple[str, ...]) -> Item:
         """The container at ``segs`` (declared on first use, its parents first)."""
@@ -855,7 +857,7 @@ class Body:
         if len(segs) > 1:
             self.space(segs[:-1])
         seq = segs in self.seqs
-        item = Item("seq" if seq else "space", segs, [] if seq else None)
+        item = Item("seq" if seq else "space", segs, [] if seq else None, modlist=segs in self.lists)
         self.spaces[segs] = item
         self.items.append(item)
         return item
@@ -904,6 +906,14 @@ class Generator:
             while path:
                 self.members.setdefault(path, []).append(node)
                 path = self.parent[path]
+        # the values an instance reads besides its input: its value parameters, then any other value of an
+        # enclosing scope its nodes read (a block passed as a parameter with value arguments, `wrap(mix(memory))`)
+        self.reads: dict[str, list[str]] = {}
+        for inst in net.instances:
+            given = {inst.input, *inst.values.values()}
+            free = {v: None for n in self.members.get(inst.path, ()) for v in n.inputs
+                    if not v.startswith(inst.path) and v not in given}
+            self.reads[inst.path] = list(dict.fromkeys([*inst.values.values(), *free]))
         self.kids: dict[str, list[ir.BlockInstance]] = {}
         for inst in net.instances:
             self.kids.setdefault(self.parent[inst.path], []).append(inst)
@@ -933,6 +943,8 @@ class Generator:
             if not segs[:-1]:
                 continue  # in a block's return chain: a submodule of the block itself
             b.seqs.add(segs[:-1])
+            if self.reads[kid.path]:
+                b.lists.add(segs[:-1])
             seq_size[segs[:-1]] = seq_size.get(segs[:-1], 0) + 1
         for n in nodes:  # a Sequential that also holds layers is not called as a whole
             if n.params and self.owner[n.name] == scope:
@@ -982,21 +994,31 @@ class Generator:
                     for path in run:
                         seq.value.append((path, self.ctor[path]))
                     whole = len(run) == len(seq.value) == seq_size[segs[:-1]]
+                    if seq.modlist and (len(run) == 1 or len({tuple(var[v] for v in self.reads[p])
+                                                              for p in run}) > 1):
+                        whole = False  # one instance, or copies that read different values: one call each
                 else:
                     for path in run:
                         b.items.append(Item("child", (escape(path[len(scope):-1]),), self.ctor[path]))
                     whole = False
                 mod = access("self", segs[:-1] if whole else segs)
                 name = name_for(last.path[len(scope):] + "out", i)
+                comment = f"  # {net.type_of(last.output)}" if comments else ""
+                values = tuple(var[v] for v in self.reads[first.path])  # the values besides its input
+                if whole and values:  # an nn.ModuleList: a loop passes the values to each copy
+                    lines += fmt(f"{name} = ", var[first.input], "", 8)
+                    lines.append(f"        for layer in {mod}:")
+                    lines += fmt(f"{name} = ", Call("layer", (name, *values)), comment, 12)
+                else:
+                    lines += fmt(f"{name} = ", Call(mod, (var[first.input], *values)), comment, 8)
                 var[last.output] = name
                 holds[name] = [last.output]
-                comment = f"  # {net.type_of(last.output)}" if comments else ""
-                lines += fmt(f"{name} = ", Call(mod, (var[first.input],)), comment, 8)
                 if not whole:
                     for path in run[1:]:
                         inst = self.instances[path]
                         segs = tuple(escape(s) for s in inst.path[len(scope):-1].split("."))
-                        lines += fmt(f"{name} = ", Call(access("self", segs), (name,)),
+                        lines += fmt(f"{name} = ", Call(access("self", segs),
+                                                        (name, *(var[v] for v in self.reads[inst.path]))),
                                      f"  # {net.type_of(inst.output)}" if comments else "", 8)
                 continue
             x = [var[v] for v in node.inputs]
@@ -1062,10 +1084,22 @@ class Generator:
         for block in sorted(defs, key=lambda name: block_height[name]):
             insts = [i for i in net.instances if i.block == block]
             groups: dict[Any, list] = {}
+            taken = {"self", "x", *GLOBALS, *self.class_taken}
+            vnames = {p.name: _ident(p.name, taken) for p in defs[block].params}
             for inst in insts:
-                b, var = self.body(inst.path, {inst.input: "x"}, comments=False)
+                # the values it reads besides its input arrive as forward() arguments named after the parameters
+                inputs = {v: vnames[k] for k, v in inst.values.items()}
+                names = set(vnames.values())
+                extras = [v for v in self.reads[inst.path] if v not in inputs]  # through a block passed as a parameter
+                for v in extras:
+                    inputs[v] = _ident(v, taken | names)
+                    names.add(inputs[v])
+                b_signature = [vnames[k] for k in inst.values] + [inputs[v] for v in extras]
+                inputs[inst.input] = "x"
+                b, var = self.body(inst.path, inputs, comments=False)
                 b.forward += [f"        return {var[inst.output]}"]
-                groups.setdefault(self.skeleton(b), []).append((inst, b))
+                b.signature = b_signature
+                groups.setdefault((self.skeleton(b), tuple(b.signature)), []).append((inst, b))
             base = _camel(block)
             for k, members in enumerate(groups.values()):
                 name = base if k == 0 else f"{base}_{k + 1}"
@@ -1257,7 +1291,7 @@ class Generator:
             src += ["", "    def reset_parameters(self):"]
             src += docstring("Draw the block's own weights from the spec's initialisers.", 8)
             src += resets
-        src += ["", *_def(4, "forward", ["self", "x"]), *b0.forward]
+        src += ["", *_def(4, "forward", ["self", "x", *b0.signature]), *b0.forward]
         self.classes.append("\n".join(src))
         for n, inst in enumerate(insts):
             args = [_lit(_denorm(extra[k][n])) for k in extra]
@@ -1289,6 +1323,10 @@ class Generator:
                     n += 1
             out.append(f"*({flat(calls[k])} for _ in range({n}))" if n > 1 else calls[k])
             k += n
+        if item.modlist:  # instances that read values besides their input are called one by one
+            if len(out) == 1 and isinstance(out[0], str):  # one STEP * n run
+                return Call("nn.ModuleList", (out[0][2:-1],))
+            return Call("nn.ModuleList", (Call("", tuple(out), open="["),))
         return Call("nn.Sequential", tuple(out))
 
     def nodes_of(self, inst: ir.BlockInstance) -> list[ir.Node]:

@@ -466,12 +466,13 @@ def _in_call(head: str, inside: str, stem: str, values, params, blocks) -> list[
             last = i + 1
     current = inside[last:]
     given = set(re.findall(rf"({_NAME})\s*=(?!=)", inside))
-    key = re.match(rf"\s*({_NAME})\s*=\s*{_NAME}?$", current)
+    key = re.match(rf"\s*({_NAME})\s*=\s*(?:{_NAME})?$", current)  # `mask=` or `mask=pa`
     if name in blocks:
         if key:
             return values + params
+        # a value name passes that value to a value parameter (docs/language.md#value-parameters)
         return [Completion(p, "argument", f"{p}={d}" if d else f"{p} (required)", insert=f"{p}=")
-                for p, d in blocks[name] if p not in given] + params
+                for p, d in blocks[name] if p not in given] + values + params
     op = docs.find(name, prefer)
     if op is None:
         return values + params
@@ -479,6 +480,8 @@ def _in_call(head: str, inside: str, stem: str, values, params, blocks) -> list[
         attr = op.attrs.get(key.group(1))
         if attr is not None and isinstance(attr.kind, CallableKind):
             return [_op_item(f, attr.kind.family) for f in FAMILIES[attr.kind.family].values()] + params
+        if key.group(1) in op.value_args or key.group(1) == "initial_state":  # `mask=pad`: names a value
+            return values + params
         return params
     items = []
     if op.category in ("merge", "loss"):
