@@ -78,12 +78,16 @@ class Spec:
             exc.sources.setdefault(self.source.name, self.source)
             raise
 
-    def preflight(self, command: str, network: str | None = None, backends=(), batch: int | None = None) -> None:
-        """Refuse (E304) a backend command whose tensors exceed the memory limits; see :mod:`netspec.limits`."""
+    def preflight(self, command: str, network: str | None = None, backends=(), batch: int | None = None,
+                  **train) -> None:
+        """Refuse (E304) a backend command whose tensors exceed the memory limits; see :mod:`netspec.limits`.
+
+        ``train``: for ``"train"`` (verify --train), ``steps``, ``float64`` and ``noise_floor``.
+        """
         from .limits import preflight
 
         with self._located():
-            preflight(self.network(network), command, tuple(backends), batch)
+            preflight(self.network(network), command, tuple(backends), batch, **train)
 
     def init_weights(self, seed: int = 0, network: str | None = None):
         """Deterministic canonical weights (numpy) drawn from the spec's initialisers."""

@@ -320,7 +320,8 @@ def cmd_verify(args) -> int:
         raise _UsageError(str(exc)) from None
     for n in nets:  # located refusals of what the machine should not allocate, before any framework loads
         spec.preflight("train" if args.train else "verify", n.name, [b for b in backends if v.available(b)],
-                       args.batch or (v.TRAIN_BATCH if args.train else 2))
+                       args.batch or (v.TRAIN_BATCH if args.train else 2), steps=args.steps or v.TRAIN_STEPS,
+                       float64=args.float64, noise_floor=not args.no_noise_floor)
     if args.train:
         results = [v.verify_training(n, backends, weights, steps=args.steps or v.TRAIN_STEPS, seed=args.seed,
                                      batch=args.batch or v.TRAIN_BATCH, atol=args.atol, rtol=args.rtol,

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from . import backends as _backends
 from . import ir
+from .limits import TRAIN_STEPS
 from .ops.registry import FAMILIES, LOSS_FNS
 
 BACKENDS = _backends.BACKENDS
@@ -244,7 +245,6 @@ def verify(network: ir.Network, backends=BACKENDS, weights=None, seed: int = 0, 
 # (trainable weights and BatchNorm moving statistics). docs/verify.md describes it.
 
 TRAIN_BACKENDS = _backends.TRAINERS
-TRAIN_STEPS = 5
 TRAIN_BATCH = 4
 
 
@@ -565,7 +565,8 @@ def verify_training(network: ir.Network, backends=TRAIN_BACKENDS, weights=None, 
         result.notes.append("gaussian_noise and sample_normal draw no noise in either backend for the comparison")
     result.notes += [n for b in present if (n := _backends.get(b).train_note)]
     net = without_dropout(network)
-    preflight(network, "train", present, batch)  # refuse what the machine should not allocate, first
+    preflight(network, "train", present, batch, steps=steps, float64=dtype == "float64",
+              noise_floor=noise_floor)  # refuse what the machine should not allocate, first
     weights = init_weights(network, seed) if weights is None else prepare_weights(weights, network)
     result.dims = run_dims(network, dims)
     batches = make_batches(net, steps, batch, seed, result.dims)

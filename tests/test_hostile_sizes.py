@@ -263,6 +263,27 @@ def test_ceilings_can_be_raised_or_lowered(monkeypatch):
         preflight(network, "onnx")
 
 
+def test_verify_train_counts_what_it_holds(monkeypatch, tmp_path):
+    """verify --train of VGG-16 (3 steps, the noise floor) peaked at 21 GB where the estimate said 5 GB
+    (weights x 9): it keeps every step's weights of every run, and TensorFlow keeps finished models' memory."""
+    from netspec.limits import train_copies
+
+    assert train_copies(2, 3) == 43 and train_copies(2, 5) == 55  # 1 + 2*s + 8, and in float64 2*s*2 + 16
+    assert train_copies(2, 5, noise_floor=False) == 19 and train_copies(2, 5, float64=True) == 37
+    monkeypatch.setenv("NETSPEC_MAX_MEMORY_BYTES", str(8 * 2**30))
+    network = netspec.load(ROOT / "specs" / "vgg16.net").network()
+    with pytest.raises(SpecError) as info:
+        preflight(network, "train", ("torch", "keras"), 2)
+    message, note = info.value.diagnostics[0].message, info.value.diagnostics[0].notes[0]
+    assert "verify --train would need about 28.4" in message and "held 55 times" in message
+    assert "fewer --steps (now 5), --no-noise-floor" in note
+    preflight(network, "train", ("torch", "keras"), 2, steps=2, noise_floor=False)  # 13 copies: 6.7 GiB
+    proc = subprocess.run([sys.executable, "-m", "netspec", "verify", str(ROOT / "specs" / "vgg16.net"), "--train",
+                           "--batch", "2"], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "NETSPEC_MAX_MEMORY_BYTES": str(8 * 2**30)})
+    assert proc.returncode == 1 and "error[E304]: verify --train would need about 28.4" in proc.stderr, proc.stderr
+
+
 def test_verify_refuses_an_onnx_model_past_the_protobuf_limit(monkeypatch):
     monkeypatch.setenv("NETSPEC_MAX_MEMORY_BYTES", str(2**50))
     network = netspec.parse_text(net("dense(100000000) -> dense(2)")).network()  # 2.8 GB of weights in all
