@@ -68,6 +68,7 @@ _FIRST = {**{c: _WS for c in "\t \f"}, **{c: _NAME for c in "ABCDEFGHIJKLMNOPQRS
           "\r": _NL, "\n": _NL, "#": _COMMENT, '"': _STRING, "\\": _CONT}
 _OPEN, _CLOSE = frozenset("(["), frozenset(")]")
 _EOF = "$"
+_SUM_OPS, _PRODUCT_OPS = frozenset(("+", "-")), frozenset(("*", "/", "//", "%"))
 
 _new = object.__new__
 _set = object.__setattr__
@@ -550,28 +551,21 @@ class _Parser:
 
     def expr(self):
         """sum: product (("+" | "-") product)*, left-associative."""
-        K = self.K
-        a = self.i
-        left = self.product()
-        k = K[self.i]
-        while k == "+" or k == "-":
-            self.i += 1
-            right = self.product()
-            node = _new(ast.BinOp)
-            _set(node, "__dict__", {"op": k, "left": left, "right": right, "span": self.span(a, self.i - 1)})
-            left = node
-            k = K[self.i]
-        return left
+        return self._left_assoc(_SUM_OPS, self.product)
 
     def product(self):
         """product: unary (("*" | "//" | "/" | "%") unary)*, left-associative."""
+        return self._left_assoc(_PRODUCT_OPS, self.unary)
+
+    def _left_assoc(self, ops: frozenset, operand):
+        """``operand (op operand)*`` for the operators ``ops``, as left-nested BinOp nodes."""
         K = self.K
         a = self.i
-        left = self.unary()
+        left = operand()
         k = K[self.i]
-        while k == "*" or k == "/" or k == "//" or k == "%":
+        while k in ops:
             self.i += 1
-            right = self.unary()
+            right = operand()
             node = _new(ast.BinOp)
             _set(node, "__dict__", {"op": k, "left": left, "right": right, "span": self.span(a, self.i - 1)})
             left = node
