@@ -1006,7 +1006,7 @@ class _NetworkBuilder:
         reads = (op.family == "recurrent" and axis == 0) or (op.family == "global_pool" and op.rank == 1 and axis == 1)
         if not reads:
             return attrs, inputs
-        return {**attrs, "mask": kind, "mask_value": value}, [*inputs, src]
+        return {**attrs, "sequence_mask": kind, "sequence_mask_value": value}, [*inputs, src]
 
     def carry_mask(self, op: OpDef, node: ir.Node, types) -> None:
         """Record the mask of a node's output: made by mask_zero and masking, kept by per-step ops."""

@@ -339,7 +339,7 @@ def _feats():
 
 def test_masks_ride_along_to_their_readers():
     n = netspec.parse_text(MASKED, "m.net").network()
-    reads = {x.name: (x.inputs[-1], x.attrs["mask"]) for x in n.nodes if x.attrs.get("mask")}
+    reads = {x.name: (x.inputs[-1], x.attrs["sequence_mask"]) for x in n.nodes if x.attrs.get("sequence_mask")}
     assert reads == {"seq.lstm": ("ids", "ids"), "last.gru": ("ids", "ids"),
                      "pooled.global_maxpool1d": ("ids", "ids"), "mean.global_avgpool1d": ("ids", "ids"),
                      "v.simple_rnn": ("feats", "values")}

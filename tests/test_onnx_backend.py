@@ -357,9 +357,9 @@ def _lecture_op(node: ir.Node, xs: list):
 
 def _reference_mask(node: ir.Node, xs: list):
     """The mask [N, T] a node reads (its last input is the mask's source), or None."""
-    if "mask_value" not in node.attrs:  # attention's own `mask` attribute is another thing: an explicit input
+    if "sequence_mask" not in node.attrs:
         return None
-    kind, src, value = node.attrs["mask"], xs[-1], node.attrs["mask_value"]
+    kind, src, value = node.attrs["sequence_mask"], xs[-1], node.attrs["sequence_mask_value"]
     return src != value if kind == "ids" else (src != value).any(-1)
 
 

@@ -1530,16 +1530,16 @@ KerasGenerator.TRANSFORMS.update({
 def _recurrent_state(g: KerasGenerator, node: ir.Node) -> _Plan | None:
     """A recurrent layer with return_state (a list value [output, h, c]) or initial_state (its later inputs)."""
     a = node.attrs
-    if not (a.get("initial_state") or a.get("return_state") or a.get("mask")):
+    if not (a.get("initial_state") or a.get("return_state") or a.get("sequence_mask")):
         return _recurrent(g, node)
     cls, args = _rnn_args(g, node.op, a)
     if a["return_state"]:
         args.append("return_state=True")
     operand = g.var(node.inputs[0], CF)
     if a["initial_state"]:
-        states = node.inputs[1:-1] if a.get("mask") else node.inputs[1:]
+        states = node.inputs[1:-1] if a.get("sequence_mask") else node.inputs[1:]
         operand += ", initial_state=[" + ", ".join(g.var(v, CF) for v in states) + "]"
-    if a.get("mask"):
+    if a.get("sequence_mask"):
         operand += f", mask={_mask_var(g, node)}"
     out = g.pyname(node.name)
     g.body += _call_lines(out, cls, [*args, _kw("name", _lit(keras_name(g.main_name(node))))], operand)
@@ -1558,7 +1558,7 @@ KerasGenerator.TRANSFORMS.update({"simple_rnn": _recurrent_state, "lstm": _recur
 
 def _mask_var(g: KerasGenerator, node: ir.Node) -> str:
     """The boolean mask [N, T] a node reads, from its last input (the mask's source); one layer per source."""
-    src, kind, value = node.inputs[-1], node.attrs["mask"], node.attrs["mask_value"]
+    src, kind, value = node.inputs[-1], node.attrs["sequence_mask"], node.attrs["sequence_mask_value"]
     key = (f"{src}.mask", f"{kind}:{value}")
     if key not in g.vars:
         g.helpers.add("SequenceMask")
@@ -1576,7 +1576,7 @@ def _masking(g: KerasGenerator, node: ir.Node) -> _Plan:
 
 
 def _global_pool_masked(g: KerasGenerator, node: ir.Node) -> _Plan | None:
-    if not node.attrs.get("mask"):
+    if not node.attrs.get("sequence_mask"):
         return _global_pool(g, node)
     g.helpers.add("MaskedGlobalPooling1D")
     kind = "max" if "max" in node.op else "avg"

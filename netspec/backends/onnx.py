@@ -1054,7 +1054,7 @@ OnnxEmitter.TRANSFORMS = {name: _FAMILY_EMITTERS[op.family] for name, op in OPS.
 def _recurrent_state(e: OnnxEmitter, node: ir.Node) -> None:
     """A recurrent layer with initial_state (ONNX's initial_h, initial_c) or return_state (Y_h, Y_c kept)."""
     a = node.attrs
-    if a.get("mask"):
+    if a.get("sequence_mask"):
         return _masked_recurrent(e, node)
     if _family(node.op) == "bidirectional" or not (a.get("initial_state") or a.get("return_state")):
         return _recurrent(e, node)
@@ -1096,7 +1096,7 @@ OnnxEmitter.TRANSFORMS = {name: _FAMILY_EMITTERS[op.family] for name, op in OPS.
 
 def _mask(e: OnnxEmitter, node: ir.Node) -> str:
     """The boolean mask [N, T] a node reads, from its last input (the mask's source); one per source."""
-    src, kind, value = node.inputs[-1], node.attrs["mask"], node.attrs["mask_value"]
+    src, kind, value = node.inputs[-1], node.attrs["sequence_mask"], node.attrs["sequence_mask_value"]
     cache = e.__dict__.setdefault("masks", {})
     if (src, kind, value) not in cache:
         x = e.get(src)
@@ -1123,7 +1123,7 @@ def _masking(e: OnnxEmitter, node: ir.Node) -> None:
 
 def _masked_global_pool(e: OnnxEmitter, node: ir.Node) -> None:
     """Average or max over the kept steps of [N, C, L]; 0 where every step is masked."""
-    if not node.attrs.get("mask"):
+    if not node.attrs.get("sequence_mask"):
         return _global_pool(e, node)
     x, out = e.get(node.inputs[0]), e.out_name(node)
     keep = e.op("Unsqueeze", [_mask(e, node), e.const("axes", [1])], f"{out}/keep")  # [N, 1, L]

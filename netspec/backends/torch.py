@@ -1830,25 +1830,25 @@ TorchEmitter.TRANSFORMS.update({
 def _mask_expr(self: TorchEmitter, node, x):
     """The mask [N, T] a node reads: computed from its last input (the mask's source)."""
     self.helpers.add("_mask")
-    return Call("_mask", (x[-1], _lit(node.attrs["mask"]), _lit(node.attrs["mask_value"])))
+    return Call("_mask", (x[-1], _lit(node.attrs["sequence_mask"]), _lit(node.attrs["sequence_mask_value"])))
 
 
 def _emit_rnn_state(self: TorchEmitter, node, x):
     """A recurrent layer with initial_state (its inputs after the sequence), return_state (a tuple value) or a mask
     (its last input is the mask's source)."""
     a = node.attrs
-    if not (a.get("initial_state") or a.get("return_state") or a.get("mask")):
+    if not (a.get("initial_state") or a.get("return_state") or a.get("sequence_mask")):
         return _emit_rnn(self, node, x)
     features = self.network.type_of(node.inputs[0]).shape[1]
     params, fixed, plus = _rnn_plan(node.op, a, (("", ""),))
     mod = self.layer(node, _rnn_ctor(node.op, features, a, False), params, fixed, plus)
-    states = x[1:-1] if a.get("mask") else x[1:]
+    states = x[1:-1] if a.get("sequence_mask") else x[1:]
     args = (x[0],)
     if a.get("initial_state"):
         self.helpers.add("_initial_state")
         args = (x[0], Call("_initial_state", tuple(states)))
     call = Call(mod, args)
-    if a.get("mask"):
+    if a.get("sequence_mask"):
         self.helpers.add("_masked")
         call = Call("_masked", (mod, x[0], _mask_expr(self, node, x), *args[1:]))
     if a.get("return_state"):
@@ -1874,7 +1874,7 @@ def _emit_masking(self: TorchEmitter, node, x):
 
 
 def _emit_global_pool_masked(self: TorchEmitter, node, x):
-    if not node.attrs.get("mask"):
+    if not node.attrs.get("sequence_mask"):
         return _emit_global_pool(self, node, x)
     self.helpers.add("_masked_pool")
     return Call("_masked_pool", (x[0], _mask_expr(self, node, x), _lit("max" if "max" in node.op else "avg")))
