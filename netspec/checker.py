@@ -1442,7 +1442,7 @@ def _exprs(op: OpDef, at, params: dict[str, Any], cache: dict) -> dict[str, str]
     """
     if not params or not isinstance(at, ast.Call):
         return {}
-    key = (id(at), op.name, len(params))  # hyperparameters only (_Scope.hparams): a use may pass some as values
+    key = (id(at), op.name, tuple(params))  # which are hyperparameters (_Scope.hparams): a use may pass some as values
     out = cache.get(key)
     if out is None:
         out = cache[key] = _exprs_of(op, at, params)
