@@ -711,3 +711,104 @@ def test_keras_applications_backbone_nested_in_a_model(tmp_path):
     want = np.asarray(model(x, training=False))
     nchw = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
     _close(spec.to_torch(weights=r.weights).eval()(nchw).detach().numpy(), want)
+
+
+KERAS_SEPARABLE = """
+network KSep {
+    input image: [3, 12, 12]
+    h = image -> conv2d(4, 3, padding=1) -> FIRST -> relu -> separable_conv2d(5, 3, use_bias=BIAS)
+        -> global_avgpool2d -> dense(2)
+    output h
+}
+"""
+FUSED = "separable_conv2d(6, 3, padding=1, depth_multiplier=2)"
+SPLIT = "depthwise_conv2d(3, padding=1, depth_multiplier=2) -> conv2d(6, 1)"
+
+
+def _keras_separable_model(dw_bias=True, relu_between=False, second_bias=True):
+    """A separable convolution as keras.applications and user code often write it: a DepthwiseConv2D, then a
+    1x1 Conv2D (twice: depth_multiplier 2 with a depthwise bias, then 1), every bias drawn at random."""
+    inp = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="stem")(inp)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, use_bias=dw_bias, name="dw1",
+                                     activation="relu" if relu_between else None)(x)
+    x = keras.layers.ReLU()(keras.layers.Conv2D(6, 1, name="pw1")(x))
+    x = keras.layers.DepthwiseConv2D(3, use_bias=second_bias, name="dw2")(x)
+    x = keras.layers.Conv2D(5, 1, padding="same", use_bias=second_bias, name="pw2")(x)
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
+    for layer in model.layers:
+        if layer.weights:
+            layer.set_weights([w if w.ndim > 1 else RNG.normal(0, 0.5, w.shape).astype("f")
+                               for w in layer.get_weights()])
+    return model
+
+
+def test_keras_depthwise_and_1x1_conv_pair_with_one_separable_conv(tmp_path, capsys):
+    model = _keras_separable_model()
+    path = tmp_path / "sep.keras"
+    model.save(path)
+    x = RNG.standard_normal((2, 12, 12, 3)).astype(np.float32)
+    want = np.asarray(model(x))
+    nchw = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    spec = netspec.parse_text(KERAS_SEPARABLE.replace("FIRST", FUSED).replace("BIAS", "true"), "ksep.net")
+    r = weights_from_keras(path, spec)
+    _close(spec.to_torch(weights=r.weights).eval()(nchw).detach().numpy(), want, 1e-5)
+    _close(spec.to_keras(weights=r.weights)(x, training=False), want, 1e-5)
+    dw1, pw1 = model.get_layer("dw1").get_weights(), model.get_layer("pw1").get_weights()
+    np.testing.assert_allclose(r.weights["h.separable_conv2d.bias"], pw1[1] + pw1[0][0, 0].T @ dw1[1],
+                               rtol=1e-6, atol=1e-6)
+    report = r.report()
+    for line in ("h.separable_conv2d (separable_conv2d) <- dw1 + pw1",
+                 "h.separable_conv2d.depthwise_kernel [8, 1, 3, 3]  = dw1.kernel, HWCM -> (C*M)1HW",
+                 "h.separable_conv2d.pointwise_kernel [6, 8, 1, 1]  = pw1.kernel, HWIO -> OIHW",
+                 "h.separable_conv2d.bias [6]  pw1.bias + pw1.kernel @ dw1.bias (depthwise bias folded in)",
+                 "h.separable_conv2d_1 (separable_conv2d) <- dw2 + pw2"):
+        assert line in report
+    by_hand = weights_from_keras(model, spec, mapping={"h.separable_conv2d": "dw1 + pw1",
+                                                        "h.separable_conv2d_1": "dw2"})
+    for k in r.weights:
+        np.testing.assert_array_equal(by_hand.weights[k], r.weights[k])
+    spec_file, mapping = tmp_path / "ksep.net", tmp_path / "map.txt"
+    spec_file.write_text(KERAS_SEPARABLE.replace("FIRST", FUSED).replace("BIAS", "true"))
+    mapping.write_text("h.separable_conv2d = dw1 + pw1  # both halves\n")
+    out = tmp_path / "w.safetensors"
+    assert main(["weights", "import", str(spec_file), str(path), "-o", str(out), "--mapping", str(mapping),
+                 "--report"]) == 0
+    assert "h.separable_conv2d (separable_conv2d) <- dw1 + pw1\n" in capsys.readouterr().out
+    saved = netspec.weights.load_weights(out)
+    for k in r.weights:
+        np.testing.assert_array_equal(saved[k], r.weights[k])
+    with pytest.raises(WeightsImportError, match=r"'h.conv2d' \(conv2d\) <- stem \+ pw1: only a separable_conv2d"):
+        weights_from_keras(model, spec, mapping={"h.conv2d": "stem + pw1"})
+    # the same two layers pair one by one with a spec's depthwise_conv2d -> conv2d(F, 1)
+    split = netspec.parse_text(KERAS_SEPARABLE.replace("FIRST", SPLIT).replace("BIAS", "true"), "ksep.net")
+    r = weights_from_keras(model, split)
+    assert "h.depthwise_conv2d (depthwise_conv2d) <- dw1\n" in r.report()
+    assert "h.conv2d_1 (conv2d) <- pw1\n" in r.report() and "<- dw2 + pw2" in r.report()
+    _close(split.to_torch(weights=r.weights).eval()(nchw).detach().numpy(), want, 1e-5)
+
+
+def test_keras_depthwise_and_1x1_conv_refusals():
+    fused = netspec.parse_text(KERAS_SEPARABLE.replace("FIRST", FUSED).replace("BIAS", "true"), "ksep.net")
+    with pytest.raises(WeightsImportError, match=r"spec layer 'h.separable_conv2d' .*'dw1' \(DepthwiseConv2D\) "
+                                                 r"applies activation 'relu' before 'pw1' reads it"):
+        weights_from_keras(_keras_separable_model(relu_between=True), fused)
+    inp = keras.Input((12, 12, 3))
+    x = keras.layers.DepthwiseConv2D(3, name="dw")(inp)
+    model = keras.Model(inp, keras.layers.Conv2D(5, 1, name="pw")(keras.layers.ReLU(name="act")(x)))
+    plain = netspec.parse_text("network P {\n input image: [3, 12, 12]\n y = image -> separable_conv2d(5, 3)\n"
+                               " output y\n}\n", "p.net")
+    with pytest.raises(WeightsImportError, match=r"'dw' \(DepthwiseConv2D\) is read by 'act' \(ReLU\), not "
+                                                 r"directly by a 1x1 Conv2D"):
+        weights_from_keras(model, plain)
+    with pytest.raises(WeightsImportError, match=r"'h.separable_conv2d' \(separable_conv2d\) <- .*'dw1' \(Depthwise"
+                                                 r"Conv2D\) applies activation 'relu'"):
+        weights_from_keras(_keras_separable_model(relu_between=True), fused, mapping={"h.separable_conv2d": "dw1"})
+    no_bias = netspec.parse_text(KERAS_SEPARABLE.replace("FIRST", FUSED).replace("BIAS", "false"), "ksep.net")
+    with pytest.raises(WeightsImportError, match=r"spec layer 'h.separable_conv2d_1' .*'dw2' has a nonzero bias, "
+                                                 r"which the spec's separable_conv2d \(use_bias=false\) cannot hold"):
+        weights_from_keras(_keras_separable_model(), no_bias)
+    model = _keras_separable_model(second_bias=False)  # no biases at all: fits use_bias=false
+    r = weights_from_keras(model, no_bias)
+    x = RNG.standard_normal((1, 12, 12, 3)).astype(np.float32)
+    _close(no_bias.to_keras(weights=r.weights)(x, training=False), np.asarray(model(x)), 1e-5)

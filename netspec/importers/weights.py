@@ -59,8 +59,12 @@ class Group:
     # tensors) and what the report says about it
     rnn_layer: int = 0
     note: str = ""
-    # a PyTorch depthwise Conv2d: the 1x1 Conv2d that reads it directly (a separable pair)
+    # a depthwise conv (PyTorch Conv2d, Keras DepthwiseConv2D): the 1x1 conv that reads it
+    # directly (a separable pair), or for Keras why there is none
     partner: str | None = None
+    unpaired: str = ""
+    # a Keras conv layer: the parts of its config that decide whether it can be half of a pair
+    attrs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -232,7 +236,7 @@ _TORCH_KINDS = {
 _KERAS_KINDS = {
     "dense": {"Dense"}, "embedding": {"Embedding"}, "batchnorm": {"BatchNormalization"},
     "layernorm": {"LayerNormalization"}, "lstm": {"LSTM"}, "gru": {"GRU"}, "simple_rnn": {"SimpleRNN"},
-    "depthwise_conv2d": {"DepthwiseConv2D"}, "separable_conv2d": {"SeparableConv2D"},
+    "depthwise_conv2d": {"DepthwiseConv2D"}, "separable_conv2d": {"SeparableConv2D", "DepthwiseConv2D"},
     "bidirectional": {"Bidirectional"},
 }
 
@@ -253,12 +257,7 @@ def _kind_fits(node: ir.Node, g: Group) -> bool:
 
 
 def _torch_separable(node: ir.Node, dw: Group, pw: Group) -> dict[str, tuple[np.ndarray, str]]:
-    """A depthwise Conv2d and the 1x1 Conv2d after it as one ``separable_conv2d``.
-
-    The pointwise bias is the op's bias. A depthwise bias ``b`` is folded into it: the 1x1
-    convolution is linear, so ``pw(dw(x) + b) = pw(dw(x)) + W @ b`` at every position.
-    Without a bias in the spec, only zero biases can be dropped.
-    """
+    """A depthwise Conv2d and the 1x1 Conv2d after it as one ``separable_conv2d``."""
     for g in (dw, pw):
         extra = sorted(set(g.tensors) - {"weight", "bias"})
         if extra:
@@ -267,26 +266,79 @@ def _torch_separable(node: ir.Node, dw: Group, pw: Group) -> dict[str, tuple[np.
     if kd.ndim != 4 or kd.shape[1] != 1:
         raise WeightsImportError(f"'{dw.name}' is not a depthwise convolution: its weight is {list(kd.shape)}, "
                                  "a depthwise one [C * depth_multiplier, 1, kh, kw]")
-    out = {"depthwise_kernel": (kd, f"= {dw.name}.weight"), "pointwise_kernel": (kp, f"= {pw.name}.weight")}
-    bd, bp = dw.tensors.get("bias"), pw.tensors.get("bias")
+    return _separable(node, dw.name, pw.name, "weight", (kd, f"= {dw.name}.weight"), (kp, f"= {pw.name}.weight"),
+                      dw.tensors.get("bias"), pw.tensors.get("bias"))
+
+
+def _keras_separable(node: ir.Node, dw: Group, pw: Group) -> dict[str, tuple[np.ndarray, str]]:
+    """A Keras ``DepthwiseConv2D`` and the 1x1 ``Conv2D`` that reads it as one ``separable_conv2d``.
+
+    Kernels are converted as a ``SeparableConv2D``'s are (HWCM -> (C*M)1HW, HWIO -> OIHW).
+    """
+    if dw.kind != "DepthwiseConv2D" or not pw.kind.startswith("Conv") or pw.kind.endswith("Transpose"):
+        raise WeightsImportError(f"'{dw.name} + {pw.name}' is a {dw.kind} and a {pw.kind}; a separable_conv2d "
+                                 "takes a DepthwiseConv2D and a 1x1 Conv2D")
+    why = _keras_pair_problem(dw.attrs, pw.name, pw.attrs)
+    if why:
+        raise WeightsImportError(why)
+    for g in (dw, pw):
+        extra = sorted(set(g.tensors) - {"kernel", "bias"})
+        if extra:
+            raise WeightsImportError(f"'{g.name}' has tensors a {g.kind} does not ({', '.join(extra)})")
+    kd, kp = dw.tensors["kernel"], pw.tensors["kernel"]
+    if kd.ndim != 4 or kp.ndim != 4:
+        raise WeightsImportError(f"'{dw.name} + {pw.name}': kernels {list(kd.shape)} and {list(kp.shape)} are not "
+                                 "those of 2-D convolutions")
+    kh, kw, c, m = kd.shape
+    depthwise = kd.transpose(2, 3, 0, 1).reshape(c * m, 1, kh, kw)
+    return _separable(node, dw.name, pw.name, "kernel", (depthwise, f"= {dw.name}.kernel, HWCM -> (C*M)1HW"),
+                      (kp.transpose(3, 2, 0, 1), f"= {pw.name}.kernel, HWIO -> OIHW"),
+                      dw.tensors.get("bias"), pw.tensors.get("bias"))
+
+
+def _separable(node: ir.Node, dw: str, pw: str, kernel: str, depthwise: tuple[np.ndarray, str],
+               pointwise: tuple[np.ndarray, str], bd: np.ndarray | None,
+               bp: np.ndarray | None) -> dict[str, tuple[np.ndarray, str]]:
+    """A separable_conv2d's canonical tensors from its two halves (kernels already canonical).
+
+    The pointwise bias is the op's bias. A depthwise bias ``b`` is folded into it: the 1x1
+    convolution is linear, so ``pw(dw(x) + b) = pw(dw(x)) + W @ b`` at every position.
+    Without a bias in the spec, only zero biases can be dropped.
+    """
+    kp = pointwise[0]
+    out = {"depthwise_kernel": depthwise, "pointwise_kernel": pointwise}
     if any(p.name == "bias" for p in node.params):
         if bd is None and bp is None:
             return out  # the caller says the bias is missing
-        bias, how = (bp, f"= {pw.name}.bias") if bp is not None else (np.zeros(kp.shape[0], np.float32), "zeros")
+        bias, how = (bp, f"= {pw}.bias") if bp is not None else (np.zeros(kp.shape[0], np.float32), "zeros")
         if bd is not None and np.any(bd != 0):
             if kp.ndim != 4 or kp.shape[1] != bd.shape[0]:
-                raise WeightsImportError(f"'{pw.name}' reads {kp.shape[1]} channels, '{dw.name}' makes "
-                                         f"{bd.shape[0]}")
+                raise WeightsImportError(f"'{pw}' reads {kp.shape[1]} channels, '{dw}' makes {bd.shape[0]}")
             bias = (bias.astype(np.float64) + kp[:, :, 0, 0].astype(np.float64) @ bd.astype(np.float64))
-            how = (f"{pw.name}.bias + " if bp is not None else "") + f"{pw.name}.weight @ {dw.name}.bias " \
+            how = (f"{pw}.bias + " if bp is not None else "") + f"{pw}.{kernel} @ {dw}.bias " \
                 "(depthwise bias folded in)"
         out["bias"] = (bias, how)
         return out
-    for g, b in ((dw, bd), (pw, bp)):
+    for name, b in ((dw, bd), (pw, bp)):
         if b is not None and np.any(b != 0):
-            raise WeightsImportError(f"'{g.name}' has a nonzero bias, which the spec's separable_conv2d "
+            raise WeightsImportError(f"'{name}' has a nonzero bias, which the spec's separable_conv2d "
                                      "(use_bias=false) cannot hold; declare it with use_bias=true")
     return out
+
+
+def _keras_pair_problem(dw: dict[str, Any], pw_name: str, pw: dict[str, Any]) -> str:
+    """Why a Keras DepthwiseConv2D (``dw``: its config) and the Conv2D ``pw_name`` reading it
+    are not the two halves of one separable convolution; "" when they are."""
+    if dw.get("activation", "linear") != "linear":
+        return (f"'{dw['name']}' (DepthwiseConv2D) applies activation '{dw['activation']}' before '{pw_name}' "
+                "reads it; a separable_conv2d has nothing between its depthwise and pointwise halves "
+                "(declare depthwise_conv2d -> conv2d(F, 1) in the spec)")
+    if tuple(pw.get("kernel_size", ())) != (1, 1) or tuple(pw.get("strides", (1, 1))) != (1, 1) \
+            or pw.get("groups", 1) != 1 or pw.get("data_format") != dw.get("data_format"):
+        return (f"'{pw_name}' (kernel {list(pw.get('kernel_size', ()))}, strides {list(pw.get('strides', ()))}, "
+                f"groups {pw.get('groups', 1)}) is not a 1x1 Conv2D with stride 1 reading '{dw['name']}' "
+                "in its own data format: the two are not one separable_conv2d")
+    return ""
 
 
 class _Unfit(str):
@@ -296,16 +348,20 @@ class _Unfit(str):
 def _convert(node: ir.Node, g: Group, flat: tuple | None = None,
              partner: Group | None = None) -> tuple[dict[str, np.ndarray], Pair] | str:
     """The pair's canonical tensors, or why they do not fit (``flat``: what the spec's flatten read;
-    ``partner``: the 1x1 conv after a PyTorch depthwise conv, for a ``separable_conv2d``)."""
+    ``partner``: the 1x1 conv after a depthwise conv, for a ``separable_conv2d``)."""
     if not _kind_fits(node, g):
         return _Unfit(f"'{g.name}' is a {g.kind}, the spec's layer is {node.op}")
-    split = node.op == "separable_conv2d" and g.framework == "torch"
+    split = node.op == "separable_conv2d" and (g.framework == "torch" or g.kind == "DepthwiseConv2D")
     if split and partner is None:
+        if g.framework == "keras":  # a DepthwiseConv2D where the spec has a separable_conv2d: say why not
+            return g.unpaired or f"'{g.name}' (DepthwiseConv2D) is not read directly by a 1x1 Conv2D"
         return _Unfit(f"'{g.name}' is not a depthwise Conv2d read directly by a 1x1 Conv2d (the two halves of "
                       "the spec's separable_conv2d)")
+    if partner is not None and not split:
+        return f"'{g.name}' is a {g.kind}, which holds the whole {node.op}: name it alone"
     try:
         if split:
-            conv = _torch_separable(node, g, partner)
+            conv = (_torch_separable if g.framework == "torch" else _keras_separable)(node, g, partner)
         else:
             conv = _torch_to_canonical(node, g) if g.framework == "torch" else _keras_to_canonical(node, g, flat)
     except KeyError as exc:
@@ -333,8 +389,9 @@ def match(network: ir.Network, groups: list[Group], mapping: dict[str, str] | No
           ordered_by_graph: bool = True) -> Result:
     """Pair checkpoint groups with the spec's weighted layers (see the module docstring).
 
-    A mapping's checkpoint side may name two PyTorch modules, ``depthwise + pointwise``, for a
-    ``separable_conv2d``; a depthwise conv alone brings the 1x1 conv that reads it.
+    A mapping's checkpoint side may name two layers, ``depthwise + pointwise`` (PyTorch modules,
+    or a Keras DepthwiseConv2D and Conv2D), for a ``separable_conv2d``; a depthwise conv alone
+    brings the 1x1 conv that reads it.
     """
     layers = _spec_layers(network)
     flat = _flatten_inputs(network)
@@ -362,7 +419,7 @@ def match(network: ir.Network, groups: list[Group], mapping: dict[str, str] | No
     window = 8
 
     def partner_of(node, g, names):
-        if node.op != "separable_conv2d" or g.framework != "torch":
+        if node.op != "separable_conv2d" or (g.framework != "torch" and len(names) < 2 and not g.partner):
             return None
         name = names[1] if len(names) > 1 else g.partner
         return next((p for p in pending if p.name == name), by_name.get(name) if len(names) > 1 else None)
@@ -613,16 +670,66 @@ def _by_name_torch(spec, network, state) -> Result | None:
 
 # Keras ------------------------------------------------------------------------------------------------
 
-def _keras_groups(model) -> list[Group]:
+def _keras_groups(model, fuse_separable: bool = False) -> list[Group]:
     """Weighted layers of a functional/sequential Keras model in data-flow order.
 
     A model used as a layer (a ``keras.applications`` backbone, a ``Sequential`` head) is
     flattened in place: its layers are named ``<model>/<layer>`` and continue the depth
-    of whatever feeds it.
+    of whatever feeds it. A ``DepthwiseConv2D`` read only by a 1x1 ``Conv2D`` (stride 1, no
+    activation between) gets it as its partner; with ``fuse_separable`` (the spec has
+    separable convolutions) the two count as one weighted layer, as a ``separable_conv2d`` does.
     """
     groups: list[Group] = []
-    _walk_keras(model, "", {}, 0, groups, [0], {})
+    _walk_keras(model, "", {}, 0, groups, [0], {}, fuse_separable)
     return groups
+
+
+def _keras_conv_attrs(layer, name: str) -> dict[str, Any]:
+    act = getattr(layer, "activation", None)
+    return {"name": name, "activation": getattr(act, "__name__", type(act).__name__) if act else "linear",
+            "kernel_size": tuple(getattr(layer, "kernel_size", ())), "strides": tuple(getattr(layer, "strides", ())),
+            "groups": getattr(layer, "groups", 1), "data_format": getattr(layer, "data_format", None)}
+
+
+def _keras_readers(model) -> tuple[dict[int, list], set[int]]:
+    """{id(layer): the layers of ``model`` that read it} (first calls only), and the ids of
+    the layers whose outputs are the model's."""
+    readers: dict[int, list] = {}
+    for layer in model.layers:
+        for node in getattr(layer, "_inbound_nodes", [])[:1]:
+            for t in getattr(node, "input_tensors", []) or []:
+                hist = getattr(t, "_keras_history", None)
+                if hist is not None:
+                    readers.setdefault(id(hist[0]), []).append(layer)
+    try:
+        outs = {id(t._keras_history[0]) for t in model.outputs}
+    except (AttributeError, TypeError, ValueError):
+        outs = set()
+    return readers, outs
+
+
+def _keras_pair(group: Group, layer, prefix: str, readers: dict[int, list], outs: set[int]):
+    """Sets ``group.partner`` (a DepthwiseConv2D's 1x1 Conv2D) or ``group.unpaired`` (why not);
+    returns the partner layer or None."""
+    rd = readers.get(id(layer), [])
+    names = ", ".join(f"'{prefix}{r.name}' ({type(r).__name__})" for r in rd)
+    if id(layer) in outs or len(rd) != 1:
+        group.unpaired = (f"'{group.name}' (DepthwiseConv2D) is read by {names or 'no layer'}"
+                          f"{' and is an output' if id(layer) in outs else ''}, not by one 1x1 Conv2D alone: "
+                          "it is not the depthwise half of a separable_conv2d")
+        return None
+    reader = rd[0]
+    if type(reader).__name__ != "Conv2D":
+        group.unpaired = (f"'{group.name}' (DepthwiseConv2D) is read by {names}, not directly by a 1x1 Conv2D: a "
+                          "separable_conv2d has nothing between its depthwise and pointwise halves (declare "
+                          "depthwise_conv2d -> ... -> conv2d(F, 1) in the spec)")
+        return None
+    pw_attrs = _keras_conv_attrs(reader, prefix + reader.name)
+    group.unpaired = _keras_pair_problem(group.attrs, prefix + reader.name, pw_attrs)
+    if group.unpaired:
+        return None
+    group.partner = prefix + reader.name
+    return reader
 
 
 def _is_keras_model(layer) -> bool:
@@ -630,13 +737,17 @@ def _is_keras_model(layer) -> bool:
 
 
 def _walk_keras(model, prefix: str, depth: dict[int, int], base: int, groups: list[Group], counter: list[int],
-                bridge: dict[int, Any]) -> int:
+                bridge: dict[int, Any], fuse: bool = False) -> int:
     """Adds ``model``'s weighted layers to ``groups``; returns the depth of its output.
 
     ``base`` is the depth of the model's input: a layer whose parent is not one of its
     model's layers (its input, or a Sequential's implicit input layer) starts there.
     ``bridge`` maps a nested model's input layers to the outer layers that feed them.
+    With ``fuse``, a 1x1 Conv2D that is a DepthwiseConv2D's partner counts with it as one
+    weighted layer (adds no depth).
     """
+    readers, outs = _keras_readers(model)
+    partners: set[int] = set()
     for layer in model.layers:
         k = counter[0]
         counter[0] += 1
@@ -652,9 +763,9 @@ def _walk_keras(model, prefix: str, depth: dict[int, int], base: int, groups: li
             outer = [getattr(t, "_keras_history", [None])[0] for node in getattr(layer, "_inbound_nodes", [])[:1]
                      for t in getattr(node, "input_tensors", []) or []]
             bridge.update((id(i), o) for i, o in zip(inner, outer) if i is not None and o is not None)
-            d = _walk_keras(layer, f"{prefix}{layer.name}/", depth, d, groups, counter, bridge)
+            d = _walk_keras(layer, f"{prefix}{layer.name}/", depth, d, groups, counter, bridge, fuse)
         elif layer.weights:
-            d += 1
+            d += 0 if fuse and id(layer) in partners else 1
             tensors = {}
             for v in layer.weights:
                 path = getattr(v, "path", v.name)
@@ -665,6 +776,12 @@ def _walk_keras(model, prefix: str, depth: dict[int, int], base: int, groups: li
             group = Group(prefix + layer.name, type(layer).__name__, tensors, depth=d, order=k, framework="keras")
             if group.kind == "Dense":
                 group.flattened, group.channels_last = _keras_flatten_order(layer, bridge)
+            if group.kind in ("DepthwiseConv2D", "Conv2D"):
+                group.attrs = _keras_conv_attrs(layer, group.name)
+            if group.kind == "DepthwiseConv2D":
+                reader = _keras_pair(group, layer, prefix, readers, outs)
+                if reader is not None:
+                    partners.add(id(reader))
             groups.append(group)
         depth[id(layer)] = d
     try:
@@ -746,7 +863,8 @@ def weights_from_keras(source, spec, network: str | None = None, mapping: dict[s
     ours = _by_name_keras(net, source)
     if ours is not None:
         return ours
-    return match(net, _keras_groups(source), mapping, ordered_by_graph=True)
+    groups = _keras_groups(source, fuse_separable=any(n.op == "separable_conv2d" for n in net.nodes))
+    return match(net, groups, mapping, ordered_by_graph=True)
 
 
 def _by_name_keras(net: ir.Network, model) -> Result | None:
