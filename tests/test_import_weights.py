@@ -804,6 +804,8 @@ def test_keras_depthwise_and_1x1_conv_refusals():
     with pytest.raises(WeightsImportError, match=r"'h.separable_conv2d' \(separable_conv2d\) <- .*'dw1' \(Depthwise"
                                                  r"Conv2D\) applies activation 'relu'"):
         weights_from_keras(_keras_separable_model(relu_between=True), fused, mapping={"h.separable_conv2d": "dw1"})
+    with pytest.raises(WeightsImportError, match=r"'dw1' \(DepthwiseConv2D\) is read by 'pw1', not by 'pw2'"):
+        weights_from_keras(_keras_separable_model(), fused, mapping={"h.separable_conv2d": "dw1 + pw2"})
     no_bias = netspec.parse_text(KERAS_SEPARABLE.replace("FIRST", FUSED).replace("BIAS", "false"), "ksep.net")
     with pytest.raises(WeightsImportError, match=r"spec layer 'h.separable_conv2d_1' .*'dw2' has a nonzero bias, "
                                                  r"which the spec's separable_conv2d \(use_bias=false\) cannot hold"):

@@ -15,8 +15,9 @@ Two ways to match a checkpoint's layers to the spec's:
   with the spec's shortcut whatever the order of declaration. A checkpoint without
   a graph (a state_dict file) is paired in its own order, with a small look-ahead for
   shortcuts declared out of order. A PyTorch RNN with ``num_layers = n`` is n layers
-  (``<name>.l0`` ...), a depthwise ``Conv2d`` and the 1x1 ``Conv2d`` that reads it pair with
-  one ``separable_conv2d``, and a Keras model used as a layer is flattened (``<model>/<layer>``).
+  (``<name>.l0`` ...), a depthwise ``Conv2d`` (Keras ``DepthwiseConv2D``) and the 1x1 ``Conv2d``
+  (``Conv2D``) that reads it pair with one ``separable_conv2d``, and a Keras model used as a
+  layer is flattened (``<model>/<layer>``).
 
 ``mapping`` (``{spec layer: checkpoint layer}``) fixes pairs by hand. Any mismatch
 raises :class:`WeightsImportError` naming both sides; nothing is returned half-done.
@@ -278,9 +279,9 @@ def _keras_separable(node: ir.Node, dw: Group, pw: Group) -> dict[str, tuple[np.
     if dw.kind != "DepthwiseConv2D" or not pw.kind.startswith("Conv") or pw.kind.endswith("Transpose"):
         raise WeightsImportError(f"'{dw.name} + {pw.name}' is a {dw.kind} and a {pw.kind}; a separable_conv2d "
                                  "takes a DepthwiseConv2D and a 1x1 Conv2D")
-    why = _keras_pair_problem(dw.attrs, pw.name, pw.attrs)
-    if why:
-        raise WeightsImportError(why)
+    if dw.partner != pw.name:  # a mapping named them: they must be a pair in the graph too
+        raise WeightsImportError(dw.unpaired or f"'{dw.name}' (DepthwiseConv2D) is read by '{dw.partner}', "
+                                 f"not by '{pw.name}'")
     for g in (dw, pw):
         extra = sorted(set(g.tensors) - {"kernel", "bias"})
         if extra:
@@ -354,7 +355,9 @@ def _convert(node: ir.Node, g: Group, flat: tuple | None = None,
     split = node.op == "separable_conv2d" and (g.framework == "torch" or g.kind == "DepthwiseConv2D")
     if split and partner is None:
         if g.framework == "keras":  # a DepthwiseConv2D where the spec has a separable_conv2d: say why not
-            return g.unpaired or f"'{g.name}' (DepthwiseConv2D) is not read directly by a 1x1 Conv2D"
+            return g.unpaired or (f"'{g.name}' (DepthwiseConv2D): its 1x1 Conv2D '{g.partner}' is paired elsewhere"
+                                  if g.partner else f"'{g.name}' (DepthwiseConv2D) is not read directly by a 1x1 "
+                                  "Conv2D")
         return _Unfit(f"'{g.name}' is not a depthwise Conv2d read directly by a 1x1 Conv2d (the two halves of "
                       "the spec's separable_conv2d)")
     if partner is not None and not split:
