@@ -796,11 +796,21 @@ def test_keras_depthwise_and_1x1_conv_refusals():
     inp = keras.Input((12, 12, 3))
     x = keras.layers.DepthwiseConv2D(3, name="dw")(inp)
     model = keras.Model(inp, keras.layers.Conv2D(5, 1, name="pw")(keras.layers.ReLU(name="act")(x)))
-    plain = netspec.parse_text("network P {\n input image: [3, 12, 12]\n y = image -> separable_conv2d(5, 3)\n"
-                               " output y\n}\n", "p.net")
+    plain_text = "network P {\n input image: [3, 12, 12]\n y = image -> separable_conv2d(5, 3)\n output y\n}\n"
+    plain = netspec.parse_text(plain_text, "p.net")
     with pytest.raises(WeightsImportError, match=r"'dw' \(DepthwiseConv2D\) is read by 'act' \(ReLU\), not "
                                                  r"directly by a 1x1 Conv2D"):
         weights_from_keras(model, plain)
+    strided = keras.Model(inp, keras.layers.Conv2D(5, 1, strides=2, name="pw")(x))
+    half = netspec.parse_text("network P {\n input image: [3, 12, 12]\n y = image -> separable_conv2d(5, 3, stride=2)"
+                              "\n output y\n}\n", "p.net")
+    with pytest.raises(WeightsImportError, match=r"'pw' \(kernel \[1, 1\], strides \[2, 2\], groups 1\) is not a "
+                                                 r"1x1 Conv2D with stride 1"):
+        weights_from_keras(strided, half)
+    shared = keras.Model(inp, keras.layers.Add()([keras.layers.Conv2D(3, 1, name="pw")(x), x]))
+    with pytest.raises(WeightsImportError, match=r"'dw' \(DepthwiseConv2D\) is read by 'pw' \(Conv2D\), 'add' "
+                                                 r"\(Add\), not by one 1x1 Conv2D alone"):
+        weights_from_keras(shared, netspec.parse_text(plain_text.replace("(5, 3)", "(3, 3)"), "p.net"))
     with pytest.raises(WeightsImportError, match=r"'h.separable_conv2d' \(separable_conv2d\) <- .*'dw1' \(Depthwise"
                                                  r"Conv2D\) applies activation 'relu'"):
         weights_from_keras(_keras_separable_model(relu_between=True), fused, mapping={"h.separable_conv2d": "dw1"})
