@@ -807,7 +807,7 @@ def test_keras_depthwise_and_1x1_conv_refusals():
     with pytest.raises(WeightsImportError, match=r"'pw' \(kernel \[1, 1\], strides \[2, 2\], groups 1\) is not a "
                                                  r"1x1 Conv2D with stride 1"):
         weights_from_keras(strided, half)
-    shared = keras.Model(inp, keras.layers.Add()([keras.layers.Conv2D(3, 1, name="pw")(x), x]))
+    shared = keras.Model(inp, keras.layers.Add(name="add")([keras.layers.Conv2D(3, 1, name="pw")(x), x]))
     with pytest.raises(WeightsImportError, match=r"'dw' \(DepthwiseConv2D\) is read by 'pw' \(Conv2D\), 'add' "
                                                  r"\(Add\), not by one 1x1 Conv2D alone"):
         weights_from_keras(shared, netspec.parse_text(plain_text.replace("(5, 3)", "(3, 3)"), "p.net"))
