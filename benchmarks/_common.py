@@ -214,6 +214,7 @@ class ProcessRun:
     returncode: int
     stderr: str
     stdout: str
+    cpu_s: float = float("nan")  # the child's user + system time
 
 
 #: Starts one command and reports its wall time, its own peak RSS and its exit status. It runs as
@@ -229,7 +230,7 @@ pid = os.posix_spawnp(cmd[0], cmd, os.environ)
 _, status, usage = os.wait4(pid, 0)
 elapsed = time.perf_counter() - start
 with open(out, "w") as f:
-    f.write(f"{elapsed!r} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+    f.write(f"{elapsed!r} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)} {usage.ru_utime + usage.ru_stime!r}")
 """
 
 
@@ -251,9 +252,9 @@ def run_process(cmd: Sequence[str], cwd: Path = ROOT, capture_stdout: bool = Fal
             stdout = out.read().decode(errors="replace")
         if proc.returncode != 0 or not report.exists():
             return ProcessRun(float("nan"), float("nan"), proc.returncode or 1, stderr, stdout)
-        elapsed, maxrss, code = report.read_text().split()
+        elapsed, maxrss, code, cpu = report.read_text().split()
     scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    return ProcessRun(float(elapsed), int(maxrss) / scale, int(code), stderr, stdout)
+    return ProcessRun(float(elapsed), int(maxrss) / scale, int(code), stderr, stdout, float(cpu))
 
 
 def last_line(text: str, limit: int = 160) -> str:

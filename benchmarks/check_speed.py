@@ -121,37 +121,15 @@ def calibrate() -> float:
     return _timed("calibration", work)
 
 
-#: As benchmarks/_common.py's launcher (the child's own peak RSS), and the child's CPU time too.
-_LAUNCHER = """
-import os, sys, time
-out, cmd = sys.argv[1], sys.argv[2:]
-start = time.perf_counter()
-pid = os.posix_spawnp(cmd[0], cmd, os.environ)
-_, status, usage = os.wait4(pid, 0)
-elapsed = time.perf_counter() - start
-with open(out, "w") as f:
-    f.write(f"{elapsed!r} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)} {usage.ru_utime + usage.ru_stime!r}")
-"""
-
-
 def process_case(cmd: list[str], store: dict, key: str):
-    import subprocess
-
+    """A case running ``cmd`` as a fresh process: wall seconds; its peak RSS goes to store[key], its CPU to CPU[key]."""
     def run() -> float:
-        with tempfile.TemporaryDirectory() as tmp:
-            report = Path(tmp) / "report"
-            proc = subprocess.run([c.PYTHON, "-I", "-S", "-c", _LAUNCHER, str(report), *cmd], cwd=c.ROOT,
-                                  env=c.CHILD_ENV, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True)
-            if proc.returncode != 0 or not report.exists():
-                raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr[-2000:]}")
-            elapsed, maxrss, code, cpu = report.read_text().split()
-        if int(code) != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed (exit {code})")
-        scale = 1024 * 1024 if sys.platform == "darwin" else 1024
-        store.setdefault(key, []).append(int(maxrss) / scale)
-        CPU.setdefault(key, []).append(float(cpu))
-        return float(elapsed)
+        r = c.run_process(cmd)
+        if r.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed (exit {r.returncode}): {r.stderr[-2000:]}")
+        store.setdefault(key, []).append(r.peak_mib)
+        CPU.setdefault(key, []).append(r.cpu_s)
+        return r.seconds
     return run
 
 
